@@ -1,0 +1,1 @@
+"""Small, runnable lessons that rebuild the ideas behind a GPT from scratch."""
