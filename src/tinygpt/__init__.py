@@ -1,0 +1,31 @@
+"""tinygpt: train small GPT language models from scratch on your own text, sample them, look inside.
+
+    import tinygpt
+    result = tinygpt.train(preset="rhyme", out="runs/rhyme")      # or data="my.txt", max_iters=500, ...
+    run = tinygpt.load("runs/rhyme")
+    print(run.generate("mary", max_new_tokens=12, temperature=0.8))
+    print(run.evaluate())
+"""
+
+__version__ = "0.1.0"
+
+from .errors import TinyGPTError  # noqa: E402
+from .run import Run, load  # noqa: E402
+
+
+def train(preset: str = "", config: str = "", out: str = "", resume: str = "", log=None, **settings):
+    """Train a model; the same settings as `tinygpt train` (underscored: max_iters=500, n_embd=64).
+
+    preset: a named recipe (`tinygpt presets`); config: a YAML file of settings; out: run directory;
+    resume: a run directory to continue. Returns a `TrainResult` (losses, step, samples, out_dir).
+    """
+    from .presets import resolve
+    from .trainer import Trainer
+
+    if out:
+        settings["out"] = out
+    model_cfg, train_cfg, out_dir, preset_name = resolve(preset, config, settings, resume)
+    return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, preset=preset_name).train()
+
+
+__all__ = ["__version__", "TinyGPTError", "Run", "load", "train"]

@@ -1,0 +1,166 @@
+"""The run directory: self-describing, pickle-free, and safe to kill at any moment.
+
+    RUN/
+      config.json                    model settings, training settings, data fingerprint, version
+      tokenizer.json                 the exact tokenizer (Hugging Face format for BPE)
+      model.safetensors              best weights so far (what `tinygpt sample/eval` load)
+      metrics.jsonl                  one JSON object per evaluation
+      checkpoints/latest.safetensors weights + optimizer + random state + progress, for --resume
+      checkpoints/best.safetensors   the same, at the best validation loss
+
+Checkpoints are single safetensors files: tensors under `model.*`, `optim.*` and `rng.*`, and
+everything else as JSON in the header's metadata. safetensors holds only tensors and strings, so
+loading a checkpoint can never run code. Every file is written to a temporary name and renamed
+into place (atomic on POSIX), so a kill leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import TinyGPTError
+
+FORMAT = "tinygpt-checkpoint-1"
+
+
+def atomic_write_bytes(path: Path, payload: bytes):
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, doc: Any):
+    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, with a clear error if it is damaged."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise TinyGPTError(f"{path} is missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise TinyGPTError(
+            f"{path} is truncated or corrupted ({str(e).splitlines()[0][:120]}); "
+            "if it is model.safetensors, checkpoints/latest.safetensors may still load") from None
+
+
+# ----------------------------------------------------------------------------- optimizer state
+
+def _flatten_optimizer(states: list[dict]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split optimizer state dicts into tensors (for safetensors) and JSON-able rest."""
+    tensors, meta = {}, []
+    for j, sd in enumerate(states):
+        scalars = {}
+        for pid, pstate in sd["state"].items():
+            for key, value in pstate.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{j}.{pid}.{key}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[key] = value
+        meta.append({"param_groups": sd["param_groups"], "scalars": scalars})
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: list[dict]) -> list[dict]:
+    states = []
+    for j, m in enumerate(meta):
+        state: dict[int, dict] = {}
+        prefix = f"optim.{j}."
+        for name, value in tensors.items():
+            if name.startswith(prefix):
+                pid, key = name[len(prefix):].split(".", 1)
+                state.setdefault(int(pid), {})[key] = value
+        for pid, scalars in m["scalars"].items():
+            state.setdefault(int(pid), {}).update(scalars)
+        groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in m["param_groups"]]
+        states.append({"state": state, "param_groups": groups})
+    return states
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, model, optimizer, rng: dict[str, torch.Tensor], progress: dict):
+    """Everything needed to continue training exactly: weights, optimizer, random state, progress."""
+    tensors = {f"model.{k}": v for k, v in model.canonical_state_dict().items()}
+    optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dicts())
+    tensors.update(optim_tensors)
+    tensors.update({f"rng.{k}": v for k, v in rng.items()})
+    metadata = {"format": FORMAT, "progress": json.dumps(progress), "optimizer": json.dumps(optim_meta)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(path, tensors, metadata)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """{'model': state, 'optimizer': [states], 'rng': {...}, 'progress': {...}} from `save_checkpoint`."""
+    tensors, metadata = load_tensors(path)
+    if metadata.get("format") != FORMAT:
+        raise TinyGPTError(f"{path} is not a tinygpt checkpoint")
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    return {
+        "model": pick("model."),
+        "optimizer": _unflatten_optimizer(tensors, json.loads(metadata["optimizer"])),
+        "rng": pick("rng."),
+        "progress": json.loads(metadata["progress"]),
+    }
+
+
+def save_weights(path: Path, model, metadata: dict[str, str] | None = None):
+    atomic_save_tensors(path, model.canonical_state_dict(), {"format": "pt", **(metadata or {})})
+
+
+def load_weights_into(model, state: dict[str, torch.Tensor], source: Path):
+    try:
+        model.load_canonical_state_dict(state)
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise TinyGPTError(f"{source} does not match the model in config.json ({first})") from None
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def append_metrics(path: Path, record: dict):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All complete records; a half-written last line (a kill mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_metrics(path: Path, last_step: int):
+    """Drop records after `last_step` (written after the checkpoint a resumed run restarts from)."""
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))

@@ -1,0 +1,205 @@
+"""The `tinygpt` command: one verb per stage of a model's life.
+
+    tinygpt train [--preset NAME] [--data FILE] [--config FILE] [--SETTING VALUE ...] [--resume DIR]
+    tinygpt sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] ...
+    tinygpt eval RUN [--data FILE] [--json]
+    tinygpt presets
+    tinygpt lesson basics|attention
+
+Every problem with the user's input ends in one line on stderr and exit status 2; Ctrl-C during
+training saves first and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING
+
+from .config import ALL_FIELDS
+from .errors import TinyGPTError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) instead of the usage block."""
+
+    def error(self, message):
+        raise TinyGPTError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser):
+    groups = {
+        "model": parser.add_argument_group("model settings"),
+        "train": parser.add_argument_group("training settings"),
+    }
+    from .config import MODEL_FIELDS
+
+    for name, f in ALL_FIELDS.items():
+        if name in ("data", "out"):
+            continue  # added by hand, near the top of --help
+        group = groups["model" if name in MODEL_FIELDS else "train"]
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        choices = f.metadata.get("choices")
+        help_text = f"{f.metadata['help']} (default: {default!r})"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, choices=choices, metavar=name.upper(),
+                               help=help_text + (f"; one of {', '.join(choices)}" if choices else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tinygpt", description="Train small GPT language models from scratch, sample them, "
+                     "evaluate them, and look inside.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"tinygpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a model (no arguments: the nursery-rhyme model, in seconds)",
+                           description="Train a GPT. Settings come from --preset, then --config, then flags.")
+    train.add_argument("--preset", default="", help="a named recipe (see `tinygpt presets`); default: rhyme")
+    train.add_argument("--config", default="", help="a YAML file of settings (flat, or under `settings:`)")
+    train.add_argument("--data", default=None, help="text to train on: a UTF-8 file, 'rhyme' or 'shakespeare'")
+    train.add_argument("--out", default=None, help="run directory (default: runs/<preset or data name>)")
+    train.add_argument("--resume", default="", metavar="DIR", help="continue the run saved in DIR")
+    _add_setting_flags(train)
+
+    sample = sub.add_parser("sample", help="generate text from a trained run",
+                            description="Generate text from a trained run, streaming it as it is produced.")
+    sample.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
+    sample.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
+    sample.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    sample.add_argument("--temperature", type=float, default=0.8,
+                        help="randomness: 0 = greedy, 1 = the model's own distribution (default: 0.8)")
+    sample.add_argument("--top-k", type=int, default=0, help="sample only among the k likeliest tokens (0 = off)")
+    sample.add_argument("--top-p", type=float, default=1.0,
+                        help="sample only among the likeliest tokens whose probabilities sum to p (1 = off)")
+    sample.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="divide the logits of tokens already present by this (1 = off)")
+    sample.add_argument("--num-samples", type=int, default=1, help="independent samples (default: 1)")
+    sample.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
+    sample.add_argument("--stop", action="append", default=[], metavar="STRING",
+                        help="end a sample when this string appears (repeatable)")
+    sample.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    sample.add_argument("--checkpoint", default="best", choices=("best", "latest"),
+                        help="weights to use: the best validation loss or the latest step (default: best)")
+    sample.add_argument("--no-cache", action="store_true", help="re-run the whole context for every token")
+
+    ev = sub.add_parser("eval", help="loss and bits per character over the whole validation split",
+                        description="Exact loss over the whole validation split (or a whole file).")
+    ev.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
+    ev.add_argument("--data", default=None, help="evaluate on all of this file instead")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    ev.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+
+    sub.add_parser("presets", help="list the named recipes and the numbers they reach",
+                   description="List the named recipes, a line each.")
+
+    lesson = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
+                            description="Print a lesson step by step, with its real numbers.")
+    lesson.add_argument("name", choices=("basics", "attention"), help="which lesson")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_train(args) -> int:
+    from .presets import resolve
+    from .trainer import Trainer
+
+    overrides = {name: getattr(args, name) for name in ALL_FIELDS if getattr(args, name, None) is not None}
+    model_cfg, train_cfg, out_dir, preset = resolve(args.preset, args.config, overrides, args.resume)
+    result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset).train()
+    val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+    print(f"done: step {result.step}, train loss {result.train_loss:.4f}{val}, {result.elapsed_s:.1f}s; "
+          f"saved in {result.out_dir}")
+    print(f"next: tinygpt sample {result.out_dir} --prompt ...   |   tinygpt eval {result.out_dir}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .run import load
+
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop,
+                  use_cache=not args.no_cache)
+    sep = " " if run.tokenizer.kind == "word" else ""
+    run.start_ids(args.prompt)  # an unknown word or character fails here, before anything is printed
+    if args.num_samples == 1:
+        sys.stdout.write(args.prompt)
+        run.generate(args.prompt, seed=args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()),
+                     **common)
+        sys.stdout.write("\n")
+        return 0
+    texts = run.generate(args.prompt, num_samples=args.num_samples, seed=args.seed, **common)
+    for i, text in enumerate(texts):
+        print(f"--- sample {i + 1} ---")
+        print(args.prompt + (text if args.prompt else text.lstrip(sep) if sep else text))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .run import load
+
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    result = run.evaluate(data=args.data)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} tokens; "
+              f"{result['bits_per_char']:.4f} bits per character; perplexity {result['perplexity']:.2f}")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets import load_preset, preset_names
+
+    names = preset_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        doc = load_preset(name)
+        print(f"{name:<{width}}  {doc.get('description', '')}; expect {doc.get('expect', '-')}")
+    return 0
+
+
+def cmd_lesson(args) -> int:
+    if args.name == "basics":
+        from .lessons import basics as lesson
+    else:
+        from .lessons import attention as lesson
+    lesson.run()
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
+            "lesson": cmd_lesson}
+
+
+def main(argv=None) -> int:
+    from .trainer import TrainingInterrupted
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return EXIT_USAGE
+        return COMMANDS[args.command](args)
+    except TinyGPTError as e:
+        print(f"tinygpt: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingInterrupted as e:
+        print(f"tinygpt: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ntinygpt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `tinygpt sample ... | head`
+        return 0

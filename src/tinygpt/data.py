@@ -1,0 +1,166 @@
+"""Text in, batches out: finding corpora, splitting them, and cutting training windows.
+
+A corpus is named by a path or by one of two built-in names:
+- `rhyme`: the 16-sentence "Mary had a little lamb" corpus shipped inside the package;
+- `shakespeare`: tiny Shakespeare, looked up in $TINYGPT_DATA_DIR, then the user's cache
+  directory, and otherwise downloaded once from its public home (and checked by sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .errors import TinyGPTError
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_FILE = "tinyshakespeare.txt"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tinygpt"
+
+
+def rhyme_text() -> str:
+    """The nursery-rhyme corpus, one sentence per line."""
+    return resources.files("tinygpt").joinpath("resources/rhyme.txt").read_text(encoding="utf-8")
+
+
+def shakespeare_path(download: bool = True) -> Path:
+    """Where tiny Shakespeare is on this machine, downloading it to the cache if allowed and needed."""
+    candidates = []
+    if os.environ.get("TINYGPT_DATA_DIR"):
+        candidates.append(Path(os.environ["TINYGPT_DATA_DIR"]) / SHAKESPEARE_FILE)
+    cached = cache_dir() / SHAKESPEARE_FILE
+    candidates.append(cached)
+    for path in candidates:
+        if path.is_file():
+            return path
+    where = f"put {SHAKESPEARE_FILE} in $TINYGPT_DATA_DIR or at {cached}"
+    if not download:
+        raise TinyGPTError(f"tiny Shakespeare not found; {where}")
+    try:
+        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
+            payload = response.read()
+    except OSError as e:
+        raise TinyGPTError(f"tiny Shakespeare not found and could not be downloaded ({e}); {where}") from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != SHAKESPEARE_SHA256:
+        raise TinyGPTError(f"downloaded tiny Shakespeare has sha256 {digest}, expected {SHAKESPEARE_SHA256}; {where}")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".part")
+    tmp.write_bytes(payload)
+    os.replace(tmp, cached)
+    return cached
+
+
+def read_text_file(path: str | Path) -> str:
+    """Read a UTF-8 training text, explaining every way it can be unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise TinyGPTError(f"data file {path} does not exist; pass a UTF-8 text file, 'rhyme' or 'shakespeare'")
+    if path.is_dir():
+        raise TinyGPTError(f"{path} is a directory; pass a UTF-8 text file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise TinyGPTError(f"data file {path} is empty; it needs some text to learn from")
+    if b"\x00" in raw:
+        raise TinyGPTError(f"data file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TinyGPTError(
+            f"data file {path} is not valid UTF-8 (bad byte at offset {e.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def load_corpus(spec: str) -> str:
+    """The text named by `spec`: 'rhyme', 'shakespeare' or a file path."""
+    if spec == "rhyme":
+        return rhyme_text()
+    if spec == "shakespeare":
+        return read_text_file(shakespeare_path())
+    return read_text_file(spec)
+
+
+def corpus_name(spec: str) -> str:
+    return spec if spec in ("rhyme", "shakespeare") else Path(spec).stem
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Splits:
+    """Token ids of the training and validation text, and the context length they allow."""
+
+    train: torch.Tensor  # (N_train,) int64
+    val: torch.Tensor | None  # (N_val,) int64, or None when training on all of the text
+    block_size: int
+    notes: list[str]  # what was adjusted to make a small corpus trainable, for the user
+
+
+def split_ids(ids: list[int], val_fraction: float, block_size: int) -> Splits:
+    """The first (1 - val_fraction) of the ids train, the rest validate (the lecture's 90/10 split).
+
+    A tiny corpus still trains when it can: the context is shortened to fit, and validation is
+    dropped when the held-out part cannot hold a single window. Each adjustment is reported.
+    """
+    data = torch.tensor(ids, dtype=torch.long)
+    notes = []
+    if len(data) < 3:
+        raise TinyGPTError(f"the corpus is only {len(data)} token(s); it needs at least 3 to learn anything")
+    n_val = int(len(data) * val_fraction)
+    if val_fraction > 0 and n_val < 2:
+        notes.append(f"the corpus ({len(data)} tokens) is too short to hold out a validation split; "
+                     "validating on the training text")
+        n_val = 0
+    train, val = (data[: len(data) - n_val], data[len(data) - n_val:]) if n_val else (data, None)
+    limit = len(train) - 1 if val is None else min(len(train), len(val)) - 1
+    if block_size > limit:
+        notes.append(f"block_size reduced from {block_size} to {limit}: the "
+                     f"{'text' if val is None or len(train) - 1 == limit else 'validation split'} "
+                     f"has only {limit + 1} tokens")
+        block_size = limit
+    return Splits(train, val, block_size, notes)
+
+
+def random_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
+    """`batch_size` random windows of `block_size` tokens and the same windows shifted by one.
+
+    Returns x, y of shape (B, T). Offsets come from `generator` so a resumed run draws the same batches.
+    """
+    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
+    offsets = torch.arange(block_size)  # (T,)
+    x = data[ix[:, None] + offsets]  # (B, T)
+    y = data[ix[:, None] + offsets + 1]  # (B, T)
+    return x, y
+
+
+def eval_windows(data: torch.Tensor, block_size: int, max_tokens: int = 0):
+    """Non-overlapping windows covering the split once, in order, for an exact loss.
+
+    Every token after the first is predicted exactly once; the last window is shorter when the
+    split does not divide evenly. Yields x, y of shape (1 or many, T).
+    """
+    n = len(data) - 1
+    if max_tokens:
+        n = min(n, max_tokens)
+    full = n // block_size
+    if full:
+        x = data[: full * block_size].view(full, block_size)  # (W, T)
+        y = data[1 : full * block_size + 1].view(full, block_size)  # (W, T)
+        yield x, y
+    rest = n - full * block_size
+    if rest:
+        start = full * block_size
+        yield data[start : start + rest][None], data[start + 1 : start + rest + 1][None]  # (1, rest)

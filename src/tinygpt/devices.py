@@ -1,0 +1,47 @@
+"""Choosing where to compute: device, precision and CPU threads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from .errors import TinyGPTError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu. A named device that is not there is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TinyGPTError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TinyGPTError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TinyGPTError("--device mps was asked for but is not available here; use --device cpu")
+    return device
+
+
+def autocast_for(device: torch.device, dtype: str):
+    """A context-manager factory for the compute precision ('auto' = bf16 on capable GPUs)."""
+    if dtype == "auto":
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    if dtype == "float32":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def set_threads(threads: int, world_size: int = 1):
+    """Use `threads` CPU threads, or (0) the available cores shared among the processes."""
+    if threads == 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // world_size)
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,66 @@
+"""Data-parallel training through PyTorch's standard engine (torchrun + DistributedDataParallel).
+
+`torchrun --nproc_per_node=N -m tinygpt train ...` starts N copies of the same command; each finds
+its rank in the environment. Every process draws the same global batch (same seed, same generator)
+and trains on its own slice, DDP averages the gradients, and so N processes compute exactly the
+step one process would with the whole batch. Only rank 0 logs and writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device_type: str) -> DistInfo:
+    """Join the process group if launched by torchrun; a plain run is a world of one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def teardown(info: DistInfo):
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_across(info: DistInfo, *values: float) -> list[float]:
+    """Add numbers up over all processes (each gets the totals)."""
+    if not info.enabled:
+        return list(values)
+    device = f"cuda:{info.local_rank}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_across(info: DistInfo, flag: bool) -> bool:
+    """True on every process if any process says True (e.g. 'the time budget is spent')."""
+    if not info.enabled:
+        return flag
+    return sum_across(info, float(flag))[0] > 0

@@ -1,0 +1,155 @@
+"""Causal self-attention, twice: the fast path and the teaching path.
+
+Both compute the same function from the same weights (tests/test_model.py proves it):
+
+- `CausalSelfAttention` (attention: fused) projects queries, keys and values for all heads with one
+  matrix multiply and hands them to `scaled_dot_product_attention`, which picks a fused kernel.
+- `MultiHeadAttention` (attention: heads) is the lecture's version: one `Head` module per head with
+  its own key, query and value projections and its own lower-triangular mask, the heads'
+  outputs concatenated and projected. Slower, but every step is a line you can read.
+
+Checkpoints are always stored in the fused layout; `split_qkv`/`merge_qkv` convert.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .kv_cache import KVCache
+
+
+def score_scale(cfg: ModelConfig) -> float:
+    # Dividing by sqrt(head_size) keeps scores at unit variance so softmax does not saturate.
+    # The lecture's early code divided by sqrt(n_embd); `attn_scale: n_embd` reproduces that.
+    return 1.0 / math.sqrt(cfg.head_size if cfg.attn_scale == "head_size" else cfg.n_embd)
+
+
+def causal_mask(T: int, start: int, device) -> torch.Tensor:
+    """(T, start + T) booleans: query i (at position start + i) may see key j iff j <= start + i."""
+    q_pos = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(start + T, device=device)[None, :]  # (1, start+T)
+    return k_pos <= q_pos
+
+
+class CausalSelfAttention(nn.Module):
+    """All heads at once: one qkv projection and one scaled_dot_product_attention call."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+        super().__init__()
+        self.n_head, self.head_size = cfg.n_head, cfg.head_size
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
+        self.rotary = rotary
+        self.qk_norm = cfg.qk_norm
+        self.scale = score_scale(cfg)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start=cache.pos if cache else 0)
+        start = 0
+        if cache is not None:
+            start = cache.pos
+            k, v = cache.update(layer, k, v)  # (B, nh, start+T, hs)
+        dropout = self.dropout if self.training else 0.0
+        if start == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=self.scale)
+        elif T == 1:  # one new token sees every cached position: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        else:
+            mask = causal_mask(T, start, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
+        if self.proj is not None:
+            y = self.resid_dropout(self.proj(y))
+        return y
+
+
+def prepare_qk(q, k, qk_norm: bool, rotary, start: int):
+    """Optional QK-norm, then rotary positions; q, k: (B, nh, T, hs) (or (B, T, hs) for one head)."""
+    if qk_norm:
+        q = F.rms_norm(q, (q.size(-1),))
+        k = F.rms_norm(k, (k.size(-1),))
+    if rotary is not None:
+        q, k = rotary(q, start), rotary(k, start)
+    return q, k
+
+
+class Head(nn.Module):
+    """One head of self-attention, written out as the lecture does."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+        super().__init__()
+        hs = cfg.head_size
+        self.key = nn.Linear(cfg.n_embd, hs, bias=False)
+        self.query = nn.Linear(cfg.n_embd, hs, bias=False)
+        self.value = nn.Linear(cfg.n_embd, hs, bias=False)
+        # The mask is a buffer, not a parameter: it is not learned and not saved.
+        self.register_buffer("tril", torch.tril(torch.ones(cfg.block_size, cfg.block_size)), persistent=False)
+        self.rotary = rotary
+        self.qk_norm = cfg.qk_norm
+        self.scale = score_scale(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, index: int = 0):
+        B, T, C = x.shape
+        k = self.key(x)  # (B, T, hs)
+        q = self.query(x)  # (B, T, hs)
+        v = self.value(x)  # (B, T, hs)
+        start = cache.pos if cache is not None else 0
+        q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start)
+        if cache is not None:  # this head's slot in the shared cache
+            k, v = cache.update(layer, k[:, None], v[:, None], heads=slice(index, index + 1))
+            k, v = k[:, 0], v[:, 0]  # (B, start+T, hs)
+        L = k.size(1)
+        wei = q @ k.transpose(-2, -1) * self.scale  # (B, T, hs) @ (B, hs, L) -> (B, T, L): affinities
+        wei = wei.masked_fill(self.tril[start : start + T, :L] == 0, float("-inf"))  # no peeking ahead
+        wei = F.softmax(wei, dim=-1)  # each row: how much position t takes from each earlier position
+        wei = self.dropout(wei)
+        return wei @ v  # (B, T, L) @ (B, L, hs) -> (B, T, hs)
+
+
+class MultiHeadAttention(nn.Module):
+    """Several heads side by side, concatenated, then projected back into the residual stream."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+        super().__init__()
+        self.heads = nn.ModuleList(Head(cfg, rotary) for _ in range(cfg.n_head))
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        out = torch.cat([h(x, cache, layer, i) for i, h in enumerate(self.heads)], dim=-1)  # (B, T, C)
+        if self.proj is not None:
+            out = self.dropout(self.proj(out))
+        return out
+
+
+def split_qkv(state: dict, prefix: str, n_head: int) -> dict:
+    """Fused `{prefix}qkv.weight` (3C, C) -> per-head `{prefix}heads.{h}.{query,key,value}.weight`."""
+    w = state.pop(prefix + "qkv.weight")
+    C = w.size(1)
+    hs = C // n_head
+    for name, part in zip(("query", "key", "value"), w.split(C, dim=0)):
+        for h in range(n_head):
+            state[f"{prefix}heads.{h}.{name}.weight"] = part[h * hs : (h + 1) * hs].clone()
+    return state
+
+
+def merge_qkv(state: dict, prefix: str, n_head: int) -> dict:
+    """The inverse of `split_qkv`."""
+    parts = []
+    for name in ("query", "key", "value"):
+        parts.append(torch.cat([state.pop(f"{prefix}heads.{h}.{name}.weight") for h in range(n_head)], dim=0))
+    state[prefix + "qkv.weight"] = torch.cat(parts, dim=0)  # (3C, C)
+    return state

@@ -1,0 +1,134 @@
+"""The decoder-only GPT, in the order data flows through it.
+
+    ids (B, T)
+      -> token embedding (+ learned position embedding, unless rotary)   (B, T, C)
+      -> n_layer blocks: x + attention(norm(x)), then x + mlp(norm(x))  (B, T, C)
+      -> final norm -> linear head                                       (B, T, vocab_size)
+
+Everything optional is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
+nanoGPT's recipe and the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
+projections, tied embeddings) are all configurations of this one class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .attention import CausalSelfAttention, MultiHeadAttention, merge_qkv, split_qkv
+from .kv_cache import KVCache
+from .layers import MLP, Rotary, make_norm
+
+
+class Block(nn.Module):
+    """Communication (attention across positions), then computation (MLP per position)."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None):
+        super().__init__()
+        self.residual = cfg.residual
+        self.ln1 = make_norm(cfg)
+        attention = CausalSelfAttention if cfg.attention == "fused" else MultiHeadAttention
+        self.attn = attention(cfg, rotary)
+        self.ln2 = make_norm(cfg) if cfg.mlp_ratio else None
+        self.mlp = MLP(cfg) if cfg.mlp_ratio else None
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):  # (B, T, C)
+        a = self.attn(self.ln1(x), cache, layer)
+        x = x + a if self.residual else a
+        if self.mlp is not None:
+            m = self.mlp(self.ln2(x))
+            x = x + m if self.residual else m
+        return x
+
+
+class GPT(nn.Module):
+    supports_cache = True
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_emb == "learned" else None
+        # One rotary table shared by every attention layer (its buffers are not saved).
+        self.rotary = Rotary(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.pos_emb == "rope" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, self.rotary) for _ in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.tok_emb.weight
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """Every tensor's starting value, in one place.
+
+        normal: GPT-2's N(0, 0.02) for weights and embeddings, zero biases, and residual projections
+                scaled by 1/sqrt(2 * n_layer) so the residual stream's variance does not grow with depth.
+        torch:  PyTorch's layer defaults (what the teaching texts' code used).
+        zero_init_proj: residual projections start at zero, so each block starts as the identity.
+        """
+        cfg = self.config
+        if cfg.init == "normal":
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.proj.weight")):
+                if cfg.zero_init_proj:
+                    nn.init.zeros_(p)
+                elif cfg.init == "normal":
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """idx, targets: (B, T) token ids. Returns logits (B, T, vocab_size) and the mean loss (or None)."""
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))  # (T, C) broadcast
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)  # (B, T, C)
+        if cache is not None:
+            cache.advance(T)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
+        return logits, loss
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        cfg = self.config
+        p = self.tok_emb.weight
+        return KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.block_size, cfg.head_size, p.device, p.dtype)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once
+
+    # Checkpoints use one layout whatever the attention path, and hold a tied tensor once.
+    def canonical_state_dict(self) -> dict[str, torch.Tensor]:
+        state = {k: v.detach() for k, v in self.state_dict().items()}
+        if self.config.tie_weights:
+            state.pop("lm_head.weight")
+        if self.config.attention == "heads":
+            for i in range(self.config.n_layer):
+                merge_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
+        return state
+
+    def load_canonical_state_dict(self, state: dict[str, torch.Tensor]):
+        state = dict(state)
+        if self.config.attention == "heads":
+            for i in range(self.config.n_layer):
+                split_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
+        if self.config.tie_weights:
+            state["lm_head.weight"] = state["tok_emb.weight"]
+        self.load_state_dict(state, strict=True)

@@ -1,0 +1,31 @@
+"""The key/value cache that makes generation cost one token's work per new token.
+
+Without a cache every new token re-runs the whole context through the model. With one, each
+attention layer keeps the keys and values it already computed and only the newest position is run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (n_layer, B, nh, block_size, hs) each."""
+
+    def __init__(self, n_layer, batch_size, n_head, max_len, head_size, device, dtype):
+        shape = (n_layer, batch_size, n_head, max_len, head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0  # how many positions are filled (the same for every layer once a forward ends)
+
+    def update(self, layer: int, k, v, heads: slice = slice(None)):
+        """Store k, v (B, nh, T, hs) for the positions after `pos`; return all keys/values so far."""
+        T = k.size(-2)
+        end = self.pos + T
+        self.k[layer, :, heads, self.pos : end] = k
+        self.v[layer, :, heads, self.pos : end] = v
+        return self.k[layer, :, heads, :end], self.v[layer, :, heads, :end]  # (B, nh, pos+T, hs)
+
+    def advance(self, n: int):
+        self.pos += n

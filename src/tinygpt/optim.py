@@ -1,0 +1,148 @@
+"""Optimizers and the learning-rate schedule.
+
+- AdamW with weight decay on 2-D tensors only (matrices and embeddings decay; biases and norm
+  gains do not), as in GPT-2 and nanoGPT.
+- Muon for the 2-D weight matrices inside the blocks, AdamW for everything else (embeddings, head,
+  biases, gains). Muon replaces each update by the nearest (semi-)orthogonal matrix, computed with a
+  few Newton-Schulz iterations, which makes every direction of a matrix learn at a similar speed.
+- The schedule is a multiplier on every group's base rate, a function of the step (warmup) and of
+  the fraction of training done, which is counted in steps or, with a time budget, in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import TrainConfig
+
+
+def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately orthogonalise a matrix: U V^T of its SVD, without computing an SVD.
+
+    A quintic iteration whose coefficients are tuned to push every singular value towards ~1
+    quickly (they land in roughly [0.7, 1.2], which works as well as exactly 1 in practice).
+    On CUDA it runs in bfloat16 (fast on tensor cores); on a CPU float32 is much faster.
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.to(torch.bfloat16) if g.is_cuda else g.float()
+    transposed = x.size(0) > x.size(1)
+    if transposed:  # iterate on the wide orientation: the Gram matrix is the smaller one
+        x = x.T
+    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm <= 1, inside the basin of convergence
+    for _ in range(steps):
+        gram = x @ x.T  # (r, r)
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    if transposed:
+        x = x.T
+    return x.to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """MomentUm Orthogonalized by Newton-schulz, for 2-D weight matrices only."""
+
+    def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0, nesterov=True, ns_steps=5):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, ns_steps=ns_steps)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.ndim != 2:
+                    raise ValueError(f"Muon only optimises 2-D matrices, got shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - group["momentum"])  # exponential moving average of gradients
+                g = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                update = newton_schulz(g, group["ns_steps"])
+                # Orthogonal updates have unit singular values; scale so tall matrices move as much as wide.
+                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"] * scale)
+
+
+class OptimizerSet:
+    """Several optimizers stepped together (Muon for matrices + AdamW for the rest)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self):
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dicts(self) -> list[dict]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dicts(self, states: list[dict]):
+        if len(states) != len(self.optimizers):
+            raise ValueError("checkpoint was saved with a different optimizer")
+        for opt, state in zip(self.optimizers, states):
+            opt.load_state_dict(state)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) -> OptimizerSet:
+    """Group the parameters and build the optimizer(s) that `cfg.optimizer` names."""
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    use_muon = cfg.optimizer == "muon"
+    muon = [p for n, p in params.items() if use_muon and p.ndim == 2 and n.startswith("blocks.")]
+    muon_ids = {id(p) for p in muon}
+    rest = [(n, p) for n, p in params.items() if id(p) not in muon_ids]
+    decay = [p for n, p in rest if p.ndim >= 2]
+    no_decay = [p for n, p in rest if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr},
+    ]
+    groups = [g for g in groups if g["params"]]
+    extra = {"fused": True} if device_type == "cuda" else {}
+    optimizers = [torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)]
+    if muon:
+        optimizers.append(Muon([{"params": muon, "base_lr": cfg.muon_lr}], lr=cfg.muon_lr,
+                               momentum=cfg.muon_momentum))
+    return OptimizerSet(optimizers)
+
+
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Multiplier on each group's base rate at `step`, with `progress` in [0, 1] of training done.
+
+    constant: 1 after warmup. cosine: half a cosine from 1 down to min_lr/lr over the steps after
+    warmup (nanoGPT's schedule). wsd: warmup, stable at 1, then linear decay to min_lr/lr over the
+    last `cooldown_frac` of training.
+    """
+    if step < cfg.warmup_iters:
+        return (step + 1) / (cfg.warmup_iters + 1)
+    floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
+    progress = min(max(progress, 0.0), 1.0)
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    if cfg.lr_schedule == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    stable_until = 1.0 - cfg.cooldown_frac
+    if progress <= stable_until:
+        return 1.0
+    return 1.0 - (1.0 - floor) * (progress - stable_until) / max(cfg.cooldown_frac, 1e-9)
+
+
+def set_lr(optimizer: OptimizerSet, factor: float) -> float:
+    """Apply the schedule; returns the AdamW rate (what the logs call `lr`)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    return optimizer.param_groups[0]["lr"]
