@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import MISSING
 
@@ -117,6 +118,8 @@ def cmd_train(args) -> int:
     overrides = {name: getattr(args, name) for name in ALL_FIELDS if getattr(args, name, None) is not None}
     model_cfg, train_cfg, out_dir, preset = resolve(args.preset, args.config, overrides, args.resume)
     result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset).train()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only the first process reports
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}{val}, {result.elapsed_s:.1f}s; "
           f"saved in {result.out_dir}")

@@ -11,6 +11,7 @@ what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -280,11 +281,11 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             x, y = random_batch(self.train_data, cfg.batch_size, block, self.batch_gen)  # (B, T): global batch
             x, y = x[lo : lo + per_rank].to(self.device), y[lo : lo + per_rank].to(self.device)  # this rank's share
+            # Under DDP, gradients are averaged across processes only on the last micro-batch.
             sync = micro == cfg.grad_accum - 1 or not self.dist.enabled
-            context = self.train_model.no_sync() if not sync else _nullcontext()
-            with context, self.autocast():
-                _, loss = self.train_model(x, y)
-            with context:
+            with self.train_model.no_sync() if not sync else contextlib.nullcontext():
+                with self.autocast():
+                    _, loss = self.train_model(x, y)
                 (loss / cfg.grad_accum).backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -387,11 +388,3 @@ class Trainer:
             self._log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
         self.model.train()
         return samples
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
