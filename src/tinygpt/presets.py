@@ -87,6 +87,15 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
     base = load_preset(preset)["settings"] if preset else {}
     from_file = load_yaml_settings(config_file) if config_file else {}
     model, train = build_configs(base, from_file, overrides)
-    out = Path(train.out) if train.out else Path("runs") / (preset or corpus_name(train.data))
+    out = Path(train.out) if train.out else _fresh_dir(Path("runs") / (preset or corpus_name(train.data)))
     train.out = str(out)
     return model, train, out, preset
+
+
+def _fresh_dir(base: Path) -> Path:
+    """base, or base-2, base-3, ...: the first that does not exist, so no earlier run is touched."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
