@@ -79,6 +79,7 @@ def _time_shape(m: int, k: int, n: int, repeats: int, min_time: float, dtype: to
         "calls_per_repeat": calls,
         "seconds_per_call": med,
         "gflops": flops / med / 1e9,
+        "gflops_best": flops / min(per_call) / 1e9,
         "gflops_all_repeats": [flops / s / 1e9 for s in per_call],
     }
 
@@ -94,8 +95,9 @@ def measure(
 
     Keys: ``threads`` (torch intra-op threads used), ``torch``, ``dtype``, ``cpu``, ``repeats``,
     ``min_time_s``, ``results`` (one dict per shape with name, m, k, n, gflops = median GFLOP/s,
-    seconds_per_call), and ``peak_gflops`` / ``peak_shape`` (the best median). If ``threads`` is
-    given, torch's thread count is set for the measurement and restored afterwards.
+    seconds_per_call, gflops_best = best repeat), and ``peak_gflops`` / ``peak_shape`` (the best
+    median). If ``threads`` is given, torch's thread count is set for the measurement and
+    restored afterwards.
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
@@ -143,15 +145,15 @@ def format_table(info: dict) -> str:
         f"{info['logical_cpus']} logical CPUs, {info['cpu']})",
         f"median of {info['repeats']} repeats, each >= {info['min_time_s']:.2f} s",
         "",
-        f"{'shape':<36} {'m':>6} {'k':>5} {'n':>5} {'ms/call':>9} {'GFLOP/s':>9}",
+        f"{'shape':<36} {'m':>6} {'k':>5} {'n':>5} {'ms/call':>9} {'GFLOP/s':>9} {'best':>7}",
     ]
     for r in info["results"]:
         lines.append(
             f"{r['name']:<36} {r['m']:>6} {r['k']:>5} {r['n']:>5} "
-            f"{r['seconds_per_call'] * 1e3:>9.3f} {r['gflops']:>9.1f}"
+            f"{r['seconds_per_call'] * 1e3:>9.3f} {r['gflops']:>9.1f} {r['gflops_best']:>7.1f}"
         )
     lines.append("")
-    lines.append(f"peak: {info['peak_gflops']:.1f} GFLOP/s  ({info['peak_shape'].strip()})")
+    lines.append(f"peak: {info['peak_gflops']:.1f} GFLOP/s  (best median, {info['peak_shape'].strip()})")
     return "\n".join(lines)
 
 
@@ -159,7 +161,9 @@ def _parse_shape(text: str) -> tuple[str, int, int, int]:
     try:
         m, k, n = (int(x) for x in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must look like MxKxN, e.g. 768x128x512, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"shape must look like MxKxN, e.g. 768x128x512, got {text!r}"
+        ) from None
     return (f"{m}x{k}x{n}", m, k, n)
 
 

@@ -50,7 +50,8 @@ How to run
     python benchmarks/nanogpt_side.py --what sample --sample-batches 1 --repeats 3
     python benchmarks/nanogpt_side.py --json nanogpt_side.json
 
-The full recipe takes a few minutes on a 2-core CPU; batch-64 sampling of 200 tokens a few more.
+On a 2-core CPU the full recipe takes about 2-3 minutes, batch-1 sampling of 200 tokens about
+15 s, and batch-64 sampling of 200 tokens about 5-6 minutes (and ~2.4 GB of memory), per repeat.
 Timings are only meaningful on an otherwise idle machine.
 """
 
@@ -485,7 +486,8 @@ def format_report(report: dict) -> str:
         r0 = runs[0]
         lines.append("")
         lines.append(f"train: CPU recipe, {r0['max_iters']} iters ({r0['optimizer_steps']} optimizer steps), "
-                     f"{r0['tokens_per_iter']} tokens/iter, {r0.get('nanogpt_params_M')}M params (nanoGPT count)"
+                     f"{r0['tokens_per_iter']} tokens/iter, "
+                     f"{r0.get('nanogpt_params_M')}M params (nanoGPT count)"
                      + (f", median of {len(runs)} runs" if len(runs) > 1 else ""))
         rows = [
             ("wall time (whole process)", f"{s['wall_s']:.1f} s"),
@@ -507,8 +509,9 @@ def format_report(report: dict) -> str:
     if "sample" in report:
         sm = report["sample"]
         lines.append("")
-        lines.append(f"sample: GPT.generate, {sm['model']['n_layer']} layers / {sm['model']['n_head']} heads / "
-                     f"{sm['model']['n_embd']} wide / block {sm['model']['block_size']}, "
+        mdl = sm["model"]
+        lines.append(f"sample: GPT.generate, {mdl['n_layer']} layers / {mdl['n_head']} heads / "
+                     f"{mdl['n_embd']} wide / block {mdl['block_size']}, "
                      f"{sm['runs'][0]['n_params'] / 1e6:.2f}M params, temperature {SAMPLE_TEMPERATURE}, "
                      f"top-k {SAMPLE_TOP_K}, no KV cache")
         lines.append(f"  {'batch':>5} {'new tokens':>10} {'seconds':>9} {'ms/step':>9} {'tokens/s':>10} "
@@ -528,7 +531,7 @@ def _parse_batches(text: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not vals or any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {text!r}")
     return vals
@@ -544,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--what", choices=["train", "sample", "all"], default="all",
                    help="which measurements to run (default all)")
     p.add_argument("--repeats", type=int, default=1,
-                   help="training runs, and timed generations per batch size; medians are reported (default 1)")
+                   help="training runs, and timed generations per batch size; medians are reported "
+                        "(default 1)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the full results as JSON here")
     p.add_argument("--max-iters", type=int, default=2000,
                    help="override the recipe's max_iters (and lr_decay_iters); e.g. 50 for a smoke run "
@@ -553,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Tiny Shakespeare text (default: $TINYSHAKESPEARE, nanoGPT's data/shakespeare_char/"
                         "input.txt, or /work/shared/data/tinyshakespeare.txt)")
     p.add_argument("--data-dir", default=None,
-                   help="where to write train.bin/val.bin/meta.pkl (default: $NANOGPT_DIR/data/shakespeare_char)")
+                   help="where to write train.bin/val.bin/meta.pkl "
+                        "(default: $NANOGPT_DIR/data/shakespeare_char)")
     p.add_argument("--work-dir", default=None,
                    help="scratch dir for nanoGPT's out_dir and logs (default: a new temp dir, removed "
                         "afterwards unless --keep)")
@@ -589,8 +594,8 @@ def _main(args) -> int:
     if args.max_iters < 1:
         raise HarnessError("--max-iters must be >= 1")
     if args.max_iters == RECIPE_WARMUP_ITERS:
-        raise HarnessError(f"--max-iters {RECIPE_WARMUP_ITERS} equals nanoGPT's warmup_iters, which makes its "
-                           "cosine schedule divide by zero; pick another value")
+        raise HarnessError(f"--max-iters {RECIPE_WARMUP_ITERS} equals nanoGPT's warmup_iters, which makes "
+                           "its cosine schedule divide by zero; pick another value")
     if args.sample_tokens < 1 or args.sample_tokens + 1 > SAMPLE_MODEL["block_size"]:
         raise HarnessError(f"--sample-tokens must be between 1 and {SAMPLE_MODEL['block_size'] - 1} "
                            "(prompt + new tokens must fit the block, so no context is cropped)")
@@ -656,8 +661,8 @@ def _main(args) -> int:
                 r = run_sample(nanogpt_dir, b, args.sample_tokens, args.repeats, args.python)
                 print(f"  {r['tokens_per_s']:.1f} tokens/s", flush=True)
                 sruns.append(r)
-            report["sample"] = {"model": SAMPLE_MODEL, "temperature": SAMPLE_TEMPERATURE, "top_k": SAMPLE_TOP_K,
-                                "runs": sruns}
+            report["sample"] = {"model": SAMPLE_MODEL, "temperature": SAMPLE_TEMPERATURE,
+                                "top_k": SAMPLE_TOP_K, "runs": sruns}
     finally:
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
