@@ -167,9 +167,13 @@ def cmd_presets(args) -> int:
 
     names = preset_names()
     width = max(len(n) for n in names)
+    pad = " " * (width + 2)
     for name in names:
         doc = load_preset(name)
-        print(f"{name:<{width}}  {doc.get('description', '')}; expect {doc.get('expect', '-')}")
+        print(f"{name:<{width}}  {doc.get('description', '')}")
+        print(f"{pad}reproduces: {doc.get('reproduces', '-')}")
+        print(f"{pad}expect:     {doc.get('expect', '-')}")
+    print("run one with: tinygpt train --preset NAME (with no preset, `tinygpt train` runs rhyme)")
     return 0
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -139,14 +140,18 @@ class Run:
                 "bits_per_char": bits_per_char(total, n_chars), "perplexity": float(torch.tensor(loss).exp())}
 
 
-def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") -> Run:
+def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", attention: str | None = None,
+         norm: str | None = None) -> Run:
     """Load a run directory written by `tinygpt train`.
 
     checkpoint: 'best' (model.safetensors) or 'latest' (checkpoints/latest.safetensors).
+    attention, norm: run the saved weights on the other path of the same function, whichever path
+    trained them: attention 'fused' or 'heads' (one module per head, as taught); norm 'layernorm'
+    or 'handwritten' (the lecture's own LayerNorm).
     """
     run_dir = Path(run_dir)
     doc = read_run_config(run_dir)
-    model_cfg = model_config_from_dict(doc["model"])
+    model_cfg = _choose_path(model_config_from_dict(doc["model"]), attention, norm)
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise TinyGPTError(f"{run_dir}/tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
@@ -164,3 +169,18 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best") ->
     load_weights_into(model, state, path)
     model.to(dev).eval()
     return Run(run_dir, model, tokenizer, doc, dev)
+
+
+def _choose_path(cfg: ModelConfig, attention: str | None, norm: str | None) -> ModelConfig:
+    """The same model computed another way; only switches that keep the function are allowed."""
+    if attention is not None:
+        if attention not in ("fused", "heads"):
+            raise TinyGPTError(f"attention must be fused or heads, got {attention!r}")
+        cfg = dataclasses.replace(cfg, attention=attention)
+    if norm is not None:
+        same = ("layernorm", "handwritten")
+        if norm not in same or cfg.norm not in same:
+            raise TinyGPTError(f"norm can only switch between layernorm and handwritten (one function, two codes); "
+                               f"this run uses {cfg.norm!r}, asked for {norm!r}")
+        cfg = dataclasses.replace(cfg, norm=norm)
+    return cfg
