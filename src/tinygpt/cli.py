@@ -106,7 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     lesson = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
                             description="Print a lesson step by step, with its real numbers.")
     lesson.add_argument("name", choices=("basics", "attention"), help="which lesson")
+    parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
+
+
+def _unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:
+    """'unknown option --n-embed (did you mean --n-embd?)', pointing at the help that lists them."""
+    import difflib
+
+    sub = parser.commands.get(command, parser)
+    known = [s for action in sub._actions for s in action.option_strings]
+    flags = [u.split("=", 1)[0] for u in unknown if u.startswith("-")]
+    if not flags:
+        return f"unexpected argument(s) {' '.join(unknown)} (see `{sub.prog} --help`)"
+    hints = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, known, n=1)
+        hints.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"unknown option {', '.join(hints)}; `{sub.prog} --help` lists them all"
 
 
 # ----------------------------------------------------------------------------- commands
@@ -128,6 +145,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    from .generate import SamplingConfig
     from .run import load
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
@@ -135,7 +153,10 @@ def cmd_sample(args) -> int:
                   top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop,
                   use_cache=not args.no_cache)
     sep = " " if run.tokenizer.kind == "word" else ""
-    run.start_ids(args.prompt)  # an unknown word or character fails here, before anything is printed
+    # An unknown word or character, or a bad sampling knob, fails here, before anything is printed.
+    run.start_ids(args.prompt)
+    SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty,
+                   args.stop).validate()
     if args.num_samples == 1:
         sys.stdout.write(args.prompt)
         run.generate(args.prompt, seed=args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()),
@@ -194,7 +215,10 @@ def main(argv=None) -> int:
     from .trainer import TrainingInterrupted
 
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise TinyGPTError(_unknown_arguments(parser, args.command, unknown))
         if args.command is None:
             build_parser().print_help()
             return EXIT_USAGE

@@ -93,16 +93,21 @@ def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache
 class TextStream:
     """Turns growing id sequences into text: new text to stream, and stop-string detection."""
 
-    def __init__(self, tokenizer, prompt_ids: list[int], stop: list[str]):
+    def __init__(self, tokenizer, prompt_ids: list[int], stop: list[str], drop_lead: str = ""):
         self.tokenizer = tokenizer
         self.n_prompt = len(prompt_ids)
         self.prefix = tokenizer.decode(prompt_ids)
         self.stop = stop
+        # Text to drop from the start of the completion: the word tokenizer joins words with a space,
+        # which must not open a sample that starts from no prompt at all.
+        self.drop_lead = drop_lead
 
     def completion(self, ids: list[int]) -> tuple[str, bool]:
         """The generated text after the prompt, cut before the first stop string; and whether one was hit."""
         text = self.tokenizer.decode(ids)
         text = text[len(self.prefix):] if text.startswith(self.prefix) else self.tokenizer.decode(ids[self.n_prompt:])
+        if self.drop_lead and text.startswith(self.drop_lead):
+            text = text[len(self.drop_lead):]
         cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
         return (text[:cut], True) if cut >= 0 else (text, False)
 

@@ -88,7 +88,8 @@ class Run:
         if num_samples < 1:
             raise TinyGPTError(f"num_samples must be at least 1, got {num_samples}")
         prompt_ids = self.start_ids(prompt)
-        texts = TextStream(self.tokenizer, prompt_ids, sampling.stop)
+        no_words = self.tokenizer.kind == "word" and not prompt.strip()  # starts from the sentence-end token
+        texts = TextStream(self.tokenizer, prompt_ids, sampling.stop, drop_lead=" " if no_words else "")
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)

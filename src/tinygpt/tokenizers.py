@@ -56,6 +56,9 @@ class CharTokenizer:
         return {"tinygpt_tokenizer": "char", "vocab": self.chars}
 
 
+MAX_WORDS_SHOWN = 200  # in the unknown-word error
+
+
 class WordTokenizer:
     """One token per whitespace-separated word; decoding joins words with single spaces.
 
@@ -82,9 +85,12 @@ class WordTokenizer:
         words = text.split()
         unknown = [w for w in dict.fromkeys(words) if w not in self.stoi]
         if unknown:
+            # A large vocabulary would make the one-line error unreadable; show its start and say how many.
+            shown = " ".join(self.words[:MAX_WORDS_SHOWN])
+            more = f" ... ({len(self.words) - MAX_WORDS_SHOWN} more)" if len(self.words) > MAX_WORDS_SHOWN else ""
             raise TinyGPTError(
                 f"unknown word(s) {', '.join(repr(w) for w in unknown[:10])}; "
-                f"this model knows only: {' '.join(self.words)}")
+                f"this model knows only: {shown}{more}")
         return [self.stoi[w] for w in words]
 
     def decode(self, ids) -> str:

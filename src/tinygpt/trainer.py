@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as ddp
-from .checkpoint import (append_metrics, atomic_write_json, load_checkpoint, load_weights_into, save_checkpoint,
-                         save_weights, truncate_metrics)
+from .checkpoint import (append_metrics, atomic_write_json, load_checkpoint, load_weights_into, read_metrics,
+                         save_checkpoint, save_weights, truncate_metrics)
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import corpus_name, fingerprint, load_corpus, random_batch, split_ids
 from .devices import autocast_for, pick_device, set_threads
@@ -270,7 +270,9 @@ class Trainer:
 
     def _done(self) -> bool:
         cfg = self.cfg
-        limit_reached = (cfg.max_iters and self.step >= cfg.max_iters) or self._time_is_up()
+        # max_iters 0 means no steps at all (evaluate the untrained model), unless a time budget decides.
+        steps_done = self.step >= cfg.max_iters and (cfg.max_iters > 0 or cfg.time_budget_s is None)
+        limit_reached = steps_done or self._time_is_up()
         return ddp.any_across(self.dist, bool(limit_reached) or self._stop_requested)
 
     def train_step(self) -> tuple[torch.Tensor, float]:
@@ -302,7 +304,13 @@ class Trainer:
         self._t0 = time.perf_counter()
         self.eval_seconds, self._step_seconds = 0.0, 0.0
         previous_handler = self._install_interrupt_handler()
-        loss, lr, last_record = None, cfg.lr, None
+        # A resumed run starts from the restored optimizer's rate, and from the evaluation of the
+        # step it resumes at if that was recorded (so resuming a finished run adds no duplicate).
+        loss, lr, last_record = None, self.optimizer.param_groups[0]["lr"], None
+        if self.resume:
+            records = read_metrics(self.out_dir / "metrics.jsonl")
+            if records and records[-1].get("step") == self.step:
+                last_record = records[-1]
         try:
             if self.dist.is_main:
                 self.log(self.describe())
