@@ -1,0 +1,161 @@
+"""Tokenizers: text -> ids -> the same text, a vocabulary that survives a save, clear refusals.
+
+The three kinds behave as a user expects: characters and byte-level BPE give back exactly the text
+they were given, words give it back with single spaces, and a saved tokenizer.json rebuilds the very
+same ids. Text a model cannot represent is refused naming the offending characters or words.
+"""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinygpt.config import TrainConfig
+from tinygpt.data import rhyme_text
+from tinygpt.errors import TinyGPTError
+from tinygpt.presets import load_preset
+from tinygpt.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    WordTokenizer,
+    load_tokenizer,
+    mark_sentence_ends,
+    train_tokenizer,
+)
+
+CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+CHAR = CharTokenizer.train(CORPUS)
+WORD = WordTokenizer.train(mark_sentence_ends(rhyme_text(), "<END>"), "<END>")
+BPE = BPETokenizer.train(rhyme_text() + CORPUS, 300)
+
+
+def save_and_reload(tokenizer, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(tokenizer.to_json()), encoding="utf-8")
+    return load_tokenizer(path)
+
+
+# ---- characters ------------------------------------------------------------------------------------
+
+def test_char_vocabulary_is_the_sorted_set_of_characters():
+    assert CHAR.chars == sorted(set(CORPUS))
+    assert CHAR.vocab_size == 30
+    assert CHAR.encode("\n ") == [0, 1]  # newline sorts first, then space
+    assert CHAR.decode(CHAR.encode("hear me")) == "hear me"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=sorted(set(CORPUS)), max_size=200))
+def test_char_round_trip_of_any_text_within_the_vocabulary(text):
+    ids = CHAR.encode(text)
+    assert len(ids) == len(text)
+    assert all(0 <= i < CHAR.vocab_size for i in ids)
+    assert CHAR.decode(ids) == text
+
+
+def test_unknown_characters_are_named_in_the_error():
+    with pytest.raises(TinyGPTError) as e:
+        CHAR.encode("hear me, Zeus!")
+    message = str(e.value)
+    assert "2 character(s)" in message and "'Z'" in message and "'!'" in message
+    assert "'h'" not in message  # known characters are not blamed
+
+
+# ---- words -----------------------------------------------------------------------------------------
+
+def test_word_corpus_with_sentence_ends_has_the_tutorials_counts():
+    # SPEC 1: 16 sentences, ' <END>' after each, joined by single spaces.
+    text = mark_sentence_ends(rhyme_text(), "<END>")
+    assert len(text.split()) == 106
+    assert len(text) == 546
+    assert WORD.vocab_size == 35
+    assert "<END>" in WORD.stoi
+    assert text.startswith("mary had a little lamb <END> little lamb little lamb <END>")
+    assert text.endswith("to see a lamb at school <END>")
+
+
+def test_rhyme_preset_sets_up_that_word_tokenizer():
+    preset = load_preset("rhyme")["settings"]
+    assert (preset["tokenizer"], preset["sentence_end"]) == ("word", "<END>")
+    assert TrainConfig(tokenizer="word", sentence_end="<END>").validate().sentence_end == "<END>"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted(WORD.stoi)), max_size=30), st.sampled_from([" ", "  ", "\n", " \t "]))
+def test_word_round_trip_gives_the_words_back_joined_by_single_spaces(words, gap):
+    text = gap.join(words)
+    ids = WORD.encode(text)
+    assert len(ids) == len(words)
+    assert WORD.decode(ids) == " ".join(words)
+
+
+def test_unknown_words_are_named_and_the_vocabulary_listed():
+    with pytest.raises(TinyGPTError) as e:
+        WORD.encode("mary had a dog and a Cat")
+    message = str(e.value)
+    assert "'dog', 'Cat'" in message
+    assert message.endswith("this model knows only: " + " ".join(sorted(WORD.stoi)))
+
+
+def test_a_huge_vocabulary_is_listed_only_in_part():
+    big = WordTokenizer([f"w{i}" for i in range(1000)])
+    with pytest.raises(TinyGPTError) as e:
+        big.encode("w1 nope")
+    assert "'nope'" in str(e.value) and "... (800 more)" in str(e.value)
+    assert len(str(e.value)) < 2000
+
+
+# ---- byte-level BPE --------------------------------------------------------------------------------
+
+def test_bpe_reaches_the_asked_vocabulary_and_compresses():
+    assert BPE.vocab_size == 300
+    assert len(BPE.encode(rhyme_text())) < len(rhyme_text().encode("utf-8")) / 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=100))
+def test_bpe_round_trip_of_arbitrary_unicode(text):
+    # Every byte is in the base alphabet, so nothing is unknown, not even text never seen in training.
+    assert BPE.decode(BPE.encode(text)) == text
+
+
+def test_bpe_token_shows_the_text_it_stands_for():
+    ids = BPE.encode("mary had")
+    assert "".join(BPE.token(i) for i in ids) == "mary had"
+
+
+# ---- tokenizer.json --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tokenizer, text", [
+    (CHAR, "Speak, speak.\nhear me"),
+    (WORD, "mary had a little lamb <END> its fleece"),
+    (BPE, "mary had a little lamb, é 日本 🎉\n"),
+])
+def test_saved_tokenizer_reloads_with_identical_encodings(tokenizer, text, tmp_path):
+    reloaded = save_and_reload(tokenizer, tmp_path)
+    assert type(reloaded) is type(tokenizer)
+    assert reloaded.vocab_size == tokenizer.vocab_size
+    assert reloaded.encode(text) == tokenizer.encode(text)
+    assert reloaded.decode(tokenizer.encode(text)) == tokenizer.decode(tokenizer.encode(text))
+
+
+def test_word_tokenizer_keeps_its_sentence_end_through_a_save(tmp_path):
+    assert save_and_reload(WORD, tmp_path).end_token == "<END>"
+
+
+def test_train_tokenizer_picks_the_kind_by_name():
+    assert isinstance(train_tokenizer("char", "abc"), CharTokenizer)
+    assert isinstance(train_tokenizer("word", "a b c"), WordTokenizer)
+    assert isinstance(train_tokenizer("bpe", CORPUS, 260), BPETokenizer)
+    with pytest.raises(TinyGPTError, match="unknown tokenizer 'sentencepiece'"):
+        train_tokenizer("sentencepiece", "abc")
+
+
+def test_a_missing_or_damaged_tokenizer_file_is_named(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    with pytest.raises(TinyGPTError, match="tokenizer.json is missing"):
+        load_tokenizer(path)
+    path.write_text('{"tinygpt_tokenizer": "char", "vo', encoding="utf-8")
+    with pytest.raises(TinyGPTError, match="tokenizer.json is not a valid tokenizer file"):
+        load_tokenizer(path)
