@@ -26,8 +26,16 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as ddp
-from .checkpoint import (append_metrics, atomic_write_json, load_checkpoint, load_weights_into, read_metrics,
-                         save_checkpoint, save_weights, truncate_metrics)
+from .checkpoint import (
+    append_metrics,
+    atomic_write_json,
+    load_checkpoint,
+    load_weights_into,
+    read_metrics,
+    save_checkpoint,
+    save_weights,
+    truncate_metrics,
+)
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import corpus_name, fingerprint, load_corpus, random_batch, split_ids
 from .devices import autocast_for, pick_device, set_threads
