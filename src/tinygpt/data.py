@@ -119,7 +119,8 @@ def split_ids(ids: list[int], val_fraction: float, block_size: int) -> Splits:
     notes = []
     if len(data) < 3:
         raise TinyGPTError(f"the corpus is only {len(data)} token(s); it needs at least 3 to learn anything")
-    n_val = int(len(data) * val_fraction)
+    # The lecture (and nanoGPT) train on data[:int(0.9 * N)]: count the training part the same way.
+    n_val = len(data) - int(len(data) * (1 - val_fraction)) if val_fraction > 0 else 0
     if val_fraction > 0 and n_val < 2:
         notes.append(f"the corpus ({len(data)} tokens) is too short to hold out a validation split; "
                      "validating on the training text")
