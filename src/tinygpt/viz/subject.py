@@ -1,0 +1,51 @@
+"""The model to look at when none is named: the nursery-rhyme run of SPEC §1, trained once and kept.
+
+It lives in the user's cache directory (`tinygpt.data.cache_dir()/runs/rhyme`), so `tinygpt
+explain` and `tinygpt inspect` work on a fresh install, and the second time cost nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from ..checkpoint import read_metrics
+from ..data import cache_dir
+
+DEFAULT_PROMPT = "mary had a little"
+
+
+def rhyme_run_dir() -> Path:
+    return cache_dir() / "runs" / "rhyme"
+
+
+def _finished(run_dir: Path) -> bool:
+    """Trained to its last step (a run stopped half-way is resumed, not used)."""
+    from ..run import read_run_config
+
+    if not (run_dir / "model.safetensors").is_file():
+        return False
+    records = read_metrics(run_dir / "metrics.jsonl")
+    target = read_run_config(run_dir)["train"].get("max_iters", 0)
+    return bool(records) and records[-1]["step"] >= target
+
+
+def default_run(say=None) -> Path:
+    """The cached rhyme run's directory, training it first (about 15 s on a laptop) if it is not there."""
+    say = say or (lambda line: print(line, file=sys.stderr))
+    run_dir = rhyme_run_dir()
+    if _finished(run_dir):
+        return run_dir
+    from .. import train
+
+    resume = (run_dir / "checkpoints" / "latest.safetensors").is_file()
+    say(f"no RUN given: {'finishing' if resume else 'training'} the nursery-rhyme model once, into {run_dir} "
+        "(about 15 s on a laptop; later calls reuse it)")
+    # Training reports on stdout; keep stdout for what the user asked for (e.g. --json).
+    with contextlib.redirect_stdout(sys.stderr):
+        if resume:
+            train(resume=str(run_dir), progress=False, sample_tokens=0)
+        else:
+            train(preset="rhyme", out=str(run_dir), progress=False, sample_tokens=0)
+    return run_dir
