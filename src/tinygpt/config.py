@@ -142,7 +142,12 @@ class TrainConfig:
     sample_tokens: int = _setting(100, "after training, print samples of this many tokens (0 = none)")
     num_samples: int = _setting(2, "how many samples to print after training")
     sample_prompts: str = _setting("", "comma-separated prompts for the samples after training")
-    progress: bool = _setting(True, "show a progress bar")
+    progress: bool = _setting(True, "show a progress bar (loss, tokens/s, time left)")
+    tensorboard: bool = _setting(
+        False, "also write TensorBoard logs to RUN/tensorboard (needs pip install 'tinygpt[tensorboard]'); "
+        "metrics.jsonl stays the record")
+    plot_every: int = _setting(
+        0, "redraw RUN/loss.png at the first evaluation after every this many steps, and at the end; 0 = never")
 
     def validate(self) -> "TrainConfig":
         _check_choices(self)
@@ -151,7 +156,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise TinyGPTError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("max_iters", "warmup_iters", "eval_iters", "eval_max_tokens", "sample_tokens",
-                     "num_samples", "threads"):
+                     "num_samples", "threads", "plot_every"):
             if getattr(self, name) < 0:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "muon_lr"):
