@@ -162,6 +162,12 @@ class Trainer:
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.ckpt_dir.mkdir(exist_ok=True)
+            if cfg.tensorboard:
+                from .viz.tensorboard import TensorBoardLog
+
+                # On resume, events after the checkpoint's step are dropped, as they are from metrics.jsonl.
+                self.tb = TensorBoardLog(self.out_dir / "tensorboard", self.step + 1 if self.resume else None)
+            self._plotted_at = self.step
             self.run_doc = {"tinygpt_version": __version__, "preset": self.preset, "model": to_dict(self.model_cfg),
                             "train": to_dict(cfg), "data": self.data_info,
                             "num_params": self.model.num_params()}
@@ -254,6 +260,10 @@ class Trainer:
                   "train_loss": losses["train"], "val_loss": losses["val"]}
         if self.dist.is_main:
             append_metrics(self.out_dir / "metrics.jsonl", record)
+            if self.tb is not None:
+                self.tb.write(record)
+            if self.cfg.plot_every and self.step - self._plotted_at >= self.cfg.plot_every:
+                self.plot_loss()
             val = f"{losses['val']:.4f}" if losses["val"] is not None else "n/a"
             self.log(f"step {self.step}: train loss {losses['train']:.4f}, val loss {val}")
         return record
@@ -305,8 +315,21 @@ class Trainer:
         self.tokens += cfg.batch_size * block * cfg.grad_accum
         return loss.detach(), lr
 
+    def plot_loss(self):
+        """Redraw RUN/loss.png from metrics.jsonl (--plot-every)."""
+        from .viz.plots import plot_loss
+
+        plot_loss([self.out_dir], self.out_dir / "loss.png", title=f"Loss curves of {self.out_dir.name}")
+        self._plotted_at = self.step
+
+    def _time_left(self) -> str:
+        """What is left of the time budget, as the progress bar shows it (m:ss)."""
+        left = max(self.cfg.time_budget_s - self.elapsed(), 0.0)
+        return f"{int(left // 60)}:{int(left % 60):02d}"
+
     def train(self) -> TrainResult:
         self._bar = None
+        self.tb = None
         self._setup()
         cfg = self.cfg
         self._t0 = time.perf_counter()
@@ -339,7 +362,10 @@ class Trainer:
                     if self.step % cfg.log_interval == 0:
                         now = time.perf_counter()
                         rate = window_tokens / max(now - window_start, 1e-9)
-                        self._bar.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}")
+                        postfix = dict(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}")
+                        if cfg.time_budget_s is not None:  # tqdm's own estimate counts steps, not the budget
+                            postfix["budget_left"] = self._time_left()
+                        self._bar.set_postfix(postfix)
                         window_start, window_tokens = now, 0
                 if self.step % cfg.eval_interval == 0:
                     last_record = self.evaluate_and_save(lr)
@@ -356,8 +382,12 @@ class Trainer:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+            if self.tb is not None:
+                self.tb.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
+        if self.dist.is_main and cfg.plot_every:
+            self.plot_loss()
         samples = self._final_samples() if self.dist.is_main else []
         ddp.teardown(self.dist)
         return TrainResult(self.out_dir, self.step, self.tokens, self.elapsed(), last_record["train_loss"],
