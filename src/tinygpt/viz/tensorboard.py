@@ -19,7 +19,6 @@ class TensorBoardLog:
         except ImportError:  # torch.utils.tensorboard needs the tensorboard package itself
             raise TinyGPTError("--tensorboard needs the tensorboard package; "
                                "install it with: pip install 'tinygpt[tensorboard]'") from None
-        # purge_step: on resume, events written after the checkpoint are dropped, as metrics.jsonl does.
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def write(self, record: dict):
