@@ -5,6 +5,10 @@
     tinygpt eval RUN [--data FILE] [--json]
     tinygpt presets
     tinygpt lesson basics|attention
+    tinygpt inspect [RUN] --prompt TEXT [--top-k K] [--all-positions] [--attention FILE.png]
+                    [--neighbours TOKEN] [--embeddings FILE.png] [--json]
+    tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
+    tinygpt explain [RUN] [--prompt TEXT]
 
 Every problem with the user's input ends in one line on stderr and exit status 2; Ctrl-C during
 training saves first and exits with 130.
@@ -106,6 +110,43 @@ def build_parser() -> argparse.ArgumentParser:
     lesson = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
                             description="Print a lesson step by step, with its real numbers.")
     lesson.add_argument("name", choices=("basics", "attention"), help="which lesson")
+
+    default_run = "default: the nursery-rhyme model, trained once into the cache if missing"
+    ins = sub.add_parser("inspect", help="look inside a trained run: tokens, next-token probabilities, attention, "
+                         "embeddings", description="Show what a trained model makes of a prompt, as tables and "
+                         "pictures.")
+    ins.add_argument("run", metavar="RUN", nargs="?", default=None, help=f"run directory ({default_run})")
+    ins.add_argument("--prompt", default=None, help="text to look at (default for the rhyme model: "
+                     "'mary had a little')")
+    ins.add_argument("--top-k", type=int, default=5, help="how many likeliest next tokens to list (default: 5)")
+    ins.add_argument("--all-positions", action="store_true", help="list next tokens after every position, "
+                     "not only the last")
+    ins.add_argument("--attention", default="", metavar="FILE.png",
+                     help="draw every layer x head attention map for the prompt into this picture")
+    ins.add_argument("--neighbours", default="", metavar="TOKEN",
+                     help="list the tokens whose embeddings are closest to TOKEN (cosine similarity)")
+    ins.add_argument("--embeddings", default="", metavar="FILE.png",
+                     help="draw the token embeddings projected to 2-D (PCA) into this picture")
+    ins.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    ins.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    ins.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+
+    plot = sub.add_parser("plot", help="draw training and validation loss curves of one or more runs",
+                          description="Draw the loss curves in each RUN's metrics.jsonl, overlaid in one picture.")
+    plot.add_argument("runs", metavar="RUN", nargs="+", help="run directories written by `tinygpt train`")
+    plot.add_argument("-o", "--out", default="loss.png", metavar="FILE.png", help="picture to write "
+                      "(default: loss.png)")
+    plot.add_argument("--x", default="step", choices=("step", "tokens", "seconds"),
+                      help="horizontal axis: optimizer steps, training tokens seen, or seconds (default: step)")
+    plot.add_argument("--log", action="store_true", help="logarithmic loss axis")
+    plot.add_argument("--title", default="", help="title of the picture")
+
+    exp = sub.add_parser("explain", help="walk through what a trained GPT does with a prompt, in plain words",
+                         description="Follow one prompt through a trained GPT, stage by stage, with its real numbers.")
+    exp.add_argument("run", metavar="RUN", nargs="?", default=None, help=f"run directory ({default_run})")
+    exp.add_argument("--prompt", default=None, help="text to follow (default for the rhyme model: 'mary had a little')")
+    exp.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    exp.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 
@@ -207,8 +248,50 @@ def cmd_lesson(args) -> int:
     return 0
 
 
+def _run_and_prompt(args):
+    """The run to look at (the cached rhyme model when none is named) and the prompt to use."""
+    from .run import load
+    from .viz.subject import DEFAULT_PROMPT, default_run
+
+    prompt = args.prompt
+    if args.run is None:
+        run_dir, prompt = default_run(), DEFAULT_PROMPT if prompt is None else prompt
+    elif prompt is None:
+        raise TinyGPTError(f"say what to look at with --prompt TEXT (e.g. tinygpt {args.command} {args.run} "
+                           "--prompt 'some text the model knows')")
+    else:
+        run_dir = args.run
+    return load(run_dir, device=args.device, checkpoint=args.checkpoint), prompt
+
+
+def cmd_inspect(args) -> int:
+    from .viz.report import as_text, inspect_run
+
+    run, prompt = _run_and_prompt(args)
+    result = inspect_run(run, prompt, args.top_k, args.all_positions, args.attention, args.neighbours,
+                         args.embeddings)
+    print(json.dumps(result) if args.json else "\n".join(as_text(result)))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .viz.plots import plot_loss
+
+    drawn = plot_loss(args.runs, args.out, x=args.x, log=args.log, title=args.title)
+    print(f"drew {len(drawn['lines'])} curve(s) of {len(drawn['series'])} run(s) against {args.x} into {drawn['path']}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .viz.explain import explain
+
+    run, prompt = _run_and_prompt(args)
+    explain(run, prompt)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "lesson": cmd_lesson}
+            "lesson": cmd_lesson, "inspect": cmd_inspect, "plot": cmd_plot, "explain": cmd_explain}
 
 
 def main(argv=None) -> int:

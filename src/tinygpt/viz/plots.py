@@ -162,8 +162,8 @@ def loss_series(run_dir: str | Path, x: str = "step") -> dict:
         raise TinyGPTError(f"run directory {run_dir} does not exist")
     records = read_metrics(run_dir / "metrics.jsonl")
     if not records:
-        raise TinyGPTError(f"{run_dir} has no metrics.jsonl (or it is empty); train into it with "
-                           f"`tinygpt train --out {run_dir}` first")
+        raise TinyGPTError(f"{run_dir} has no metrics.jsonl (or an empty one), so it holds no training run; "
+                           "pass directories written by `tinygpt train`")
     key = X_AXES[x][0]
     out = {"label": run_dir.name, "x": [], "train": [], "val": []}
     for r in records:
