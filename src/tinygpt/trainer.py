@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import signal
 import sys
 import threading
@@ -324,8 +325,8 @@ class Trainer:
 
     def _time_left(self) -> str:
         """What is left of the time budget, as the progress bar shows it (m:ss)."""
-        left = max(self.cfg.time_budget_s - self.elapsed(), 0.0)
-        return f"{int(left // 60)}:{int(left % 60):02d}"
+        left = max(math.ceil(self.cfg.time_budget_s - self.elapsed()), 0)
+        return f"{left // 60}:{left % 60:02d}"
 
     def train(self) -> TrainResult:
         self._bar = None
