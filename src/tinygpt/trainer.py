@@ -151,7 +151,8 @@ class Trainer:
         self.autocast = autocast_for(self.device, cfg.dtype)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.tokens, self.elapsed_before = 0, 0, 0.0
-        self.best_val, self.best_step = None, None
+        self.best_val, self.best_score, self.best_step = None, None, None
+        self._eval_tokens = 0  # tokens scored by the latest evaluation (it predicts the final one's cost)
         if self.resume:
             self._restore()
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
@@ -191,13 +192,30 @@ class Trainer:
         p = state["progress"]
         self.step, self.tokens, self.elapsed_before = p["step"], p["tokens"], p["elapsed_s"]
         self.best_val, self.best_step = p["best_val_loss"], p["best_step"]
+        self.best_score = p.get("best_score", self.best_val)
         if self.dist.is_main:
             truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
 
     # ------------------------------------------------------------------ evaluation and saving
 
-    def estimate_losses(self) -> dict[str, float | None]:
-        """Train and validation loss: exact passes (eval_iters=0) or averages of random batches."""
+    def _val_cap(self) -> int:
+        """Tokens of the validation split scored by a periodic evaluation (0 = all of it).
+
+        A multiple of block_size, so the capped windows are exactly the first windows of a whole pass.
+        """
+        cap = self.cfg.eval_max_tokens
+        if not cap or self.val_data is None or cap >= len(self.val_data) - 1:
+            return 0
+        block = self.model_cfg.block_size
+        return max(block, cap // block * block)
+
+    def estimate_losses(self, final: bool = False) -> dict[str, float | None]:
+        """Train and validation loss: exact passes (eval_iters=0) or averages of random batches.
+
+        With eval_max_tokens, periodic passes score only the first tokens of each split, but the
+        `final` evaluation scores the whole validation split. It then also reports `val_capped`, the
+        loss on the same first tokens, so that the best checkpoint is chosen on one footing.
+        """
         cfg, block = self.cfg, self.model_cfg.block_size
         shard = (self.dist.rank, self.dist.world_size)
         out = {}
@@ -210,8 +228,20 @@ class Trainer:
                 cap = cfg.eval_max_tokens or 0
                 if split == "train" and self.val_data is not None:
                     cap = min(cap or len(self.val_data), len(self.val_data))
+                if split == "val":
+                    cap = self._val_cap()
                 total, count = split_loss(self.model, data, block, self.device, max_tokens=cap,
                                           autocast=self.autocast, shard=shard)
+                if split == "val" and cap and final:
+                    # The rest of the split, in the same windows a whole pass would use.
+                    rest, rest_count = split_loss(self.model, data[cap:], block, self.device,
+                                                  autocast=self.autocast, shard=shard)
+                    head, head_count = ddp.sum_across(self.dist, total, count)
+                    out["val_capped"] = head / head_count
+                    total, count = total + rest, count + rest_count
+                self._eval_tokens += count
+                if split == "val":
+                    out["val_tokens"] = ddp.sum_across(self.dist, 0.0, count)[1]
             else:
                 gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same batches at every evaluation
                 total, count = 0.0, 0
@@ -237,7 +267,7 @@ class Trainer:
 
     def _progress(self) -> dict:
         return {"step": self.step, "tokens": self.tokens, "elapsed_s": self.elapsed(),
-                "best_val_loss": self.best_val, "best_step": self.best_step}
+                "best_val_loss": self.best_val, "best_score": self.best_score, "best_step": self.best_step}
 
     def save(self, best: bool):
         if not self.dist.is_main:
@@ -248,17 +278,26 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / "best.safetensors", self.model, self.optimizer, rng, progress)
             save_weights(self.out_dir / "model.safetensors", self.model, {"step": str(self.step)})
 
-    def evaluate_and_save(self, lr: float) -> dict:
+    def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
         t0 = time.perf_counter()
-        losses = self.estimate_losses()
+        self._eval_tokens = 0
+        losses = self.estimate_losses(final)
         self.eval_seconds = time.perf_counter() - t0
+        # The final evaluation scores the whole validation split; the time budget keeps room for it.
+        cap = self._val_cap() if self.cfg.eval_iters == 0 else 0
+        rest = 0 if final or not cap else (len(self.val_data) - 1 - cap) / self.dist.world_size
+        self.final_eval_seconds = self.eval_seconds * (1 + rest / max(self._eval_tokens, 1))
         score = losses["val"] if losses["val"] is not None else losses["train"]
-        improved = self.best_val is None or score < self.best_val
+        score = losses.get("val_capped", score)  # compare like with like
+        # The same step evaluated again (a whole pass after a capped one) is the same model.
+        improved = self.best_score is None or score < self.best_score or self.best_step == self.step
         if improved:
-            self.best_val, self.best_step = score, self.step
+            self.best_val, self.best_score, self.best_step = losses["val"] or score, score, self.step
         self.save(best=improved)
         record = {"step": self.step, "tokens": self.tokens, "elapsed_s": round(self.elapsed(), 3), "lr": lr,
                   "train_loss": losses["train"], "val_loss": losses["val"]}
+        if "val_tokens" in losses:
+            record["val_tokens"] = losses["val_tokens"]
         if self.dist.is_main:
             append_metrics(self.out_dir / "metrics.jsonl", record)
             if self.tb is not None:
@@ -279,12 +318,12 @@ class Trainer:
         if budget is None:
             return False
         # Leave room for the final evaluation, which is part of the budget too.
-        return self.elapsed() + self.eval_seconds + self._step_seconds >= budget
+        return self.elapsed() + self.final_eval_seconds + self._step_seconds >= budget
 
     def _progress_fraction(self) -> float:
         cfg = self.cfg
         if cfg.time_budget_s is not None:
-            return self.elapsed() / max(cfg.time_budget_s - self.eval_seconds, 1e-9)
+            return self.elapsed() / max(cfg.time_budget_s - self.final_eval_seconds, 1e-9)
         return (self.step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
 
     def _done(self) -> bool:
@@ -331,10 +370,10 @@ class Trainer:
     def train(self) -> TrainResult:
         self._bar = None
         self.tb = None
+        self._t0 = time.perf_counter()  # a time budget counts the setup (data, model) too
         self._setup()
         cfg = self.cfg
-        self._t0 = time.perf_counter()
-        self.eval_seconds, self._step_seconds = 0.0, 0.0
+        self.eval_seconds, self.final_eval_seconds, self._step_seconds = 0.0, 0.0, 0.0
         previous_handler = self._install_interrupt_handler()
         # A resumed run starts from the restored optimizer's rate, and from the evaluation of the
         # step it resumes at if that was recorded (so resuming a finished run adds no duplicate).
@@ -375,8 +414,10 @@ class Trainer:
             if self._stop_requested:
                 self.save(best=False)
                 raise TrainingInterrupted(self.step, self.out_dir)
-            if last_record is None or last_record["step"] != self.step:
-                last_record = self.evaluate_and_save(lr)
+            whole = self.val_data is None or last_record is None or self._val_cap() == 0 or \
+                last_record.get("val_tokens", 0) >= len(self.val_data) - 1
+            if last_record is None or last_record["step"] != self.step or not whole:
+                last_record = self.evaluate_and_save(lr, final=True)
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint stays as it was
             raise TrainingInterrupted(self.step, self.out_dir) from None
         finally:
