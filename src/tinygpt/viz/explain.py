@@ -11,7 +11,7 @@ from __future__ import annotations
 from .probe import display_token, trace
 
 SHOW_POSITIONS = 8  # a long prompt is summarised by its last positions
-SHOW_VALUES = 4  # how many numbers of a vector to print
+SHOW_VALUES = 3  # how many numbers of a vector to print
 NORM_NAMES = {"layernorm": "LayerNorm", "handwritten": "LayerNorm (the hand-written one)", "rmsnorm": "RMSNorm"}
 
 

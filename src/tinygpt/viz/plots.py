@@ -72,8 +72,7 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
     L, H, T, _ = w.shape
     panel = max(3.0, 0.3 * T + 1.6)  # inches: room for T labels on each axis
     fig = _new_figure(panel * H + 1.2, panel * L + 0.6, layout="constrained")
-    cmap = ListedColormap(_blues(256))
-    cmap.set_bad(MASKED)
+    cmap = ListedColormap(_blues(256)).with_extremes(bad=MASKED)
     future = np.triu(np.ones((T, T), dtype=bool), k=1)
     panels, image = [], None
     for layer in range(L):
