@@ -79,7 +79,8 @@ def explain(run, prompt: str, out=print, top: int = 5) -> dict:
         out(f"   Attention: {pre}each of {cfg.n_head} heads makes a query, a key and a value "
             f"({cfg.head_size} numbers each)")
         out("   for every position: what it looks for, what it offers, and what it passes on.")
-        out(f"   A position's weights over itself and earlier positions are softmax(query . key / sqrt({cfg.head_size})),")
+        scale = cfg.head_size if cfg.attn_scale == "head_size" else cfg.n_embd
+        out(f"   A position's weights over itself and earlier positions are softmax(query . key / sqrt({scale})),")
         out("   later positions get weight 0 (the causal mask). Where each position looks hardest:")
         layer = []
         for h in range(cfg.n_head):
