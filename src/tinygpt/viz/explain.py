@@ -38,7 +38,9 @@ def explain(run, prompt: str, out=print, top: int = 5) -> dict:
     norm = NORM_NAMES.get(cfg.norm)
     n_params = run.model.num_params()
     out(f"What this GPT does with {prompt!r}")
-    out(f"(run {run.dir}: {n_params:,} parameters; {cfg.n_layer} blocks of {cfg.n_head} attention heads, "
+    blocks = f"{cfg.n_layer} block{'s' if cfg.n_layer > 1 else ''}"
+    heads = f"{cfg.n_head} attention head{'s' if cfg.n_head > 1 else ''}"
+    out(f"(run {run.dir}: {n_params:,} parameters; {blocks} of {heads}, "
         f"vectors of {C} numbers, context of {cfg.block_size} tokens)")
     out("")
 
@@ -55,7 +57,7 @@ def explain(run, prompt: str, out=print, top: int = 5) -> dict:
     # 3. ids -> vectors
     out(f"3. Ids -> vectors. Row `id` of the token embedding table ({V} x {C}) turns each id into {C} numbers,")
     if t.pos_emb is not None:
-        out(f"   and row `position` of the position table ({cfg.block_size} x {C}) is added, so the same word at "
+        out(f"   and row `position` of the position table ({cfg.block_size} x {C}) is added, so the same token at "
             "another place looks different:")
         for p in shown:
             out(f"   {t.tokens[p]:>10} @ {p}: token {_vec(t.tok_emb[p])} + position {_vec(t.pos_emb[p])} "

@@ -70,7 +70,8 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
     path = check_output(path)
     w = np.asarray(weights, dtype=np.float64)  # (L, H, T, T)
     L, H, T, _ = w.shape
-    panel = max(3.0, 0.3 * T + 1.6)  # inches: room for T labels on each axis
+    panel = min(max(3.0, 0.3 * T + 1.6), 8.0)  # inches: room for T labels on each axis, within reason
+    every = math.ceil(T / 40)  # a long prompt labels every n-th position so the labels stay readable
     fig = _new_figure(panel * H + 1.2, panel * L + 0.6, layout="constrained")
     cmap = ListedColormap(_blues(256)).with_extremes(bad=MASKED)
     future = np.triu(np.ones((T, T), dtype=bool), k=1)
@@ -80,8 +81,9 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
             ax = fig.add_subplot(L, H, layer * H + head + 1)
             shown = np.ma.masked_array(w[layer, head], mask=future)
             image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set_xticks(range(T), tokens, rotation=90, fontsize=8)
-            ax.set_yticks(range(T), tokens, fontsize=8)
+            ticks = range(0, T, every)
+            ax.set_xticks(ticks, [tokens[i] for i in ticks], rotation=90, fontsize=8)
+            ax.set_yticks(ticks, [tokens[i] for i in ticks], fontsize=8)
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=10)
             if T <= 12:  # few enough cells to print each weight in it
                 for i in range(T):

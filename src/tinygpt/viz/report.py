@@ -22,8 +22,9 @@ def inspect_run(run, prompt: str, k: int = 5, all_positions: bool = False, atten
     result = {"run": str(run.dir), **probe.top_k(run, prompt, k, all_positions)}
     if attention:
         t = probe.trace(run, result["ids"])
+        shown = f"the last {len(t.ids)} tokens of {prompt!r}" if result["note"] else repr(prompt)
         drawn = plots.plot_attention(t.weights.numpy(), t.tokens, attention,
-                                     f"Attention weights for {prompt!r} (grey: later positions, masked)")
+                                     f"Attention weights for {shown} (grey: later positions, masked)")
         result["attention"] = {"file": drawn["path"], "layers": len(t.blocks), "heads": run.model_config.n_head,
                                "weights": drawn["weights"].round(6).tolist()}
     if neighbours:
