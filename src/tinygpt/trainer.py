@@ -153,6 +153,7 @@ class Trainer:
         self.step, self.tokens, self.elapsed_before = 0, 0, 0.0
         self.best_val, self.best_score, self.best_step = None, None, None
         self._eval_tokens = 0  # tokens scored by the latest evaluation (it predicts the final one's cost)
+        self._val_whole = self._val_cap() == 0  # whether the latest evaluation scored the whole split
         if self.resume:
             self._restore()
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
@@ -204,7 +205,7 @@ class Trainer:
         A multiple of block_size, so the capped windows are exactly the first windows of a whole pass.
         """
         cap = self.cfg.eval_max_tokens
-        if not cap or self.val_data is None or cap >= len(self.val_data) - 1:
+        if self.cfg.eval_iters or not cap or self.val_data is None or cap >= len(self.val_data) - 1:
             return 0
         block = self.model_cfg.block_size
         return max(block, cap // block * block)
@@ -241,7 +242,7 @@ class Trainer:
                     total, count = total + rest, count + rest_count
                 self._eval_tokens += count
                 if split == "val":
-                    out["val_tokens"] = ddp.sum_across(self.dist, 0.0, count)[1]
+                    self._val_whole = not cap or final
             else:
                 gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same batches at every evaluation
                 total, count = 0.0, 0
@@ -284,7 +285,7 @@ class Trainer:
         losses = self.estimate_losses(final)
         self.eval_seconds = time.perf_counter() - t0
         # The final evaluation scores the whole validation split; the time budget keeps room for it.
-        cap = self._val_cap() if self.cfg.eval_iters == 0 else 0
+        cap = self._val_cap()
         rest = 0 if final or not cap else (len(self.val_data) - 1 - cap) / self.dist.world_size
         self.final_eval_seconds = self.eval_seconds * (1 + rest / max(self._eval_tokens, 1))
         score = losses["val"] if losses["val"] is not None else losses["train"]
@@ -296,8 +297,6 @@ class Trainer:
         self.save(best=improved)
         record = {"step": self.step, "tokens": self.tokens, "elapsed_s": round(self.elapsed(), 3), "lr": lr,
                   "train_loss": losses["train"], "val_loss": losses["val"]}
-        if "val_tokens" in losses:
-            record["val_tokens"] = losses["val_tokens"]
         if self.dist.is_main:
             append_metrics(self.out_dir / "metrics.jsonl", record)
             if self.tb is not None:
@@ -414,9 +413,7 @@ class Trainer:
             if self._stop_requested:
                 self.save(best=False)
                 raise TrainingInterrupted(self.step, self.out_dir)
-            whole = self.val_data is None or last_record is None or self._val_cap() == 0 or \
-                last_record.get("val_tokens", 0) >= len(self.val_data) - 1
-            if last_record is None or last_record["step"] != self.step or not whole:
+            if last_record is None or last_record["step"] != self.step or not self._val_whole:
                 last_record = self.evaluate_and_save(lr, final=True)
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint stays as it was
             raise TrainingInterrupted(self.step, self.out_dir) from None
