@@ -39,7 +39,7 @@ from .checkpoint import (
 )
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import corpus_name, fingerprint, load_corpus, random_batch, split_ids
-from .devices import autocast_for, pick_device, set_threads
+from .devices import autocast_for, keep_freed_memory, pick_device, set_threads
 from .errors import TinyGPTError
 from .evaluate import split_loss
 from .model import build_model
@@ -128,6 +128,8 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.threads = set_threads(cfg.threads, self.dist.world_size)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
