@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import tinygpt
 from tinygpt.data import SHAKESPEARE_FILE, rhyme_text
@@ -17,9 +18,19 @@ from tinygpt.data import SHAKESPEARE_FILE, rhyme_text
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("TINYGPT_DATA_DIR", str(DEFAULT_DATA_DIR))
 
+# The models here are tiny, and on a busy machine a second thread per process makes them many times
+# slower (threads wait for cores), so tests and the runs they train use one thread.
+torch.set_num_threads(1)
+
 # Small enough to train in about a second on one CPU core, big enough to have a validation split.
 TINY_GPT = dict(tokenizer="char", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, threads=1,
                 progress=False, sample_tokens=0)
+
+
+@pytest.fixture
+def tiny_settings() -> dict:
+    """Settings of a GPT that trains in about a second (add data=, out=, max_iters=)."""
+    return dict(TINY_GPT)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +45,7 @@ def shakespeare_file() -> Path:
 def rhyme_run(tmp_path_factory):
     """The nursery-rhyme preset trained once, as `tinygpt train` would (returns the TrainResult)."""
     out = tmp_path_factory.mktemp("rhyme") / "run"
-    return tinygpt.train(preset="rhyme", out=str(out), progress=False, sample_tokens=0)
+    return tinygpt.train(preset="rhyme", out=str(out), progress=False, sample_tokens=0, threads=1)
 
 
 @pytest.fixture(scope="session")

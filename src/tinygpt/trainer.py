@@ -84,8 +84,11 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
 
     def log(self, message: str):
-        if self.dist.is_main:
-            tqdm.write(message) if self._bar is not None else self._log(message)
+        if not self.dist.is_main:
+            return
+        # Every message goes to the caller's `log`; a live progress bar steps aside while it prints.
+        with tqdm.external_write_mode() if self._bar is not None else contextlib.nullcontext():
+            self._log(message)
 
     def request_stop(self):
         """Finish the current step, save, and stop (what Ctrl-C does)."""
