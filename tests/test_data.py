@@ -128,10 +128,25 @@ def test_a_text_too_short_to_hold_out_validation_trains_on_all_of_it_with_a_note
                             "validating on the training text"]
 
 
-def test_a_short_validation_split_shortens_the_context_with_a_note():
+def test_a_short_validation_split_keeps_the_context_when_scored_exactly():
+    # An exact pass scores 20 validation tokens in one shorter window; the context stays 64.
     splits = split_ids(list(range(200)), 0.1, 64)
+    assert (len(splits.train), len(splits.val), splits.block_size) == (180, 20, 64)
+    assert splits.notes == []
+
+
+def test_a_short_validation_split_shortens_the_context_for_random_window_estimates():
+    splits = split_ids(list(range(200)), 0.1, 64, val_windows=True)
     assert (len(splits.train), len(splits.val), splits.block_size) == (180, 20, 19)
     assert splits.notes == ["block_size reduced from 64 to 19: the validation split has only 20 tokens"]
+    x, _ = random_batch(splits.val, 8, splits.block_size, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 19)
+
+
+def test_a_short_training_split_shortens_the_context_with_a_note():
+    splits = split_ids(list(range(30)), 0.1, 64)
+    assert (len(splits.train), len(splits.val), splits.block_size) == (27, 3, 26)
+    assert splits.notes == ["block_size reduced from 64 to 26: the training split has only 27 tokens"]
 
 
 @pytest.mark.parametrize("n", [0, 1, 2])

@@ -109,11 +109,14 @@ class Splits:
     notes: list[str]  # what was adjusted to make a small corpus trainable, for the user
 
 
-def split_ids(ids: list[int], val_fraction: float, block_size: int) -> Splits:
+def split_ids(ids: list[int], val_fraction: float, block_size: int, val_windows: bool = False) -> Splits:
     """The first (1 - val_fraction) of the ids train, the rest validate (the lecture's 90/10 split).
 
-    A tiny corpus still trains when it can: the context is shortened to fit, and validation is
-    dropped when the held-out part cannot hold a single window. Each adjustment is reported.
+    A tiny corpus still trains when it can: the context is shortened to fit the training text, and
+    validation is dropped when the held-out part cannot hold a single prediction. `val_windows`: the
+    validation loss is estimated from random full windows (eval_iters > 0), so the context must fit
+    in the validation split too; an exact pass scores a short split in a shorter window instead.
+    Each adjustment is reported.
     """
     data = torch.tensor(ids, dtype=torch.long)
     notes = []
@@ -126,11 +129,10 @@ def split_ids(ids: list[int], val_fraction: float, block_size: int) -> Splits:
                      "validating on the training text")
         n_val = 0
     train, val = (data[: len(data) - n_val], data[len(data) - n_val:]) if n_val else (data, None)
-    limit = len(train) - 1 if val is None else min(len(train), len(val)) - 1
+    limit = len(train) - 1 if val is None or not val_windows else min(len(train), len(val)) - 1
     if block_size > limit:
-        notes.append(f"block_size reduced from {block_size} to {limit}: the "
-                     f"{'text' if val is None or len(train) - 1 == limit else 'validation split'} "
-                     f"has only {limit + 1} tokens")
+        which = "text" if val is None else "training split" if len(train) - 1 == limit else "validation split"
+        notes.append(f"block_size reduced from {block_size} to {limit}: the {which} has only {limit + 1} tokens")
         block_size = limit
     return Splits(train, val, block_size, notes)
 

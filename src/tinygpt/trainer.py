@@ -114,7 +114,7 @@ class Trainer:
         else:
             self.tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
         ids = self.tokenizer.encode(text)
-        splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size)
+        splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size, val_windows=cfg.eval_iters > 0)
         for note in splits.notes:
             self.log(f"note: {note}")
         self.model_cfg.block_size = splits.block_size
