@@ -295,6 +295,7 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets
 
 
 def main(argv=None) -> int:
+    """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 130 when interrupted."""
     from .trainer import TrainingInterrupted
 
     try:

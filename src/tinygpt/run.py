@@ -25,6 +25,7 @@ from .tokenizers import load_tokenizer, mark_sentence_ends
 
 
 def read_run_config(run_dir: Path) -> dict:
+    """The parsed config.json of a run directory, with a clear error if the directory is not a run."""
     if not run_dir.exists():
         raise TinyGPTError(f"run directory {run_dir} does not exist; train one with `tinygpt train --out {run_dir}`")
     if not run_dir.is_dir():

@@ -154,6 +154,7 @@ Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str = "") -> Tokenizer:
+    """A tokenizer of `kind` ('char', 'word' or 'bpe') built from the training text."""
     if kind == "char":
         return CharTokenizer.train(text)
     if kind == "word":
@@ -164,6 +165,7 @@ def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str 
 
 
 def tokenizer_from_json(doc: dict) -> Tokenizer:
+    """Rebuild a tokenizer from its JSON document: ours (char, word) or a Hugging Face BPE file."""
     kind = doc.get("tinygpt_tokenizer")
     if kind == "char":
         return CharTokenizer(doc["vocab"])
@@ -175,6 +177,7 @@ def tokenizer_from_json(doc: dict) -> Tokenizer:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer saved in a run's tokenizer.json, with a clear error if it is missing or damaged."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

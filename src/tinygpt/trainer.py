@@ -58,6 +58,8 @@ class TrainingInterrupted(Exception):
 
 @dataclass
 class TrainResult:
+    """What a finished run reached: where it is saved, steps, tokens, seconds, losses, samples."""
+
     out_dir: Path
     step: int
     tokens: int
@@ -70,6 +72,11 @@ class TrainResult:
 
 
 class Trainer:
+    """One training run: set up data, model and optimizer (or restore them), loop, evaluate, save.
+
+    `train()` returns a TrainResult, or raises TrainingInterrupted after saving when asked to stop.
+    """
+
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
                  resume: bool = False, log=None, on_step=None, preset: str = ""):
         self.model_cfg = dataclasses.replace(model_cfg)
@@ -372,6 +379,7 @@ class Trainer:
         return f"{left // 60}:{left % 60:02d}"
 
     def train(self) -> TrainResult:
+        """Run to max_iters or the time budget; returns a TrainResult (TrainingInterrupted if stopped)."""
         self._bar = None
         self.tb = None
         self._t0 = time.perf_counter()  # a time budget counts the setup (data, model) too

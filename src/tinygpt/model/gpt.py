@@ -46,6 +46,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The decoder-only transformer: embeddings, n_layer blocks, a final norm and a linear head."""
+
     supports_cache = True
 
     def __init__(self, cfg: ModelConfig):
