@@ -186,8 +186,7 @@ def plot_loss(run_dirs: list[str | Path], path: str | Path, x: str = "step", log
     if len(set(names)) < len(names):  # two runs with the same folder name: tell them apart by path
         for s, d in zip(series, run_dirs):
             s["label"] = str(d)
-    fig = _new_figure(8.0, 5.0)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.9)
+    fig = _new_figure(8.0, 5.0, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     colours = [f"C{i % 10}" for i in range(len(series))]
     lines = []
@@ -201,10 +200,16 @@ def plot_loss(run_dirs: list[str | Path], path: str | Path, x: str = "step", log
             ax.plot(xs, ys, style, color=colour, marker="o", markersize=3, label=label)
             lines.append(label)
     if log:
+        from matplotlib.ticker import LogLocator, ScalarFormatter
+
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))  # 0.3, 0.5, 1, 2, 3: plain numbers
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter("")
     ax.set_xlabel(X_AXES[x][1])
     ax.set_ylabel("loss (cross-entropy, nats per token)" + (", log scale" if log else ""))
-    ax.set_title(title or "Loss curves (solid: training, dashed: validation)")
+    has_val = any(line.endswith(" val") for line in lines)
+    ax.set_title(title or ("Loss curves (solid: training, dashed: validation)" if has_val else "Training loss"))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.canvas.draw()
