@@ -2,6 +2,7 @@
 any step (by code or by Ctrl-C) resumes to exactly the numbers of a run that was never stopped."""
 
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -177,6 +178,26 @@ def test_ctrl_c_saves_exits_130_and_names_resume(tiny_corpus, tmp_path):
     run = tinygpt.load(out, checkpoint="latest")
     assert len(run.generate("mary", max_new_tokens=10, seed=0)) == 10
     assert tinygpt.train(resume=str(out), max_iters=step + 2).step == step + 2
+
+
+def test_a_second_ctrl_c_quits_at_once_and_says_which_checkpoint_remains(tiny_corpus, tmp_path, tiny_settings):
+    model_cfg, train_cfg, out, _ = resolve(overrides=dict(tiny_settings, data=str(tiny_corpus), max_iters=20,
+                                                          eval_interval=5, out=str(tmp_path / "run")))
+
+    def press_ctrl_c_twice(trainer):
+        if trainer.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)  # finish the step and save...
+            os.kill(os.getpid(), signal.SIGINT)  # ...no: quit now
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as e:
+        Trainer(model_cfg, train_cfg, out, on_step=press_ctrl_c_twice).train()
+    assert e.value.step == 5  # the last evaluation saved step 5; step 7 was never saved
+    assert str(e.value) == f"quit at step 7 without saving; continue from the step-5 checkpoint: " \
+                           f"tinygpt train --resume {out}"
+    assert load_checkpoint(out / "checkpoints" / "latest.safetensors")["progress"]["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the trainer's handler is gone again
+    assert tinygpt.train(resume=str(out)).step == 20
 
 
 # ---- damaged files -----------------------------------------------------------------------------------

@@ -48,10 +48,20 @@ from .tokenizers import load_tokenizer, mark_sentence_ends, train_tokenizer
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C) after saving; `step` is where it can resume from."""
+    """Training stopped on request (Ctrl-C); `step` is the saved step it can resume from (None: none).
 
-    def __init__(self, step: int, out_dir: Path):
-        super().__init__(f"stopped at step {step}; saved. Continue with: tinygpt train --resume {out_dir}")
+    `quit_at` is the step it was at when a second Ctrl-C quit without saving, if that was later.
+    """
+
+    def __init__(self, step: int | None, out_dir: Path, quit_at: int | None = None):
+        resume = f"tinygpt train --resume {out_dir}"
+        if step is None:
+            message = f"quit at step {quit_at} before the first checkpoint was saved; nothing to resume"
+        elif quit_at is not None and quit_at != step:
+            message = f"quit at step {quit_at} without saving; continue from the step-{step} checkpoint: {resume}"
+        else:
+            message = f"stopped at step {step}; saved. Continue with: {resume}"
+        super().__init__(message)
         self.step = step
         self.out_dir = out_dir
 
@@ -166,8 +176,10 @@ class Trainer:
         self.best_val, self.best_score, self.best_step = None, None, None
         self._eval_tokens = 0  # tokens scored by the latest evaluation (it predicts the final one's cost)
         self._val_whole = self._val_cap() == 0  # whether the latest evaluation scored the whole split
+        self.saved_step = None  # the step of the latest checkpoint on disk
         if self.resume:
             self._restore()
+            self.saved_step = self.step
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -283,6 +295,7 @@ class Trainer:
                 "best_val_loss": self.best_val, "best_score": self.best_score, "best_step": self.best_step}
 
     def save(self, best: bool):
+        self.saved_step = self.step
         if not self.dist.is_main:
             return
         rng, progress = self._rng_state(), self._progress()
@@ -334,7 +347,9 @@ class Trainer:
     def _progress_fraction(self) -> float:
         cfg = self.cfg
         if cfg.time_budget_s is not None:
-            return self.elapsed() / max(cfg.time_budget_s - self.final_eval_seconds, 1e-9)
+            # The last step starts one step before the final evaluation: there the decay is complete.
+            left_for_training = cfg.time_budget_s - self.final_eval_seconds - self._step_seconds
+            return self.elapsed() / max(left_for_training, 1e-9)
         return (self.step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
 
     def _done(self) -> bool:
@@ -429,7 +444,7 @@ class Trainer:
             if last_record is None or last_record["step"] != self.step or not self._val_whole:
                 last_record = self.evaluate_and_save(lr, final=True)
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint stays as it was
-            raise TrainingInterrupted(self.step, self.out_dir) from None
+            raise TrainingInterrupted(self.saved_step, self.out_dir, quit_at=self.step) from None
         finally:
             if self._bar is not None:
                 self._bar.close()
