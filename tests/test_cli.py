@@ -131,6 +131,7 @@ def bad_files(tmp_path):
     (["--time-budget", "soon"], ["time budget 'soon' is not a duration"]),
     (["--config", "nope.yaml"], ["config file nope.yaml does not exist"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
+    (["--out", "two.txt"], ["cannot make the run directory two.txt (Not a directory); choose another --out"]),
     (["--resume", "nowhere"], ["run directory nowhere does not exist"]),
     (["--resume", "."], ["is not a tinygpt run directory (it has no config.json)"]),
 ])

@@ -187,8 +187,11 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
         if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.ckpt_dir.mkdir(exist_ok=True)
+            try:
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # --out names a file, or a place we may not write
+                raise TinyGPTError(f"cannot make the run directory {self.out_dir} ({e.strerror}); "
+                                   "choose another --out") from None
             if cfg.tensorboard:
                 from .viz.tensorboard import TensorBoardLog
 
