@@ -175,6 +175,17 @@ def test_streamed_pieces_join_into_exactly_the_returned_text(char_run, stop):
         assert not any(s in text for s in stop)
 
 
+@pytest.mark.parametrize("prompt, stop", [("mary", ["<END>"]), ("and", ["that mary went"]), ("", ["school"])])
+def test_streamed_words_join_into_exactly_the_returned_text(rhyme_run, prompt, stop):
+    run = tinygpt.load(rhyme_run.out_dir)
+    for seed in range(3):
+        pieces = []
+        text = run.generate(prompt, max_new_tokens=25, seed=seed, stop=stop, stream=pieces.append)
+        assert "".join(pieces) == text
+        assert not any(s in text for s in stop)
+        assert text.startswith(" ") == bool(prompt)  # a space after the prompt's last word, none from no prompt
+
+
 def test_streaming_holds_back_what_could_become_a_stop_string():
     stream = TextStream(CharTokenizer(list("abcd")), [0], ["bcd", "dd"])
     assert stream.printable("aab", done=False) == "aa"  # 'b' may start 'bcd'
