@@ -1,6 +1,7 @@
 """Data: finding tiny Shakespeare, the lecture's 90/10 split, tiny corpora, batches and exact eval windows."""
 
 import hashlib
+import http.client
 import io
 import urllib.error
 
@@ -60,6 +61,19 @@ def test_offline_without_a_copy_gives_one_error_saying_where_to_put_the_file(no_
     assert "could not be downloaded" in message and "Name or service not known" in message
     assert f"put tinyshakespeare.txt in $TINYGPT_DATA_DIR or at {cached}" in message
     assert "\n" not in message
+
+
+def test_a_download_cut_off_mid_way_is_the_same_clear_error(no_shakespeare_anywhere, monkeypatch):
+    _, cached = no_shakespeare_anywhere
+
+    class CutOff(io.BytesIO):
+        def read(self, *args):
+            raise http.client.IncompleteRead(b"First Cit", 1_115_385)
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: CutOff())
+    with pytest.raises(TinyGPTError, match="could not be downloaded .IncompleteRead"):
+        shakespeare_path()
+    assert not cached.exists()
 
 
 def test_a_download_with_the_wrong_sha256_is_refused_and_not_cached(no_shakespeare_anywhere, monkeypatch):

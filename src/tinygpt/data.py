@@ -9,6 +9,7 @@ A corpus is named by a path or by one of two built-in names:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def shakespeare_path(download: bool = True) -> Path:
     try:
         with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
             payload = response.read()
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:  # offline, refused, timed out, cut off mid-way
         raise TinyGPTError(f"tiny Shakespeare not found and could not be downloaded ({e}); {where}") from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != SHAKESPEARE_SHA256:
