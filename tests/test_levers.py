@@ -1,0 +1,229 @@
+"""The speed levers (issue 4) are correct: each one changes how fast a model learns, never what a
+model computes where that must not change (causality, cached sampling, the whole-split loss), and a
+time budget ends training on time."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import tinygpt
+import tinygpt.trainer as trainer_module
+from tinygpt.config import ModelConfig, TrainConfig, build_configs
+from tinygpt.generate import SamplingConfig, generate_ids
+from tinygpt.model import build_model
+from tinygpt.model.layers import Rotary
+from tinygpt.optim import Muon, build_optimizer, lr_factor, newton_schulz
+from tinygpt.presets import load_preset
+
+# Every modern lever at once: rotary, QK-norm, ReLU squared, zero-initialised projections, RMSNorm.
+MODERN = dict(pos_emb="rope", qk_norm=True, activation="relu2", zero_init_proj=True, norm="rmsnorm", bias=False)
+
+
+def gpt(**settings):
+    cfg = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    return build_model(ModelConfig(**{**cfg, **settings}).validate())
+
+
+# ---- Muon ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(16, 48), (48, 16), (32, 32)])
+def test_newton_schulz_makes_every_singular_value_close_to_one(shape):
+    # A gradient whose directions differ 100-fold in size: plain descent would move mostly along one.
+    gen = torch.Generator().manual_seed(0)
+    r = min(shape)
+    u, _ = torch.linalg.qr(torch.randn(shape[0], r, generator=gen))  # (m, r) orthonormal columns
+    v, _ = torch.linalg.qr(torch.randn(shape[1], r, generator=gen))  # (n, r)
+    g = u @ torch.diag(torch.logspace(0, 2, r)) @ v.T  # singular values 1 ... 100
+    s = torch.linalg.svdvals(newton_schulz(g))
+    assert s.min().item() > 0.6 and s.max().item() < 1.25  # the quintic's band around 1 (an SVD gives exactly 1)
+
+
+def test_a_muon_step_keeps_weights_finite_and_lowers_the_loss_on_a_least_squares_problem():
+    gen = torch.Generator().manual_seed(0)
+    x, w_true = torch.randn(256, 32, generator=gen), 0.05 * torch.randn(32, 24, generator=gen)
+    y = x @ w_true
+    w = torch.nn.Parameter(torch.zeros(24, 32))
+    opt = Muon([w], lr=0.02, momentum=0.9)
+    losses = []
+    for _ in range(60):
+        loss = ((x @ w.T - y) ** 2).mean()
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(w).all()
+    assert losses[-1] < 0.01 * losses[0]  # 0.084 -> 0.00013
+    assert all(b < a for a, b in zip(losses[:10], losses[1:11]))  # it goes down from the first step
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest():
+    model = gpt(**MODERN)
+    _, train = build_configs({"optimizer": "muon"})
+    opt = build_optimizer(model, train, "cpu")
+    adamw, muon = opt.optimizers
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon_names = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    assert muon_names == {f"blocks.{i}.{m}.weight" for i in range(2)
+                          for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+    adamw_names = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert adamw_names == set(names.values()) - muon_names  # embeddings, head and gains
+    assert "tok_emb.weight" in adamw_names and "lm_head.weight" in adamw_names
+
+
+def test_fused_adamw_on_the_cpu_makes_the_same_update_as_the_textbook_adamw():
+    torch.manual_seed(0)
+    a, b = gpt(), gpt()
+    b.load_state_dict(a.state_dict())
+    _, train = build_configs({"lr": 3e-3, "weight_decay": 0.1})
+    fused = build_optimizer(a, train, "cpu")
+    assert fused.optimizers[0].defaults["fused"]
+    plain = torch.optim.AdamW([{"params": [p for p in b.parameters() if p.ndim >= 2], "weight_decay": 0.1},
+                               {"params": [p for p in b.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                              lr=3e-3, betas=(0.9, 0.99), foreach=False)
+    idx = torch.randint(13, (4, 8))
+    for _ in range(3):
+        for model, opt in ((a, fused), (b, plain)):
+            _, loss = model(idx, idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+
+
+# ---- the model levers ---------------------------------------------------------------------------------
+
+def test_rotary_scores_depend_only_on_how_far_apart_two_positions_are():
+    rot = Rotary(head_size=8, max_len=32)
+    q, k = torch.randn(1, 1, 1, 8).expand(1, 1, 32, 8), torch.randn(1, 1, 1, 8).expand(1, 1, 32, 8)
+    scores = rot(q) @ rot(k).transpose(-2, -1)  # (1, 1, 32, 32): the same q and k at every position
+    for offset in (0, 3, 10):
+        diagonal = torch.diagonal(scores[0, 0], offset=-offset)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-4)
+    assert not torch.allclose(scores[0, 0, 5, 5], scores[0, 0, 5, 2])  # but the offset does matter
+
+
+def test_with_every_modern_lever_a_future_token_never_changes_an_earlier_logit():
+    torch.manual_seed(0)
+    model = gpt(**{**MODERN, "zero_init_proj": False}).eval()  # zero projections would hide any leak
+    idx = torch.randint(13, (2, 8))
+    changed = idx.clone()
+    changed[:, 5] = (idx[:, 5] + 1) % 13
+    a, _ = model(idx)
+    b, _ = model(changed)
+    assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6)
+    assert (a[:, 5:] - b[:, 5:]).abs().max().item() > 1e-3
+
+
+def test_zero_initialised_projections_make_every_block_start_as_the_identity():
+    torch.manual_seed(0)
+    model = gpt(**MODERN).eval()
+    idx = torch.randint(13, (2, 8))
+    logits, _ = model(idx)
+    no_blocks = model.lm_head(model.ln_f(model.tok_emb(idx)))  # rotary adds no table to the input
+    assert torch.allclose(logits, no_blocks, atol=1e-6)
+    assert model.blocks[0].mlp.proj.weight.abs().sum() == 0 and model.blocks[1].attn.proj.weight.abs().sum() == 0
+
+
+def test_relu_squared_is_the_square_of_the_positive_part():
+    model = gpt(activation="relu2", mlp_ratio=1, mlp_proj=False)
+    mlp = model.blocks[0].mlp
+    x = torch.randn(1, 3, 16)
+    assert torch.allclose(mlp(x), torch.relu(mlp.fc(x)) ** 2)
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(30, temperature=0.0),
+                                      SamplingConfig(30, temperature=0.8, top_k=5)])
+def test_the_speedrun_model_samples_the_same_tokens_with_and_without_the_cache(sampling):
+    preset = load_preset("speedrun-cpu")["settings"]
+    settings = {k: v for k, v in preset.items() if k in ModelConfig.__dataclass_fields__}
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**{**settings, "vocab_size": 13, "block_size": 8, "n_layer": 2, "n_embd": 32,
+                                       "zero_init_proj": False}).validate()).eval()
+    prompt = torch.randint(13, (3, 2))
+    cached = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(1), use_cache=True)
+    plain = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(1), use_cache=False)
+    assert cached.shape == (3, 32) and torch.equal(cached, plain)  # 30 new tokens, well past block_size 8
+
+
+# ---- the schedule and the time budget ----------------------------------------------------------------
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_to_min_lr():
+    cfg = TrainConfig(lr=1e-2, min_lr=1e-3, lr_schedule="wsd", warmup_iters=10, cooldown_frac=0.4)
+    assert lr_factor(cfg, 0, 0.0) == pytest.approx(1 / 11)
+    assert lr_factor(cfg, 10, 0.1) == lr_factor(cfg, 50, 0.6) == 1.0
+    assert lr_factor(cfg, 80, 0.8) == pytest.approx(0.55)  # halfway down the cooldown, from 1 to 0.1
+    assert lr_factor(cfg, 100, 1.0) == pytest.approx(0.1)
+
+
+class FakeClock:
+    """The trainer's clock: a training step costs 0.1 s and an evaluation 0.01 s per 100 tokens scored."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_a_time_budget_ends_training_on_time_with_the_schedule_fitted_to_it(monkeypatch, tiny_corpus, tmp_path):
+    clock = FakeClock()
+    monkeypatch.setattr(trainer_module.time, "perf_counter", clock.perf_counter)
+    step, loss = trainer_module.Trainer.train_step, trainer_module.split_loss
+
+    def timed_step(self):
+        clock.now += 0.1
+        return step(self)
+
+    def timed_loss(model, data, *args, **kwargs):
+        total, count = loss(model, data, *args, **kwargs)
+        clock.now += 0.01 * count / 100
+        return total, count
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", timed_step)
+    monkeypatch.setattr(trainer_module, "split_loss", timed_loss)
+    result = tinygpt.train(data=str(tiny_corpus), out=str(tmp_path / "run"), time_budget="6s", lr_schedule="wsd",
+                           warmup_iters=5, lr=1e-2, min_lr=1e-3, eval_interval=20, n_layer=1, n_head=2, n_embd=16,
+                           block_size=16, batch_size=4, threads=1, progress=False, sample_tokens=0)
+    assert 5.8 <= result.elapsed_s <= 6.0  # on time, and the budget used to within one step
+    assert 45 <= result.step <= 60  # about 6 s of 0.1 s steps, less the evaluations
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == result.step and records[-1]["elapsed_s"] <= 6.0
+    assert records[-1]["lr"] == pytest.approx(1e-3, rel=0.1)  # the decay finished as the time ran out
+
+
+def test_capped_evaluations_during_training_and_a_whole_split_pass_at_the_end(shakespeare_file, tmp_path):
+    result = tinygpt.train(data="shakespeare", out=str(tmp_path / "run"), max_iters=4, eval_interval=2,
+                           eval_max_tokens=1000, n_layer=1, n_head=2, n_embd=16, block_size=32, batch_size=4,
+                           threads=1, progress=False, sample_tokens=0)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2, 4, 4]  # the last step again, over the whole split
+    whole = tinygpt.load(tmp_path / "run").evaluate()
+    assert whole["tokens"] == 111_539  # every validation token but the first
+    assert result.val_loss == pytest.approx(whole["val_loss"], abs=1e-5)
+    assert result.best_val_loss == pytest.approx(whole["val_loss"], abs=1e-5)
+    assert records[-2]["val_loss"] != records[-1]["val_loss"]  # the capped pass saw 992 tokens (31 windows)
+
+
+# ---- the presets ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["speedrun-cpu", "speedrun-gpu"])
+def test_the_speedrun_presets_are_valid_and_use_the_levers(name):
+    settings = load_preset(name)["settings"]
+    model, train = build_configs(settings)
+    assert train.data == "shakespeare" and train.tokenizer == "char"
+    assert train.optimizer == "muon" and train.lr_schedule == "wsd"
+    assert model.pos_emb == "rope" and model.activation == "relu2"
+    assert train.eval_iters == 0  # exact passes, never random batches
+    if name == "speedrun-gpu":
+        assert train.compile and train.dtype == "auto"
+
+
+def test_the_gpu_speedrun_recipe_trains_on_a_cpu_without_compile(shakespeare_file, tmp_path):
+    settings = dict(load_preset("speedrun-gpu")["settings"], compile=False, device="cpu", max_iters=3,
+                    time_budget="", n_layer=1, n_embd=24, block_size=32, batch_size=4, eval_max_tokens=256,
+                    threads=1, progress=False, sample_tokens=0)
+    result = tinygpt.train(out=str(tmp_path / "run"), **settings)
+    assert result.step == 3 and math.isfinite(result.val_loss) and result.val_loss < math.log(65) + 0.5
