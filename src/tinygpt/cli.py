@@ -32,6 +32,10 @@ EXIT_INTERRUPTED = 130
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2) instead of the usage block."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --n-emb must not silently mean --n-embd
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise TinyGPTError(f"{message} (see `{self.prog} --help`)")
 
