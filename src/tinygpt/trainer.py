@@ -147,7 +147,7 @@ class Trainer:
         self.dist = ddp.setup(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.threads = set_threads(cfg.threads, self.dist.world_size)
+        self.threads = set_threads(cfg.threads, self.dist.world_size, probe=self.device.type == "cpu")
         if self.device.type == "cpu":
             keep_freed_memory()
         if self.device.type == "cuda":
