@@ -39,6 +39,7 @@ import torch
 
 import tinygpt
 from tinygpt.checkpoint import read_metrics
+from tinygpt.config import ALL_FIELDS, coerce
 from tinygpt.devices import pick_device
 from tinygpt.presets import load_preset, preset_names
 
@@ -123,7 +124,11 @@ def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, 
         shutil.rmtree(out)  # a previous run of this script; the trainer refuses to overwrite a run
     cmd = ["tinygpt", "train", "--preset", name, "--out", str(out), "--no-progress"]
     for key, value in overrides.items():
-        cmd += [f"--{key.replace('_', '-')}", value]
+        flag = key.replace("_", "-")
+        if isinstance(ALL_FIELDS[key].default, bool):  # booleans are --flag / --no-flag
+            cmd.append(f"--{flag}" if coerce(key, value) else f"--no-{flag}")
+        else:
+            cmd += [f"--{flag}", value]
     log = logs_dir / f"{label}.log"
     load_before = os.getloadavg()
     print(f"[{label}] {' '.join(cmd)}  (log: {log})", flush=True)
