@@ -62,12 +62,14 @@ WHAT = ("speedrun", "budget", "throughput", "sample", "matmul")
 
 def child_train(preset: str, overrides: dict) -> None:
     """In the child process: train, timing every optimizer step, and print one result line."""
+    from tinygpt.devices import process_start
     from tinygpt.presets import resolve
     from tinygpt.trainer import Trainer
 
     model_cfg, train_cfg, out, _ = resolve(preset, "", overrides)
     stamps = []
-    trainer = Trainer(model_cfg, train_cfg, out, preset=preset,
+    # As `tinygpt train` does: a time budget covers the whole process, Python's start-up included.
+    trainer = Trainer(model_cfg, train_cfg, out, preset=preset, started_at=process_start(),
                       on_step=lambda t: stamps.append((t.step, time.perf_counter())))
     res = trainer.train()
     # A step's time runs from the end of the previous step; steps that evaluated are left out.

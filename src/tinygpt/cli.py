@@ -174,12 +174,14 @@ def _unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:
 # ----------------------------------------------------------------------------- commands
 
 def cmd_train(args) -> int:
+    from .devices import process_start
     from .presets import resolve
     from .trainer import Trainer
 
     overrides = {name: getattr(args, name) for name in ALL_FIELDS if getattr(args, name, None) is not None}
     model_cfg, train_cfg, out_dir, preset = resolve(args.preset, args.config, overrides, args.resume)
-    result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset).train()
+    result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset,
+                     started_at=process_start()).train()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""

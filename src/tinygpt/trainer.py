@@ -88,8 +88,11 @@ class Trainer:
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path,
-                 resume: bool = False, log=None, on_step=None, preset: str = ""):
+                 resume: bool = False, log=None, on_step=None, preset: str = "", started_at: float | None = None):
         self.model_cfg = dataclasses.replace(model_cfg)
+        # When the run began, on time.perf_counter()'s clock: a time budget counts from here. The
+        # command line passes its process's start, so `--time-budget 3m` covers the whole command.
+        self.started_at = started_at
         self.cfg = train_cfg
         self.out_dir = Path(out_dir)
         self.resume = resume
@@ -403,7 +406,8 @@ class Trainer:
         """Run to max_iters or the time budget; returns a TrainResult (TrainingInterrupted if stopped)."""
         self._bar = None
         self.tb = None
-        self._t0 = time.perf_counter()  # a time budget counts the setup (data, model) too
+        # A time budget counts the setup (data, model) too, and from the command line, Python's start-up.
+        self._t0 = time.perf_counter() if self.started_at is None else self.started_at
         self._setup()
         cfg = self.cfg
         self.eval_seconds, self.final_eval_seconds, self._step_seconds = 0.0, 0.0, 0.0
