@@ -161,7 +161,9 @@ def test_ctrl_c_saves_exits_130_and_names_resume(tiny_corpus, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "checkpoints" / "latest.safetensors").exists():
+        # Interrupt once the evaluation at step 5 is recorded (its checkpoint is written just before).
+        metrics = out / "metrics.jsonl"
+        while not (metrics.exists() and '"step": 5,' in metrics.read_text()):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "training never saved a checkpoint"
             time.sleep(0.05)
@@ -174,7 +176,7 @@ def test_ctrl_c_saves_exits_130_and_names_resume(tiny_corpus, tmp_path):
     assert f"Continue with: tinygpt train --resume {out}" in stderr
     assert "Traceback" not in stderr
     step = load_checkpoint(out / "checkpoints" / "latest.safetensors")["progress"]["step"]
-    assert step >= 1
+    assert step >= 5
     run = tinygpt.load(out, checkpoint="latest")
     assert len(run.generate("mary", max_new_tokens=10, seed=0)) == 10
     assert tinygpt.train(resume=str(out), max_iters=step + 2).step == step + 2
