@@ -218,7 +218,7 @@ def test_the_speedrun_presets_are_valid_and_use_the_levers(name):
     assert model.pos_emb == "rope" and model.activation == "relu2"
     assert train.eval_iters == 0  # exact passes, never random batches
     if name == "speedrun-gpu":
-        assert train.compile and train.dtype == "auto"
+        assert train.dtype == "auto"  # bfloat16 autocast on a GPU that has it
 
 
 def test_the_gpu_speedrun_recipe_trains_on_a_cpu_without_compile(shakespeare_file, tmp_path):

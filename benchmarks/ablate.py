@@ -1,0 +1,221 @@
+"""What each speed lever buys: speedrun-cpu with one lever turned off at a time, under the same budget.
+
+    python benchmarks/ablate.py                      # every variant, 30 CPU-seconds each, 2 at a time
+    python benchmarks/ablate.py --budget 60 --only base,adamw,learned-pos
+    python benchmarks/ablate.py --clock wall --parallel 1   # a quiet machine: real seconds, all its cores
+    python benchmarks/ablate.py --throughput         # the implementation levers: milliseconds per step
+
+Recipe levers. Each variant is `tinygpt train --preset speedrun-cpu` with the changes listed in
+VARIANTS, trained until its budget is spent; the figure is the final validation loss over the
+whole validation split. With `--clock cpu` (the default) the budget is counted in CPU seconds of
+the training process on one thread: the comparison then holds on a machine shared with other work,
+where wall seconds depend on the neighbours (one CPU-second is one second of a dedicated core).
+With `--clock wall` the budget is wall time and the threads are tinygpt's choice.
+
+Implementation levers (--throughput). Milliseconds per training step on nanoGPT's CPU shape
+(preset nanogpt-cpu: 4 layers, 128 wide, block 64, batch 12), median over --steps steps after a
+warm-up, CPU time on one thread, with each implementation lever undone in turn: the fused AdamW
+kernel, glibc keeping freed memory, and the batch size of the evaluation pass. Threads are
+reported by benchmarks/speed.py (they need an idle machine to mean anything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "ABLATE_RESULT "
+
+# name -> (what is turned off, settings changed from speedrun-cpu)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "base": ("speedrun-cpu as it is", {}),
+    "adamw": ("Muon -> AdamW for every weight", {"optimizer": "adamw"}),
+    "cosine": ("warmup-stable-decay -> cosine decay", {"lr_schedule": "cosine"}),
+    "low-lr": ("peak AdamW rate 3e-3 -> nanoGPT's 1e-3", {"lr": 1e-3}),
+    "learned-pos": ("rotary -> learned position table", {"pos_emb": "learned"}),
+    "gelu": ("ReLU squared -> GELU", {"activation": "gelu"}),
+    "no-qk-norm": ("QK-norm off", {"qk_norm": False}),
+    "no-zero-init": ("zero-initialised projections -> N(0, 0.02) scaled", {"zero_init_proj": False}),
+    "layernorm": ("RMSNorm -> LayerNorm", {"norm": "layernorm"}),
+    "batch-12": ("batch 32 -> nanoGPT's 12", {"batch_size": 12}),
+    "nanogpt-shape": ("2 layers of 96 -> nanoGPT's 4 of 128", {"n_layer": 4, "n_embd": 128}),
+    "random-eval": ("rare capped exact evals -> 200 random batches every 250 steps",
+                    {"eval_iters": 200, "eval_interval": 250}),
+    "nanogpt-recipe": ("all of the above at once: nanoGPT's CPU recipe under the same budget",
+                       {"optimizer": "adamw", "lr_schedule": "cosine", "lr": 1e-3, "warmup_iters": 100,
+                        "pos_emb": "learned", "activation": "gelu", "qk_norm": False, "zero_init_proj": False,
+                        "norm": "layernorm", "batch_size": 12, "n_layer": 4, "n_embd": 128, "tie_weights": True,
+                        "eval_iters": 20, "eval_interval": 250}),
+}
+
+
+# ----------------------------------------------------------------------------- in the child process
+
+
+def child_recipe(spec: dict) -> dict:
+    import tinygpt
+    import tinygpt.trainer as trainer_module
+
+    if spec["clock"] == "cpu":
+        # The trainer's clock counts this process's CPU seconds, so a busy machine cannot shorten the budget.
+        trainer_module.time.perf_counter = time.process_time
+    settings = dict(spec["settings"], time_budget=f"{spec['budget']}s", max_iters=0, progress=False,
+                    sample_tokens=0)
+    if spec["clock"] == "cpu":
+        settings["threads"] = 1
+    out = Path(spec["out"])
+    result = tinygpt.train(preset="speedrun-cpu", out=str(out), log=lambda message: None, **settings)
+    run = tinygpt.load(out, checkpoint="latest")  # the final weights, scored over the whole split
+    whole = run.evaluate()
+    return {"val_loss": whole["val_loss"], "steps": result.step, "tokens": result.tokens,
+            "trained_s": result.elapsed_s, "params": result.num_params}
+
+
+def child_throughput(spec: dict) -> dict:
+    import torch
+
+    import tinygpt.devices
+    import tinygpt.optim
+    from tinygpt.config import build_configs
+    from tinygpt.data import load_corpus, random_batch, split_ids
+    from tinygpt.evaluate import split_loss
+    from tinygpt.model import build_model
+    from tinygpt.optim import build_optimizer
+    from tinygpt.presets import load_preset
+    from tinygpt.tokenizers import train_tokenizer
+
+    torch.set_num_threads(1)
+    if spec["lever"] != "malloc":
+        tinygpt.devices.keep_freed_memory()
+    if spec["lever"] == "fused-adamw":
+        plain = torch.optim.AdamW
+        tinygpt.optim.torch.optim.AdamW = lambda *a, fused=None, **k: plain(*a, **k)  # torch's default kernel
+    model_cfg, train_cfg = build_configs(load_preset("nanogpt-cpu")["settings"])
+    text = load_corpus("shakespeare")
+    splits = split_ids(train_tokenizer("char", text, 0, "").encode(text), 0.1, model_cfg.block_size)
+    model_cfg.vocab_size = 65
+    torch.manual_seed(0)
+    model = build_model(model_cfg)
+    optimizer = build_optimizer(model, train_cfg, "cpu")
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        x, y = random_batch(splits.train, train_cfg.batch_size, model_cfg.block_size, gen)
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(10):
+        step()
+    times = []
+    for _ in range(spec["steps"]):
+        t0 = time.process_time()
+        step()
+        times.append(time.process_time() - t0)
+    windows = 4096 // model_cfg.block_size if spec["lever"] == "eval-batch" else 1024 // model_cfg.block_size
+    t0 = time.process_time()
+    split_loss(model, splits.val, model_cfg.block_size, torch.device("cpu"), windows)
+    return {"ms_per_step": 1000 * statistics.median(times), "eval_s": time.process_time() - t0}
+
+
+# ----------------------------------------------------------------------------- the parent
+
+
+def run_child(spec: dict) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise SystemExit(f"ablate: {spec.get('name', spec.get('lever'))} failed:\n{proc.stderr[-2000:]}")
+
+
+def recipe_table(args) -> None:
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"ablate: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    work = Path(tempfile.mkdtemp(prefix="tinygpt-ablate-"))
+    specs = [{"name": n, "settings": VARIANTS[n][1], "budget": args.budget, "clock": args.clock,
+              "out": str(work / f"{n}-{r}")} for r in range(args.repeats) for n in names]
+    load0 = os.getloadavg()[0]
+    print(f"{len(specs)} runs, {args.budget} {args.clock} seconds each, {args.parallel} at a time; "
+          f"load average {load0:.2f}", flush=True)
+
+    def one(spec):
+        res = run_child(spec)
+        print(f"  {spec['name']:<15} val {res['val_loss']:.4f}  {res['steps']:>5} steps  {res['tokens']:>9,} tokens",
+              flush=True)
+        return spec["name"], res
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        results = list(pool.map(one, specs))
+    by_name: dict[str, list[dict]] = {}
+    for name, res in results:
+        by_name.setdefault(name, []).append(res)
+    base = statistics.median(r["val_loss"] for r in by_name["base"]) if "base" in by_name else None
+    print(f"\nspeedrun-cpu with one lever off at a time: {args.budget} {args.clock} seconds of training each"
+          f"{' (1 thread)' if args.clock == 'cpu' else ''}; whole-split val loss, median of {args.repeats}; "
+          f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}\n")
+    print("| variant | what changes | steps | tokens | val loss | vs base |\n|---|---|---:|---:|---:|---:|")
+    for name in names:
+        runs = by_name[name]
+        val = statistics.median(r["val_loss"] for r in runs)
+        delta = "" if base is None or name == "base" else f"{val - base:+.3f}"
+        print(f"| {name} | {VARIANTS[name][0]} | {statistics.median(r['steps'] for r in runs):,.0f} | "
+              f"{statistics.median(r['tokens'] for r in runs):,.0f} | {val:.4f} | {delta} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"budget": args.budget, "clock": args.clock, "results": by_name},
+                                              indent=2))
+
+
+def throughput_table(args) -> None:
+    levers = {"base": "every implementation lever on", "fused-adamw": "torch's default AdamW kernel (not fused)",
+              "malloc": "glibc gives freed memory back to the OS", "eval-batch": "evaluation in 4,096-token batches"}
+    print(f"nanoGPT's CPU shape, 1 thread, CPU milliseconds per training step (median of {args.steps}), "
+          f"CPU seconds for the whole-split evaluation; load average {os.getloadavg()[0]:.2f}\n")
+    print("| variant | ms / step | whole-split eval (s) |\n|---|---:|---:|")
+    for lever, what in levers.items():
+        runs = [run_child({"lever": lever, "steps": args.steps}) for _ in range(args.repeats)]
+        ms = statistics.median(r["ms_per_step"] for r in runs)
+        ev = statistics.median(r["eval_s"] for r in runs)
+        print(f"| {what} | {ms:.1f} | {ev:.2f} |", flush=True)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        spec = json.loads(argv[1])
+        os.environ.setdefault("TINYGPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+        result = child_throughput(spec) if "lever" in spec else child_recipe(spec)
+        print(MARK + json.dumps(result), flush=True)
+        return 0
+    p = argparse.ArgumentParser(description="What each speed lever buys (see the module docstring).")
+    p.add_argument("--budget", type=float, default=30.0, help="seconds of training per run (default 30)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="count the budget in CPU seconds on one thread (default), or in wall seconds")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2; use 1 with --clock wall)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per variant; medians are reported (default 1)")
+    p.add_argument("--only", default="", help="comma-separated variants (default: all)")
+    p.add_argument("--throughput", action="store_true", help="the implementation levers instead (ms per step)")
+    p.add_argument("--steps", type=int, default=40, help="--throughput: timed steps per run (default 40)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TINYGPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    throughput_table(args) if args.throughput else recipe_table(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
