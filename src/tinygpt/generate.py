@@ -52,8 +52,8 @@ def next_token(logits, sampling: SamplingConfig, generator: torch.Generator | No
     if sampling.temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / sampling.temperature
-    if sampling.top_k:
-        kth = torch.topk(logits, min(sampling.top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
+    if 0 < sampling.top_k < logits.size(-1):  # a k as large as the vocabulary keeps every token
+        kth = torch.topk(logits, sampling.top_k).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if sampling.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)  # (B, V)

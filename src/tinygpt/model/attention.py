@@ -52,14 +52,13 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start=cache.pos if cache else 0)
-        start = 0
+        # One view and one permute for all three: fewer operations per token when sampling.
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
+        start = cache.pos if cache is not None else 0
+        if self.qk_norm or self.rotary is not None:
+            q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start)
         if cache is not None:
-            start = cache.pos
             k, v = cache.update(layer, k, v)  # (B, nh, start+T, hs)
         dropout = self.dropout if self.training else 0.0
         if start == 0:
