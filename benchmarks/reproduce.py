@@ -139,7 +139,8 @@ def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, 
     ev = subprocess.run(["tinygpt", "eval", str(out), "--json", "--checkpoint", "latest"],
                         capture_output=True, text=True, check=True)
     whole = json.loads(ev.stdout)
-    curve = [{k: r[k] for k in ("step", "elapsed_s", "train_loss", "val_loss")} for r in read_metrics(out / "metrics.jsonl")]
+    keys = ("step", "elapsed_s", "train_loss", "val_loss")
+    curve = [{k: r[k] for k in keys} for r in read_metrics(out / "metrics.jsonl")]
     run_doc = json.loads((out / "config.json").read_text())
     last = curve[-1]
     metric = check.get("metric", "val_loss")

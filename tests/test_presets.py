@@ -71,7 +71,8 @@ def test_preset_validates_and_states_its_published_number_and_bound(name):
 def test_train_with_no_arguments_runs_the_rhyme_preset():
     model_cfg, train_cfg, out, preset = resolve()
     assert preset == "rhyme"
-    assert (train_cfg.data, train_cfg.tokenizer, model_cfg.block_size, train_cfg.max_iters) == ("rhyme", "word", 6, 1500)
+    settings = (train_cfg.data, train_cfg.tokenizer, model_cfg.block_size, train_cfg.max_iters)
+    assert settings == ("rhyme", "word", 6, 1500)
 
 
 def test_presets_command_lists_each_preset_with_what_it_reproduces_and_expects(capsys):
