@@ -46,26 +46,27 @@ def set_threads(threads: int, world_size: int = 1, probe: bool = False) -> int:
 
     With `probe`, 0 also checks that those cores are really free. On a machine busy with other
     work, threads that wait for each other at the end of every operation can make a training step
-    ten times slower than one thread alone (measured: 4.1 s against 0.2 s a step at load 6 on 2
-    cores), so a probe of about 10 ms (more on a busy machine) keeps one thread when it is faster.
+    twenty times slower than one thread alone (measured: 4.1 s against 0.2 s a step at load 6 on 2
+    cores), so a probe of about 10 ms (more on a busy machine) keeps one thread unless several are
+    clearly faster. Work can start beside us at any time: the trainer probes again every few seconds.
     """
     if threads == 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, cores // world_size)
-        if probe and threads > 1 and _one_thread_is_faster(threads):
+        if probe and threads > 1 and not _threads_pay(threads):
             threads = 1
     torch.set_num_threads(threads)
     return threads
 
 
-def _one_thread_is_faster(threads: int) -> bool:
-    """Time a slice of a small model's step (two matrix multiplies, element-wise work) both ways."""
+def _threads_pay(threads: int) -> bool:
+    """Whether `threads` threads run a slice of a small model's step at least 1.25x faster than one."""
     x, w1, w2 = torch.randn(768, 128), torch.randn(128, 512), torch.randn(512, 128)
 
     def seconds(n: int) -> float:
         torch.set_num_threads(n)
         t0 = time.perf_counter()
-        torch.relu(x @ w1) @ w2 + x  # (768, 128)
+        torch.relu(x @ w1) @ w2 + x  # (768, 128): two matrix multiplies and element-wise work
         return time.perf_counter() - t0
 
     seconds(1), seconds(threads)  # warm-up: the thread pool starts
@@ -73,7 +74,8 @@ def _one_thread_is_faster(threads: int) -> bool:
     many = [seconds(threads)]
     if many[0] < 3 * one:  # a busy machine shows at once; otherwise look twice more
         many += [seconds(threads), seconds(threads)]
-    return sorted(many)[len(many) // 2] > one
+    # Asymmetric risk: one thread on free cores costs ~40%; many on busy cores can cost 20x.
+    return 1.25 * sorted(many)[len(many) // 2] < one
 
 
 def keep_freed_memory() -> None:

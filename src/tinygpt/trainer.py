@@ -151,6 +151,7 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.threads = set_threads(cfg.threads, self.dist.world_size, probe=self.device.type == "cpu")
+        self._threads_checked_at = time.perf_counter()
         if self.device.type == "cpu":
             keep_freed_memory()
         if self.device.type == "cuda":
@@ -313,7 +314,17 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / "best.safetensors", self.model, self.optimizer, rng, progress)
             save_weights(self.out_dir / "model.safetensors", self.model, {"step": str(self.step)})
 
+    def _recheck_threads(self, now: bool = False):
+        """With threads 0 on a CPU, probe the cores again every 5 s (every 1 s before an evaluation, `now`):
+        other work can take them away mid-run, and then one thread is far faster than two."""
+        if self.cfg.threads or self.device.type != "cpu" or self.dist.enabled:
+            return
+        if time.perf_counter() - self._threads_checked_at >= (1.0 if now else 5.0):
+            self.threads = set_threads(0, probe=True)
+            self._threads_checked_at = time.perf_counter()
+
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
+        self._recheck_threads(now=True)
         t0 = time.perf_counter()
         self._eval_tokens = 0
         losses = self.estimate_losses(final)
@@ -433,6 +444,7 @@ class Trainer:
                 step_start = time.perf_counter()
                 loss, lr = self.train_step()
                 self._step_seconds = time.perf_counter() - step_start
+                self._recheck_threads()
                 window_tokens += cfg.batch_size * self.model_cfg.block_size * cfg.grad_accum
                 if self._bar is not None:
                     self._bar.update(1)
