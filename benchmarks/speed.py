@@ -142,6 +142,7 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     import torch
 
     from tinygpt.config import build_configs
+    from tinygpt.devices import set_threads
     from tinygpt.generate import SamplingConfig, generate_ids
     from tinygpt.model import build_model
     from tinygpt.presets import load_preset
@@ -156,6 +157,7 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     sampling = SamplingConfig(max_new_tokens=new_tokens, temperature=0.8, top_k=200)
     seconds, cpu_seconds = [], []
     for _ in range(repeats):
+        set_threads(0, probe=True)  # as the trainer does: other work may have taken a core since
         t0, c0 = time.perf_counter(), time.process_time()
         out = generate_ids(model, prompt, sampling, gen)
         seconds.append(time.perf_counter() - t0)
