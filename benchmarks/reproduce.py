@@ -46,6 +46,13 @@ from tinygpt.presets import load_preset, preset_names
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reproduce.json"
 RHYME_WORDS = ("mary", "the", "it", "little", "lamb")
+# SPEC.md's order: the tutorial, the lecture's steps, its two full models, nanoGPT's two recipes.
+SPEC_ORDER = ["rhyme", "bigram", "lecture-1head", "lecture-multihead", "lecture-ffwd", "lecture-residual",
+              "lecture-layernorm", "lecture-small", "lecture", "nanogpt-cpu", "nanogpt"]
+
+
+def all_presets() -> list[str]:
+    return [n for n in SPEC_ORDER if n in preset_names()] + [n for n in preset_names() if n not in SPEC_ORDER]
 
 
 def machine() -> dict:
@@ -214,13 +221,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     results_path = Path(args.results)
-    names = args.presets or preset_names()
+    names = args.presets or all_presets()
     unknown = [n for n in names if n not in preset_names()]
     if unknown:
         parser.error(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(preset_names())}")
     if args.table:
         saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        labels = list(args.presets) if args.presets else preset_names() + sorted(set(saved) - set(preset_names()))
+        labels = list(args.presets) if args.presets else all_presets() + sorted(set(saved) - set(preset_names()))
         print_table(saved, labels)
         return 0
     overrides = dict(item.split("=", 1) for item in args.set)
