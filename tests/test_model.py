@@ -8,6 +8,7 @@ from tinygpt.checkpoint import load_tensors, save_weights
 from tinygpt.config import ModelConfig, build_configs
 from tinygpt.errors import TinyGPTError
 from tinygpt.model import build_model
+from tinygpt.model.layers import Linear
 
 
 def gpt(**settings):
@@ -132,3 +133,22 @@ def test_settings_from_text_are_converted_to_their_types():
     assert (model.n_embd, model.dropout, model.bias, train.max_iters) == (64, 0.1, False, 300)
     with pytest.raises(TinyGPTError, match="setting n_embd expects int, got '6.5'"):
         build_configs({"n_embd": "6.5"})
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("out_features", [12, 13])
+def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features):
+    # One row without gradients takes the chunked path when out_features divides among the threads.
+    layer = Linear(8, out_features, bias=bias)
+    x = torch.randn(1, 1, 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            y = layer(x)
+    finally:
+        torch.set_num_threads(before)
+    assert y.shape == (1, 1, out_features)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-6)
+    assert layer(x).requires_grad  # with gradients on, the ordinary path (autograd works as usual)

@@ -66,13 +66,20 @@ def next_token(logits, sampling: SamplingConfig, generator: torch.Generator | No
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
-@torch.no_grad()
 def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache: bool = True,
                  on_token=None):
     """Extend idx (B, T) by up to `max_new_tokens` tokens; returns (B, T + n).
 
     `on_token(idx)` is called after every new token; returning True stops generation early.
     """
+    # inference_mode skips autograd's bookkeeping (version counters, views), a few percent per
+    # token; the clone outside it hands back an ordinary tensor that autograd may use later.
+    with torch.inference_mode():
+        idx = _generate(model, idx, sampling, generator, use_cache, on_token)
+    return idx.clone()
+
+
+def _generate(model, idx, sampling, generator, use_cache, on_token):
     block_size = model.config.block_size
     cache = model.new_cache(idx.size(0)) if use_cache and getattr(model, "supports_cache", False) else None
     for _ in range(sampling.max_new_tokens):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from .kv_cache import KVCache
+from .layers import Linear
 
 
 def score_scale(cfg: ModelConfig) -> float:
@@ -42,8 +43,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
         super().__init__()
         self.n_head, self.head_size = cfg.n_head, cfg.head_size
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
-        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
+        self.qkv = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
         self.rotary = rotary
         self.qk_norm = cfg.qk_norm
         self.scale = score_scale(cfg)
@@ -70,7 +71,9 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
         if self.proj is not None:
-            y = self.resid_dropout(self.proj(y))
+            y = self.proj(y)
+            if self.training:  # dropout is the identity otherwise; skipping the call speeds up sampling
+                y = self.resid_dropout(y)
         return y
 
 

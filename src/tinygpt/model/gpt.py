@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from .attention import CausalSelfAttention, MultiHeadAttention, merge_qkv, split_qkv
 from .kv_cache import KVCache
-from .layers import MLP, Rotary, make_norm
+from .layers import MLP, Linear, Rotary, make_norm
 
 
 class Block(nn.Module):
@@ -60,7 +60,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, self.rotary) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
+        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
         self.init_weights()
@@ -97,7 +97,8 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))  # (T, C) broadcast
-        x = self.drop(x)
+        if self.training:
+            x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)  # (B, T, C)
         if cache is not None:
