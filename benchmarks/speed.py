@@ -351,8 +351,9 @@ def main(argv=None) -> int:
             for i in range(args.repeats):
                 r = nanogpt_side.run_train(ng_args, nanogpt_dir, data, work / f"ng-out{i}", work / f"ng{i}.log",
                                            sys.executable)
-                r.update(nanogpt_side.full_val_loss(nanogpt_dir, Path(r["checkpoint"]),
-                                                    work / "nanogpt-data" / "val.bin", sys.executable))
+                full = nanogpt_side.full_val_loss(nanogpt_dir, Path(r["checkpoint"]),
+                                                  work / "nanogpt-data" / "val.bin", sys.executable)
+                r["val_loss_full"] = full["val_loss_full"]  # its other fields (wall_s) are the pass's own
                 print(f"    {r['wall_s']:.1f} s wall, whole-split val {r['val_loss_full']:.4f}, "
                       f"{r['ms_per_iter_median']:.1f} ms/iter, peak {r['peak_rss_mb']:.0f} MB", flush=True)
                 runs.append(r)
