@@ -378,11 +378,24 @@ def parse_train_log(text: str, eval_interval: int) -> dict:
     return out
 
 
+_SEED_LAUNCHER = (
+    "import runpy, sys, torch\n"
+    "offset, seed = int(sys.argv[1]), torch.manual_seed\n"
+    "torch.manual_seed = lambda s: seed(s + offset)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
 def run_train(args, nanogpt_dir: Path, data_info: dict, out_dir: Path, log_path: Path, python: str) -> dict:
     n = args.max_iters
     eval_interval = RECIPE_EVAL_INTERVAL
     cmd = [python, "train.py", *CPU_RECIPE, f"--max_iters={n}", f"--lr_decay_iters={n}",
            f"--out_dir={out_dir}", "--always_save_checkpoint=True"]
+    offset = getattr(args, "seed_offset", 0)
+    if offset:
+        # train.py seeds with torch.manual_seed(1337 + its DDP rank) and has no seed setting: run it
+        # through a launcher that shifts that seed, leaving nanoGPT's files untouched.
+        cmd = [python, "-c", _SEED_LAUNCHER, str(offset), *cmd[1:]]
     if n % RECIPE_EVAL_INTERVAL != 0:
         # make sure the last iteration is evaluated and checkpointed (smoke runs)
         eval_interval = n
@@ -570,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interpreter for the nanoGPT subprocesses (default: this one)")
     p.add_argument("--train-extra", action="append", metavar="--key=value",
                    help="extra override passed to nanoGPT's train.py (repeatable; use --train-extra=--x=y)")
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="add this to nanoGPT's seed (1337) to measure its seed-to-seed spread; repeat r "
+                        "uses seed offset + r (default 0: nanoGPT as it is)")
     p.add_argument("--progress-every", type=int, default=100,
                    help="echo every Nth nanoGPT iteration line while training (0: only evals; default 100)")
     p.add_argument("--quiet", action="store_true", help="do not echo nanoGPT's progress")
@@ -640,8 +656,10 @@ def _main(args) -> int:
             for r in range(args.repeats):
                 tag = f"run{r + 1}"
                 print(f"training ({tag}/{args.repeats}, max_iters={args.max_iters}) ...", flush=True)
-                res = run_train(args, nanogpt_dir, data_info, work / f"out-{tag}", work / f"train-{tag}.log",
-                                args.python)
+                offset = args.seed_offset + r if args.seed_offset else 0  # 0: timing repeats of one seed
+                res = run_train(argparse.Namespace(**{**vars(args), "seed_offset": offset}), nanogpt_dir,
+                                data_info, work / f"out-{tag}", work / f"train-{tag}.log", args.python)
+                res["seed"] = 1337 + offset
                 print(f"  done: {res['wall_s']:.1f} s wall, {res['ms_per_iter_median']:.1f} ms/iter, "
                       f"peak {res['peak_rss_mb']:.0f} MB; whole-split validation pass ...", flush=True)
                 fv = full_val_loss(nanogpt_dir, Path(res["checkpoint"]), data_dir / "val.bin", args.python)
