@@ -138,10 +138,14 @@ def test_settings_from_text_are_converted_to_their_types():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("out_features", [12, 13])
-def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features):
+def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features, monkeypatch):
     # One row without gradients takes the chunked path when out_features divides among the threads.
     layer = Linear(8, out_features, bias=bias)
     x = torch.randn(1, 1, 8)
+    batched = []
+    for name in ("bmm", "baddbmm"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, **k: batched.append(1) or _real(*a, **k))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -149,6 +153,8 @@ def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, b
             y = layer(x)
     finally:
         torch.set_num_threads(before)
+        monkeypatch.undo()
+    assert len(batched) == (1 if out_features % threads == 0 else 0)  # chunked exactly when it divides
     assert y.shape == (1, 1, out_features)
     torch.testing.assert_close(y, torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-6)
     assert layer(x).requires_grad  # with gradients on, the ordinary path (autograd works as usual)

@@ -62,20 +62,23 @@ class Optimizer:
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
             raise ValueError("the saved parameter groups do not match this model's")
         for group, saved_group in zip(self.param_groups, groups):
-            group.update({k: v for k, v in saved_group.items() if k != "params"})
+            # Hyperparameters (lr, betas, ...) come back; the kernel choice ("fused") stays this run's.
+            group.update({k: v for k, v in saved_group.items() if k in group and k not in ("params", "fused")})
+        fused = {id(p): bool(g.get("fused")) for g in self.param_groups for p in g["params"]}
         params = self.params()
         self.state = {}
         for i, s in saved["state"].items():
             p = params[int(i)]
-            self.state[p] = {k: self._placed(p, k, v) for k, v in s.items()}
+            self.state[p] = {k: self._placed(p, k, v, fused[id(p)]) for k, v in s.items()}
 
-    def _placed(self, p: torch.Tensor, key: str, value):
+    @staticmethod
+    def _placed(p: torch.Tensor, key: str, value, fused: bool):
         """A copy of a saved state value on the parameter's device; `step` stays float32 (torch.optim's rule)."""
         if not torch.is_tensor(value):
             return value
         value = value.detach().clone()  # never share moments with whatever the state came from
-        if key == "step":
-            return value.to(device=p.device if self.defaults.get("fused") else "cpu", dtype=torch.float32)
+        if key == "step":  # the fused kernel reads it on the parameter's device, the others on the CPU
+            return value.to(device=p.device if fused else "cpu", dtype=torch.float32)
         return value.to(device=p.device, dtype=p.dtype if value.is_floating_point() else value.dtype)
 
 
