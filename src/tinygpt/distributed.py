@@ -8,6 +8,7 @@ step one process would with the whole batch. Only rank 0 logs and writes files.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -45,7 +46,16 @@ def setup(device_type: str) -> DistInfo:
 
 
 def teardown(info: DistInfo):
+    """Leave the process group together, once nothing holds it any more.
+
+    Without the barrier a rank with less to do at the end (only rank 0 saves and samples) tears
+    its group down and exits while its peer is still connected; gloo's worker threads then die in
+    the interpreter's shutdown and abort the process (SIGABRT) about one run in ten. Callers drop
+    their DistributedDataParallel wrapper first: it holds a reference to the group.
+    """
     if info.enabled and dist.is_initialized():
+        gc.collect()  # a dropped wrapper caught in a reference cycle would still hold the group
+        dist.barrier()
         dist.destroy_process_group()
 
 

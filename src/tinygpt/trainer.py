@@ -478,6 +478,7 @@ class Trainer:
         if self.dist.is_main and cfg.plot_every:
             self.plot_loss()
         samples = self._final_samples() if self.dist.is_main else []
+        self.train_model = self.model  # the DDP wrapper holds the process group: let it go first
         ddp.teardown(self.dist)
         return TrainResult(self.out_dir, self.step, self.tokens, self.elapsed(), last_record["train_loss"],
                            last_record["val_loss"], self.best_val if self.val_data is not None else None,
