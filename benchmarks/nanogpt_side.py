@@ -28,6 +28,10 @@ What is measured
             Note: nanoGPT's loop runs iterations 0..max_iters inclusive, i.e. max_iters + 1
             optimizer steps; the evaluation and checkpoint at ``max_iters`` precede the last one.
 
+            ``--recipe gpu`` runs nanoGPT's GPU recipe instead: its config file as it ships
+            (``train.py config/train_shakespeare_char.py``: CUDA, torch.compile, bfloat16, 5000
+            iterations, its estimate from 200 batches), on a machine with a GPU.
+
     sample  Sampling speed of nanoGPT's ``GPT.generate`` (temperature 0.8, top-k 200; it has no
             KV cache, so each new token re-runs the whole context) for a randomly initialised
             model shaped like the full lecture model: 6 layers, 6 heads, 384 wide, block 256,
@@ -89,6 +93,10 @@ CPU_RECIPE = [
     "--n_embd=128",
     "--dropout=0.0",
 ]
+# nanoGPT's GPU recipe: its config file exactly as it ships (CUDA, torch.compile, bfloat16 where
+# the GPU has it, dropout 0.2, 200 evaluation batches); 5000 iterations.
+GPU_RECIPE = ["config/train_shakespeare_char.py"]
+RECIPES = {"cpu": (CPU_RECIPE, 2000, 20), "gpu": (GPU_RECIPE, 5000, 200)}  # args, max_iters, eval_iters
 RECIPE_EVAL_INTERVAL = 250  # from config/train_shakespeare_char.py
 RECIPE_WARMUP_ITERS = 100  # likewise
 
@@ -389,7 +397,7 @@ _SEED_LAUNCHER = (
 def run_train(args, nanogpt_dir: Path, data_info: dict, out_dir: Path, log_path: Path, python: str) -> dict:
     n = args.max_iters
     eval_interval = RECIPE_EVAL_INTERVAL
-    cmd = [python, "train.py", *CPU_RECIPE, f"--max_iters={n}", f"--lr_decay_iters={n}",
+    cmd = [python, "train.py", *RECIPES[args.recipe][0], f"--max_iters={n}", f"--lr_decay_iters={n}",
            f"--out_dir={out_dir}", "--always_save_checkpoint=True"]
     offset = getattr(args, "seed_offset", 0)
     if offset:
@@ -425,6 +433,7 @@ def run_train(args, nanogpt_dir: Path, data_info: dict, out_dir: Path, log_path:
         "command": cmd,
         "cwd": str(nanogpt_dir),
         "log": str(log_path),
+        "recipe": args.recipe,
         "max_iters": n,
         "optimizer_steps": parsed["last_iter"] + 1,
         "eval_interval": eval_interval,
@@ -498,7 +507,8 @@ def format_report(report: dict) -> str:
         s = tr["summary"]
         r0 = runs[0]
         lines.append("")
-        lines.append(f"train: CPU recipe, {r0['max_iters']} iters ({r0['optimizer_steps']} optimizer steps), "
+        lines.append(f"train: {r0.get('recipe', 'cpu').upper()} recipe, {r0['max_iters']} iters "
+                     f"({r0['optimizer_steps']} optimizer steps), "
                      f"{r0['tokens_per_iter']} tokens/iter, "
                      f"{r0.get('nanogpt_params_M')}M params (nanoGPT count)"
                      + (f", median of {len(runs)} runs" if len(runs) > 1 else ""))
@@ -512,7 +522,7 @@ def format_report(report: dict) -> str:
         ]
         if "est_val_loss" in s:
             rows.append((f"val loss, nanoGPT estimate (step {r0.get('final_eval_step')}, "
-                         f"{20} random batches)", f"{s['est_val_loss']:.4f}"))
+                         f"{RECIPES[r0.get('recipe', 'cpu')][2]} random batches)", f"{s['est_val_loss']:.4f}"))
         if "val_loss_full" in s:
             fv = r0["full_val"]
             rows.append((f"val loss, whole split (ckpt step {fv['ckpt_iter_num']}, "
@@ -563,9 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training runs, and timed generations per batch size; medians are reported "
                         "(default 1)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the full results as JSON here")
-    p.add_argument("--max-iters", type=int, default=2000,
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="cpu",
+                   help="nanoGPT's CPU recipe (SPEC section 3's command line) or its GPU recipe "
+                        "(config/train_shakespeare_char.py as it ships; needs CUDA) (default cpu)")
+    p.add_argument("--max-iters", type=int, default=None,
                    help="override the recipe's max_iters (and lr_decay_iters); e.g. 50 for a smoke run "
-                        "(default 2000)")
+                        "(default: the recipe's, 2000 on CPU, 5000 on GPU)")
     p.add_argument("--text", default=None,
                    help="Tiny Shakespeare text (default: $TINYSHAKESPEARE, nanoGPT's data/shakespeare_char/"
                         "input.txt, or /work/shared/data/tinyshakespeare.txt)")
@@ -607,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     if args.repeats < 1:
         raise HarnessError("--repeats must be >= 1")
+    if args.max_iters is None:
+        args.max_iters = RECIPES[args.recipe][1]
     if args.max_iters < 1:
         raise HarnessError("--max-iters must be >= 1")
     if args.max_iters == RECIPE_WARMUP_ITERS:
