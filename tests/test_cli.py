@@ -126,7 +126,7 @@ def bad_files(tmp_path):
     (["--n-embd", "30", "--n-head", "4"], ["n_embd (30) must be divisible by n_head (4); try n_embd=32"]),
     (["--dropout", "1.5"], ["dropout must be in [0, 1), got 1.5"]),
     (["--max-iters", "lots"], ["setting max_iters expects int, got 'lots'"]),
-    (["--tokenizer", "sentencepiece"], ["invalid choice: 'sentencepiece'"]),
+    (["--tokenizer", "sentencepiece"], ["unknown tokenizer 'sentencepiece'", "hf:NAME"]),
     (["--tokenizer", "bpe", "--vocab-size", "100"], ["must be at least 257, got 100"]),
     (["--time-budget", "soon"], ["time budget 'soon' is not a duration"]),
     (["--config", "nope.yaml"], ["config file nope.yaml does not exist"]),

@@ -2,7 +2,8 @@
 
 The three kinds behave as a user expects: characters and byte-level BPE give back exactly the text
 they were given, words give it back with single spaces, and a saved tokenizer.json rebuilds the very
-same ids. Text a model cannot represent is refused naming the offending characters or words.
+same ids. A tokenizer made elsewhere (a Hugging Face file, the Hub, another run) is used as it is.
+Text a model cannot represent is refused naming the offending characters or words.
 """
 
 import json
@@ -16,8 +17,8 @@ from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
 from tinygpt.presets import load_preset
 from tinygpt.tokenizers import (
-    BPETokenizer,
     CharTokenizer,
+    HFTokenizer,
     WordTokenizer,
     load_tokenizer,
     mark_sentence_ends,
@@ -27,7 +28,7 @@ from tinygpt.tokenizers import (
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 CHAR = CharTokenizer.train(CORPUS)
 WORD = WordTokenizer.train(mark_sentence_ends(rhyme_text(), "<END>"), "<END>")
-BPE = BPETokenizer.train(rhyme_text() + CORPUS, 300)
+BPE = HFTokenizer.train(rhyme_text() + CORPUS, 300)
 
 
 def save_and_reload(tokenizer, tmp_path):
@@ -147,9 +148,77 @@ def test_word_tokenizer_keeps_its_sentence_end_through_a_save(tmp_path):
 def test_train_tokenizer_picks_the_kind_by_name():
     assert isinstance(train_tokenizer("char", "abc"), CharTokenizer)
     assert isinstance(train_tokenizer("word", "a b c"), WordTokenizer)
-    assert isinstance(train_tokenizer("bpe", CORPUS, 260), BPETokenizer)
-    with pytest.raises(TinyGPTError, match="unknown tokenizer 'sentencepiece'"):
+    assert isinstance(train_tokenizer("bpe", CORPUS, 260), HFTokenizer)
+    with pytest.raises(TinyGPTError, match="unknown tokenizer 'sentencepiece': use char, word or bpe .* hf:NAME"):
         train_tokenizer("sentencepiece", "abc")
+
+
+# ---- pretrained tokenizers -------------------------------------------------------------------------
+
+def bert_like_tokenizer():
+    """A BERT-style WordPiece tokenizer made the way such files are made: lower-casing, [CLS]/[SEP]
+    added around every input by its post-processor."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator([rhyme_text(), CORPUS], trainers.WordPieceTrainer(
+        vocab_size=120, special_tokens=["[UNK]", "[CLS]", "[SEP]"], show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    return tok
+
+
+def test_a_hugging_face_tokenizer_file_is_used_as_it_is(tmp_path):
+    hf = bert_like_tokenizer()
+    path = tmp_path / "bert" / "tokenizer.json"
+    path.parent.mkdir()
+    hf.save(str(path))
+    tok = train_tokenizer(str(path), "text it must not be trained on", vocab_size=999)
+    assert isinstance(tok, HFTokenizer) and tok.kind == "wordpiece"
+    assert tok.vocab_size == hf.get_vocab_size()
+    # The same ids the file gives, without the [CLS]/[SEP] it adds around a sentence.
+    assert tok.encode("Mary had a little lamb") == hf.encode("Mary had a little lamb").ids[1:-1]
+    assert tok.decode(tok.encode("Mary had a little lamb")) == "mary had a little lamb"
+    assert save_and_reload(tok, tmp_path).encode("its fleece") == tok.encode("its fleece")
+
+
+def test_another_runs_tokenizer_is_reused(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(CHAR.to_json()), encoding="utf-8")
+    tok = train_tokenizer(str(path), "zzz")
+    assert isinstance(tok, CharTokenizer) and tok.chars == CHAR.chars
+
+
+def test_a_hub_tokenizer_is_fetched_by_name(monkeypatch):
+    from tokenizers import Tokenizer
+
+    asked = []
+
+    def from_pretrained(name, *args, **kwargs):
+        asked.append(name)
+        return BPE.hf
+
+    monkeypatch.setattr(Tokenizer, "from_pretrained", staticmethod(from_pretrained))
+    tok = train_tokenizer("hf:gpt2", "text")
+    assert asked == ["gpt2"]
+    assert tok.kind == "bpe" and tok.encode("mary had") == BPE.encode("mary had")
+
+
+def test_a_hub_tokenizer_that_cannot_be_fetched_is_one_clear_error(monkeypatch):
+    from tokenizers import Tokenizer
+
+    def offline(name, *args, **kwargs):
+        raise Exception("Model \"no-such/tokenizer\" on the Hub doesn't have a tokenizer")
+
+    monkeypatch.setattr(Tokenizer, "from_pretrained", staticmethod(offline))
+    with pytest.raises(TinyGPTError) as e:
+        train_tokenizer("hf:no-such/tokenizer", "text")
+    message = str(e.value)
+    assert "cannot get the tokenizer 'no-such/tokenizer' from the Hugging Face Hub" in message
+    assert "doesn't have a tokenizer" in message and "pass the path of its tokenizer.json" in message
 
 
 def test_a_missing_or_damaged_tokenizer_file_is_named(tmp_path):

@@ -247,6 +247,42 @@ def test_a_bpe_run_saves_its_tokenizer_and_samples_text_that_round_trips(tiny_co
     assert run.generate("naïve 🎉", max_new_tokens=5, seed=0) is not None  # bytes it never saw are fine
 
 
+def test_a_pretrained_tokenizer_file_trains_and_samples_through_the_command_line(tiny_corpus, tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    # A GPT-2-style byte-level BPE made elsewhere, trained on other text than the corpus.
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 50, trainers.BpeTrainer(
+        vocab_size=280, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    source = tmp_path / "gpt2-like.json"
+    hf.save(str(source))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tinygpt", "train", "--data", str(tiny_corpus), "--tokenizer", str(source),
+           "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+           "--max-iters", "10", "--eval-interval", "10", "--sample-tokens", "0", "--no-progress", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{source} tokenizer with {hf.get_vocab_size()} tokens" in proc.stdout
+    run = tinygpt.load(out)
+    assert run.tokenizer.encode("mary had a lamb") == hf.encode("mary had a lamb").ids  # the file's own ids
+    assert run.model_config.vocab_size == hf.get_vocab_size()
+    text = run.generate("mary", max_new_tokens=10, seed=0)
+    assert run.decode(run.encode("mary" + text)) == "mary" + text
+
+
+def test_a_tokenizer_that_is_not_there_is_one_clear_error(tiny_corpus, tmp_path):
+    cmd = [sys.executable, "-m", "tinygpt", "train", "--data", str(tiny_corpus), "--tokenizer", "gpt2.json",
+           "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tinygpt: error: unknown tokenizer 'gpt2.json': use char, word or bpe (trained on your text), the path of a "
+        "tokenizer.json, or hf:NAME for one from the Hugging Face Hub"]
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_time_budget_ends_training_within_the_budget(tiny_corpus, tmp_path, tiny_settings):
     start = time.perf_counter()
     result = tinygpt.train(data=str(tiny_corpus), out=str(tmp_path / "run"), time_budget="4s", warmup_iters=0,

@@ -98,7 +98,9 @@ class TrainConfig:
 
     # Data and tokenizer.
     data: str = _setting("rhyme", "text to train on: a UTF-8 file, or 'rhyme' or 'shakespeare'")
-    tokenizer: str = _setting("char", "how text becomes token ids", ("char", "word", "bpe"))
+    tokenizer: str = _setting("char", "how text becomes token ids: char, word or bpe, built from the training text; "
+                                      "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
+                                      "Face Hub (e.g. hf:gpt2)")
     vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
@@ -171,6 +173,8 @@ class TrainConfig:
                 raise TinyGPTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.time_budget:
             parse_duration(self.time_budget)
+        if not self.tokenizer.strip():
+            raise TinyGPTError("tokenizer is empty; use char, word, bpe, a tokenizer.json path or hf:NAME")
         if self.tokenizer == "bpe" and self.vocab_size < 257:
             raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {self.vocab_size}")
         return self

@@ -21,7 +21,7 @@ from .errors import TinyGPTError
 from .evaluate import bits_per_char, split_loss
 from .generate import SamplingConfig, TextStream, generate_ids
 from .model import build_model
-from .tokenizers import load_tokenizer, mark_sentence_ends
+from .tokenizers import HFTokenizer, load_tokenizer, mark_sentence_ends
 
 
 def read_run_config(run_dir: Path) -> dict:
@@ -73,7 +73,7 @@ class Run:
             return [tok.stoi[tok.end_token]]
         if tok.kind == "char":
             return [tok.stoi.get("\n", 0)]
-        if tok.kind == "bpe":
+        if isinstance(tok, HFTokenizer):
             return tok.encode("\n") or [0]
         return [0]
 

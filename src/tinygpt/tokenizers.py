@@ -1,14 +1,19 @@
 """Tokenizers: text <-> lists of integer ids.
 
-Three kinds, one interface (`encode`, `decode`, `vocab_size`, `token`, `save`):
+Three kinds built from the training text, one interface (`encode`, `decode`, `vocab_size`, `token`,
+`to_json`):
 
 - `CharTokenizer`: every distinct character is a token (the lecture's tokenizer).
 - `WordTokenizer`: whitespace-separated words (the nursery-rhyme tutorial's tokenizer).
-- `BPETokenizer`: byte-level BPE trained with Hugging Face `tokenizers`; it can encode any text.
+- `HFTokenizer` trained as byte-level BPE with Hugging Face `tokenizers`; it can encode any text.
 
-Every run directory holds a `tokenizer.json`. For BPE it is the Hugging Face file itself; for our
-own kinds it is a small JSON document with a `"tinygpt_tokenizer"` key, so `load_tokenizer` can tell
-them apart and rebuild exactly the same vocabulary.
+and any tokenizer made elsewhere: a Hugging Face `tokenizer.json` file (GPT-2's, a BERT WordPiece,
+a SentencePiece Unigram converted by `tokenizers`...), one fetched from the Hub as `hf:NAME`, or
+another tinygpt run's `tokenizer.json` (`pretrained_tokenizer`).
+
+Every run directory holds a `tokenizer.json`. For Hugging Face tokenizers it is their own file; for
+our own kinds it is a small JSON document with a `"tinygpt_tokenizer"` key, so `load_tokenizer` can
+tell them apart and rebuild exactly the same vocabulary.
 """
 
 from __future__ import annotations
@@ -108,16 +113,20 @@ def mark_sentence_ends(text: str, end_token: str) -> str:
     return " ".join(f"{line.strip()} {end_token}" for line in text.splitlines() if line.strip())
 
 
-class BPETokenizer:
-    """Byte-level BPE (as in GPT-2) trained on the corpus with Hugging Face `tokenizers`."""
+class HFTokenizer:
+    """A Hugging Face `tokenizers` model: byte-level BPE trained here (as in GPT-2), or a pretrained one.
 
-    kind = "bpe"
+    `kind` is its model's family in lower case: "bpe", "wordpiece", "unigram" or "wordlevel".
+    Special tokens a pretrained tokenizer adds around each input (BERT's [CLS] ... [SEP]) are left
+    out: the corpus and the prompts are continuous text, not separate sentences.
+    """
 
     def __init__(self, hf_tokenizer):
         self.hf = hf_tokenizer
+        self.kind = type(hf_tokenizer.model).__name__.lower()
 
     @classmethod
-    def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
+    def train(cls, text: str, vocab_size: int) -> "HFTokenizer":
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
@@ -137,7 +146,7 @@ class BPETokenizer:
         return self.hf.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text).ids
+        return self.hf.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:
         return self.hf.decode(list(ids))
@@ -150,34 +159,58 @@ class BPETokenizer:
         return json.loads(self.hf.to_str())
 
 
-Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer
+Tokenizer = CharTokenizer | WordTokenizer | HFTokenizer
+TRAINED_KINDS = ("char", "word", "bpe")  # built from the training text; anything else is pretrained
+HUB_PREFIX = "hf:"
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str = "") -> Tokenizer:
-    """A tokenizer of `kind` ('char', 'word' or 'bpe') built from the training text."""
+    """The tokenizer `kind` names: built from the training text ('char', 'word' or 'bpe' with
+    `vocab_size` tokens), or pretrained (a tokenizer.json path or hf:NAME; see pretrained_tokenizer)."""
     if kind == "char":
         return CharTokenizer.train(text)
     if kind == "word":
         return WordTokenizer.train(text, end_token)
     if kind == "bpe":
-        return BPETokenizer.train(text, vocab_size)
-    raise TinyGPTError(f"unknown tokenizer {kind!r}; choose char, word or bpe")
+        return HFTokenizer.train(text, vocab_size)
+    return pretrained_tokenizer(kind)
+
+
+def pretrained_tokenizer(spec: str) -> Tokenizer:
+    """A tokenizer made elsewhere: `hf:NAME` from the Hugging Face Hub (e.g. hf:gpt2), or a path to a
+    tokenizer.json (a Hugging Face file, or another tinygpt run's)."""
+    if spec.startswith(HUB_PREFIX):
+        name = spec[len(HUB_PREFIX):]
+        from tokenizers import Tokenizer as HFModel
+
+        try:
+            return HFTokenizer(HFModel.from_pretrained(name))
+        except Exception as e:  # no network, an unknown name, a gated repository...
+            raise TinyGPTError(f"cannot get the tokenizer {name!r} from the Hugging Face Hub ({type(e).__name__}: "
+                               f"{e}); check the name and the connection, or pass the path of its tokenizer.json"
+                               ) from None
+    path = Path(spec)
+    if not path.is_file():
+        raise TinyGPTError(f"unknown tokenizer {spec!r}: use char, word or bpe (trained on your text), the path "
+                           "of a tokenizer.json, or hf:NAME for one from the Hugging Face Hub")
+    return load_tokenizer(path)
 
 
 def tokenizer_from_json(doc: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its JSON document: ours (char, word) or a Hugging Face BPE file."""
+    """Rebuild a tokenizer from its JSON document: ours (char, word) or a Hugging Face file."""
     kind = doc.get("tinygpt_tokenizer")
     if kind == "char":
         return CharTokenizer(doc["vocab"])
     if kind == "word":
         return WordTokenizer(doc["vocab"], doc.get("end_token", ""))
-    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import Tokenizer as HFModel
 
-    return BPETokenizer(HFTokenizer.from_str(json.dumps(doc)))
+    return HFTokenizer(HFModel.from_str(json.dumps(doc)))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer saved in a run's tokenizer.json, with a clear error if it is missing or damaged."""
+    """The tokenizer in a tokenizer.json (a run's, or a Hugging Face file), with a clear error if it is
+    missing or damaged."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

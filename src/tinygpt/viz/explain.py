@@ -46,7 +46,10 @@ def explain(run, prompt: str, out=print, top: int = 5) -> dict:
 
     # 1-2. text -> tokens -> ids
     how = {"word": "splits the text at whitespace, one token per word",
-           "char": "makes every character a token", "bpe": "cuts the text into byte-pair pieces"}[tok.kind]
+           "char": "makes every character a token", "bpe": "cuts the text into byte-pair pieces",
+           "wordpiece": "cuts words into the longest pieces its vocabulary has",
+           "unigram": "cuts the text into the likeliest sequence of its pieces",
+           "wordlevel": "looks each word up in its vocabulary"}.get(tok.kind, "cuts the text into pieces")
     out(f"1. Text -> tokens. The {tok.kind} tokenizer {how}: {' | '.join(t.tokens)} ({T} tokens).")
     if t.note:
         out(f"   Note: {t.note}.")
