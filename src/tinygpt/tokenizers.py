@@ -18,7 +18,9 @@ tell them apart and rebuild exactly the same vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 from .errors import TinyGPTError
@@ -183,12 +185,21 @@ def pretrained_tokenizer(spec: str) -> Tokenizer:
         name = spec[len(HUB_PREFIX):]
         from tokenizers import Tokenizer as HFModel
 
+        # The Hub client logs every retry of a failed request; the one line below says what went wrong.
+        # (Its logging module sets the level when first imported, so it is imported before quieting.)
+        with contextlib.suppress(ImportError):
+            from huggingface_hub.utils import logging as hub_logging  # noqa: F401
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)
         try:
             return HFTokenizer(HFModel.from_pretrained(name))
         except Exception as e:  # no network, an unknown name, a gated repository...
             raise TinyGPTError(f"cannot get the tokenizer {name!r} from the Hugging Face Hub ({type(e).__name__}: "
                                f"{e}); check the name and the connection, or pass the path of its tokenizer.json"
                                ) from None
+        finally:
+            hub_log.setLevel(level)
     path = Path(spec)
     if not path.is_file():
         raise TinyGPTError(f"unknown tokenizer {spec!r}: use char, word or bpe (trained on your text), the path "
