@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import tinygpt.data as data
-from tinygpt.data import eval_windows, random_batch, shakespeare_path, split_ids
+from tinygpt.data import encode_corpus, eval_windows, random_batch, shakespeare_path, split_ids
 from tinygpt.errors import TinyGPTError
-from tinygpt.tokenizers import CharTokenizer
+from tinygpt.tokenizers import CharTokenizer, WordTokenizer
 
 # ---- where tiny Shakespeare comes from --------------------------------------------------------------
 
@@ -121,7 +121,21 @@ def test_split_keeps_order_first_part_trains_last_part_validates():
     splits = split_ids(list(range(1000)), 0.1, 8)
     assert splits.train.tolist() == list(range(900))
     assert splits.val.tolist() == list(range(900, 1000))
-    assert splits.train.dtype == torch.long
+    assert splits.train.dtype == torch.long  # a plain list comes in as int64
+
+
+@pytest.mark.parametrize("vocab, dtype", [(65, torch.int16), (40_000, torch.int32)])
+def test_a_corpus_is_stored_compactly_and_batches_come_out_as_int64(vocab, dtype):
+    tokenizer = WordTokenizer([f"w{i:05d}" for i in range(vocab)])
+    text = " ".join(f"w{i % vocab:05d}" for i in range(0, 7 * vocab, 7))
+    ids = encode_corpus(tokenizer, text)
+    assert ids.dtype == dtype and ids.tolist() == tokenizer.encode(text)
+    splits = split_ids(ids, 0.1, 8)
+    x, y = random_batch(splits.train, 4, 8, torch.Generator().manual_seed(0))
+    assert x.dtype == y.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    for x, y in eval_windows(splits.val, 8):
+        assert x.dtype == y.dtype == torch.long
 
 
 def test_val_fraction_zero_trains_on_everything():

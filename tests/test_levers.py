@@ -236,9 +236,12 @@ def test_a_time_budget_ends_training_on_time_with_the_schedule_fitted_to_it(monk
 
 
 def test_capped_evaluations_during_training_and_a_whole_split_pass_at_the_end(shakespeare_file, tmp_path):
+    messages = []
     result = tinygpt.train(data="shakespeare", out=str(tmp_path / "run"), max_iters=4, eval_interval=2,
                            eval_max_tokens=1000, n_layer=1, n_head=2, n_embd=16, block_size=32, batch_size=4,
-                           threads=1, progress=False, sample_tokens=0)
+                           threads=1, progress=False, sample_tokens=0, log=messages.append)
+    assert ("note: the validation split has 111,540 tokens: evaluations during training score its first 1,000 "
+            "(--eval-max-tokens), the final one all of them (a lower --val-fraction shortens it)") in messages
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4, 4]  # the last step again, over the whole split
     whole = tinygpt.load(tmp_path / "run").evaluate()

@@ -63,6 +63,21 @@ def test_unknown_characters_are_named_in_the_error():
     assert "'h'" not in message  # known characters are not blamed
 
 
+UNICODE = CharTokenizer.train("abc é日本🎉\n\t\u0000\U0010ffff")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=UNICODE.chars, max_size=300))
+def test_char_corpus_encoding_is_the_same_ids_vectorised(text):
+    assert UNICODE.encode_array(text).tolist() == UNICODE.encode(text)
+
+
+@pytest.mark.parametrize("text", ["hear me, Zeus!", "Z", "~ hear"])
+def test_char_corpus_encoding_names_unknown_characters_too(text):
+    with pytest.raises(TinyGPTError, match="character\\(s\\) this model never saw"):
+        CHAR.encode_array(text)
+
+
 # ---- words -----------------------------------------------------------------------------------------
 
 def test_word_corpus_with_sentence_ends_has_the_tutorials_counts():

@@ -138,8 +138,8 @@ class TrainConfig:
     eval_iters: int = _setting(
         0, "estimate losses from this many random batches; 0 = one exact pass over each split")
     eval_max_tokens: int = _setting(
-        0, "exact pass: cap each split at this many tokens (0 = whole split); the validation loss "
-        "reported by `tinygpt eval` is always over the whole split")
+        131072, "exact pass: periodic evaluations score at most this many tokens of each split (0 = all; "
+        "tiny Shakespeare's 111,539 fit); the final evaluation and `tinygpt eval` score the whole validation split")
     log_interval: int = _setting(10, "update the progress bar every this many steps")
     sample_tokens: int = _setting(100, "after training, print samples of this many tokens (0 = none)")
     num_samples: int = _setting(2, "how many samples to print after training")

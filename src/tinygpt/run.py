@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import load_tensors, load_weights_into
 from .config import ModelConfig, model_config_from_dict
-from .data import load_corpus, split_ids
+from .data import encode_corpus, load_corpus, split_ids
 from .devices import pick_device
 from .errors import TinyGPTError
 from .evaluate import bits_per_char, split_loss
@@ -126,13 +126,13 @@ class Run:
             text = load_corpus(data)
         if train_cfg.get("sentence_end") and self.tokenizer.kind == "word":
             text = mark_sentence_ends(text, train_cfg["sentence_end"])
-        ids = self.tokenizer.encode(text)
+        ids = encode_corpus(self.tokenizer, text)  # (N,)
         block = self.model.config.block_size
         if data is None and train_cfg["val_fraction"] > 0:
             splits = split_ids(ids, train_cfg["val_fraction"], block)
             split_name, tokens = ("val", splits.val) if splits.val is not None else ("train", splits.train)
         else:
-            split_name, tokens = ("all" if data is not None else "train"), torch.tensor(ids, dtype=torch.long)
+            split_name, tokens = ("all" if data is not None else "train"), ids
         if len(tokens) < 2:
             raise TinyGPTError("the evaluation text is shorter than 2 tokens; there is nothing to predict")
         total, count = split_loss(self.model, tokens, block, self.device, batch_size)

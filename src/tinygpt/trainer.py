@@ -38,7 +38,7 @@ from .checkpoint import (
     truncate_metrics,
 )
 from .config import ModelConfig, TrainConfig, to_dict
-from .data import corpus_name, fingerprint, load_corpus, random_batch, split_ids
+from .data import corpus_name, encode_corpus, fingerprint, load_corpus, random_batch, split_ids
 from .devices import autocast_for, keep_freed_memory, pick_device, set_threads
 from .errors import TinyGPTError
 from .evaluate import split_loss
@@ -133,9 +133,15 @@ class Trainer:
                                    "resume with the same data or start a new run")
         else:
             self.tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
-        ids = self.tokenizer.encode(text)
+        ids = encode_corpus(self.tokenizer, text)  # (N,)
         splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size, val_windows=cfg.eval_iters > 0)
-        for note in splits.notes:
+        notes = list(splits.notes)
+        cap = cfg.eval_max_tokens
+        if cfg.eval_iters == 0 and cap and splits.val is not None and len(splits.val) > cap:
+            notes.append(f"the validation split has {len(splits.val):,} tokens: evaluations during training score "
+                         f"its first {cap:,} (--eval-max-tokens), the final one all of them "
+                         "(a lower --val-fraction shortens it)")
+        for note in notes:
             self.log(f"note: {note}")
         self.model_cfg.block_size = splits.block_size
         self.model_cfg.vocab_size = self.tokenizer.vocab_size
