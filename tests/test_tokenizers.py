@@ -20,6 +20,7 @@ from tinygpt.tokenizers import (
     CharTokenizer,
     HFTokenizer,
     WordTokenizer,
+    _cut_at_line_starts,
     load_tokenizer,
     mark_sentence_ends,
     train_tokenizer,
@@ -134,6 +135,21 @@ def test_bpe_reaches_the_asked_vocabulary_and_compresses():
 def test_bpe_round_trip_of_arbitrary_unicode(text):
     # Every byte is in the base alphabet, so nothing is unknown, not even text never seen in training.
     assert BPE.decode(BPE.encode(text)) == text
+
+
+def test_bpe_corpus_encoding_in_pieces_gives_the_ids_of_one_whole_encode():
+    text = (CORPUS + rhyme_text()) * 20  # ~12 kB, cut into ~80 pieces below
+    assert len(list(_cut_at_line_starts(text, 150))) > 50
+    assert BPE.encode_array(text, piece=150).tolist() == BPE.encode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \n\t:", max_size=200), st.integers(1, 50))
+def test_corpus_pieces_rebuild_the_text_and_are_cut_only_between_visible_characters(text, size):
+    pieces = list(_cut_at_line_starts(text, size))
+    assert "".join(pieces) == text
+    for left, right in zip(pieces, pieces[1:]):
+        assert left.endswith("\n") and not left[-2].isspace() and not right[0].isspace()
 
 
 def test_bpe_token_shows_the_text_it_stands_for():
