@@ -266,6 +266,29 @@ def test_sample_streams_the_prompt_and_its_continuation_then_stops(capsys, rhyme
     assert out == "it followed her to \n"
 
 
+def test_sample_continues_a_prompt_file_as_it_continues_the_same_prompt(capsys, char_run, tmp_path):
+    prompt = "mary had a little lamb\nits fleece"
+    (tmp_path / "prompt.txt").write_text(prompt, encoding="utf-8")
+    args = ["--temperature", "0", "--max-new-tokens", "20"]
+    code, from_file, _ = run_cli(capsys, "sample", char_run, "--prompt-file", tmp_path / "prompt.txt", *args)
+    assert code == 0 and from_file.startswith(prompt)
+    assert run_cli(capsys, "sample", char_run, "--prompt", prompt, *args)[1] == from_file
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (None, "prompt file missing.txt does not exist; pass a UTF-8 text file"),
+    (lambda path: path.write_bytes(b"caf\xe9"), "prompt file missing.txt is not valid UTF-8 (bad byte at offset 3)"),
+])
+def test_a_bad_prompt_file_is_one_line(capsys, char_run, tmp_path, make, fragment):
+    if make:
+        make(tmp_path / "missing.txt")
+    code, out, err = run_cli(capsys, "sample", char_run, "--prompt-file", "missing.txt")
+    assert_one_line_error(code, err, fragment)
+    assert out == ""
+    code, _, err = run_cli(capsys, "sample", char_run, "--prompt", "m", "--prompt-file", "missing.txt")
+    assert_one_line_error(code, err, "give the prompt with --prompt or --prompt-file, not both")
+
+
 def test_sample_from_no_prompt_starts_with_a_word(capsys, rhyme_run):
     code, out, _ = run_cli(capsys, "sample", rhyme_run.out_dir, "--temperature", "0", "--max-new-tokens", "5")
     assert code == 0

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Generate text from a trained run, streaming it as it is produced.")
     sample.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
     sample.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
+    sample.add_argument("--prompt-file", default=None, metavar="FILE",
+                        help="continue the text of this UTF-8 file instead (long or multi-line prompts)")
     sample.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
     sample.add_argument("--temperature", type=float, default=0.8,
                         help="randomness: 0 = greedy, 1 = the model's own distribution (default: 0.8)")
@@ -195,6 +197,12 @@ def cmd_sample(args) -> int:
     from .generate import SamplingConfig
     from .run import load
 
+    if args.prompt_file is not None:
+        if args.prompt:
+            raise TinyGPTError("give the prompt with --prompt or --prompt-file, not both")
+        from .data import read_text_file
+
+        args.prompt = read_text_file(args.prompt_file, what="prompt file")
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop,

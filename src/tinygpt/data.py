@@ -64,23 +64,24 @@ def shakespeare_path(download: bool = True) -> Path:
     return cached
 
 
-def read_text_file(path: str | Path) -> str:
-    """Read a UTF-8 training text, explaining every way it can be unusable."""
+def read_text_file(path: str | Path, what: str = "data file") -> str:
+    """Read a UTF-8 text (a training text, or `what` else), explaining every way it can be unusable."""
     path = Path(path)
     if not path.exists():
-        raise TinyGPTError(f"data file {path} does not exist; pass a UTF-8 text file, 'rhyme' or 'shakespeare'")
+        names = ", 'rhyme' or 'shakespeare'" if what == "data file" else ""
+        raise TinyGPTError(f"{what} {path} does not exist; pass a UTF-8 text file{names}")
     if path.is_dir():
         raise TinyGPTError(f"{path} is a directory; pass a UTF-8 text file")
     raw = path.read_bytes()
     if not raw.strip():
-        raise TinyGPTError(f"data file {path} is empty; it needs some text to learn from")
+        raise TinyGPTError(f"{what} {path} is empty; it needs some text")
     if b"\x00" in raw:
-        raise TinyGPTError(f"data file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
+        raise TinyGPTError(f"{what} {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TinyGPTError(
-            f"data file {path} is not valid UTF-8 (bad byte at offset {e.start}); "
+            f"{what} {path} is not valid UTF-8 (bad byte at offset {e.start}); "
             "convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
