@@ -344,8 +344,8 @@ def main(argv=None) -> int:
 
     if args.nanogpt_dir:
         nanogpt_dir = nanogpt_side._resolve_nanogpt_dir(args.nanogpt_dir)
-        ng_args = argparse.Namespace(max_iters=50 if args.quick else 2000, quiet=False, progress_every=500,
-                                     train_extra=None)
+        ng_args = argparse.Namespace(recipe="cpu", max_iters=50 if args.quick else 2000, quiet=False,
+                                     progress_every=500, train_extra=None)
         if what & {"speedrun", "budget", "throughput"}:
             print("nanoGPT: CPU recipe", flush=True)
             data = nanogpt_side.prepare_data(shakespeare, work / "nanogpt-data")

@@ -197,8 +197,8 @@ def bert_like_tokenizer():
     tok.decoder = decoders.WordPiece()
     tok.train_from_iterator([rhyme_text(), CORPUS], trainers.WordPieceTrainer(
         vocab_size=120, special_tokens=["[UNK]", "[CLS]", "[SEP]"], show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    specials = [(name, tok.token_to_id(name)) for name in ("[CLS]", "[SEP]")]
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=specials)
     return tok
 
 
