@@ -15,6 +15,8 @@ import torch
 
 import tinygpt
 from tinygpt.checkpoint import load_checkpoint, read_metrics
+from tinygpt.data import encode_corpus, rhyme_text, split_ids
+from tinygpt.evaluate import split_loss
 from tinygpt.presets import resolve
 from tinygpt.trainer import Trainer, TrainingInterrupted
 
@@ -229,6 +231,57 @@ def test_a_missing_weights_file_is_named(char_run, copy_run):
     (run / "model.safetensors").unlink()
     with pytest.raises(tinygpt.TinyGPTError, match="model.safetensors is missing"):
         tinygpt.load(run)
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------------
+
+FINE_TUNE = dict(max_iters=10, eval_interval=5, warmup_iters=0, lr=3e-3, threads=1, progress=False, sample_tokens=0)
+
+
+@pytest.fixture
+def new_text(tmp_path) -> Path:
+    """The rhyme's lines in reverse order: new text, in characters the char_run model knows."""
+    path = tmp_path / "new.txt"
+    path.write_text("\n".join(reversed(rhyme_text().splitlines())) * 3, encoding="utf-8")
+    return path
+
+
+def test_fine_tuning_starts_from_the_runs_weights_with_its_model_and_tokenizer(char_run, new_text, tmp_path):
+    out = tmp_path / "tuned"
+    tinygpt.train(init_from=str(char_run), data=str(new_text), out=str(out), **FINE_TUNE)
+    # Step 0 is the source model itself, scored on the new text's validation split.
+    source = tinygpt.load(char_run)
+    block = source.model_config.block_size
+    val = split_ids(encode_corpus(source.tokenizer, new_text.read_text()), 0.1, block).val
+    total, count = split_loss(source.model, val, block, "cpu")
+    records = read_metrics(out / "metrics.jsonl")
+    assert records[0]["step"] == 0 and records[0]["val_loss"] == pytest.approx(total / count, abs=1e-5)
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.05  # and it learns the new text
+    assert (out / "tokenizer.json").read_text() == (char_run / "tokenizer.json").read_text()
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["model"] == json.loads((char_run / "config.json").read_text())["model"]
+    assert doc["train"]["init_from"] == str(char_run) and doc["train"]["data"] == str(new_text)
+
+
+def test_a_fine_tuned_run_resumes_to_exactly_the_uninterrupted_one(char_run, new_text, tmp_path):
+    settings = dict(FINE_TUNE, lr_schedule="constant")  # the same rates whatever max_iters says
+    straight = tinygpt.train(init_from=str(char_run), data=str(new_text), out=str(tmp_path / "a"), **settings)
+    tinygpt.train(init_from=str(char_run), data=str(new_text), out=str(tmp_path / "b"), **dict(settings, max_iters=5))
+    resumed = tinygpt.train(resume=str(tmp_path / "b"), max_iters=10)  # from its own checkpoint, not the source
+    assert resumed.step == straight.step == 10
+    assert resumed.val_loss == pytest.approx(straight.val_loss, abs=1e-6)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(n_embd=32), "cannot change model setting(s) n_embd when fine-tuning"),
+    (dict(tokenizer="bpe"), "the tokenizer comes from"),
+    (dict(data="shakespeare"), "character(s) this model never saw in training"),
+])
+def test_fine_tuning_refuses_what_the_weights_cannot_take(char_run, tmp_path, settings, message, shakespeare_file):
+    with pytest.raises(tinygpt.TinyGPTError) as e:
+        tinygpt.train(init_from=str(char_run), out=str(tmp_path / "tuned"), **dict(FINE_TUNE, **settings))
+    assert message in str(e.value)
+    assert not (tmp_path / "tuned").exists()
 
 
 # ---- other tokenizers, time budgets -------------------------------------------------------------------

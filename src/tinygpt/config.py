@@ -104,6 +104,9 @@ class TrainConfig:
     vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
+    init_from: str = _setting(
+        "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
+        "optimizer, schedule and run directory; --data defaults to the run's own text)")
     # Where and how.
     out: str = _setting("", "run directory (default: runs/<preset or data name>)")
     device: str = _setting("auto", "cuda, mps or cpu; auto picks the first available in that order")

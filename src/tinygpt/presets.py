@@ -82,12 +82,53 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
         overrides.pop("out", None)
         model, train = build_configs(saved_model, doc["train"], overrides)
         return model, train, Path(resume), doc.get("preset", "")
+    if overrides.get("init_from"):
+        return _fine_tune(preset, config_file, overrides)
     if not preset and not config_file and "data" not in overrides:
         preset = "rhyme"
     base = load_preset(preset)["settings"] if preset else {}
     from_file = load_yaml_settings(config_file) if config_file else {}
     model, train = build_configs(base, from_file, overrides)
     out = Path(train.out) if train.out else _fresh_dir(Path("runs") / (preset or corpus_name(train.data)))
+    train.out = str(out)
+    return model, train, out, preset
+
+
+# Model settings a fine-tuning run may change: they leave the trained function as it is.
+FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
+
+
+def _fine_tune(preset: str, config_file: str, overrides: dict):
+    """Settings for a run that starts from another run's weights: its model and tokenizer, new training.
+
+    Training settings come from the usual layers (preset < config file < flags); the model's shape
+    and the tokenizer come from the run, and its own text is the default data.
+    """
+    from .config import MODEL_FIELDS, build_configs
+    from .data import corpus_name
+    from .run import read_run_config
+
+    source = Path(overrides["init_from"])
+    doc = read_run_config(source)
+    saved_model = {k: v for k, v in doc["model"].items() if k != "vocab_size"}
+    base = load_preset(preset)["settings"] if preset else {}
+    from_file = load_yaml_settings(config_file) if config_file else {}
+    asked = {**base, **from_file, **overrides}
+    changed = [k for k in asked if k in MODEL_FIELDS and k not in FINE_TUNE_MODEL_CHANGES
+               and asked[k] != saved_model.get(k)]
+    if changed:
+        raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when fine-tuning {source}: the "
+                           "weights fix them (only " + ", ".join(FINE_TUNE_MODEL_CHANGES) + " may change)")
+    saved_train = doc["train"]
+    if "tokenizer" in asked and str(asked["tokenizer"]) != str(saved_train.get("tokenizer")):
+        raise TinyGPTError(f"the tokenizer comes from {source} when fine-tuning it; leave --tokenizer out")
+    # The run's tokenizer (and how its corpus was marked up) goes with its weights; its text is the default.
+    inherited = {k: saved_train[k] for k in ("tokenizer", "vocab_size", "sentence_end") if k in saved_train}
+    data = {} if "data" in asked else {"data": saved_train["data"]}
+    model, train = build_configs(base, from_file, saved_model, inherited, data,
+                                 {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},
+                                 {k: v for k, v in asked.items() if k in FINE_TUNE_MODEL_CHANGES})
+    out = Path(train.out) if train.out else _fresh_dir(Path("runs") / f"{corpus_name(train.data)}-finetuned")
     train.out = str(out)
     return model, train, out, preset
 

@@ -31,6 +31,7 @@ from .checkpoint import (
     append_metrics,
     atomic_write_json,
     load_checkpoint,
+    load_tensors,
     load_weights_into,
     read_metrics,
     save_checkpoint,
@@ -131,10 +132,15 @@ class Trainer:
             if fingerprint(text) != saved:
                 raise TinyGPTError(f"the training text ({cfg.data}) changed since this run started; "
                                    "resume with the same data or start a new run")
+        elif cfg.init_from:  # fine-tuning: the tokenizer goes with the weights
+            self.tokenizer = load_tokenizer(Path(cfg.init_from) / "tokenizer.json")
         else:
             self.tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
         ids = encode_corpus(self.tokenizer, text)  # (N,)
         splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size, val_windows=cfg.eval_iters > 0)
+        if cfg.init_from and splits.block_size != self.model_cfg.block_size:
+            raise TinyGPTError(f"{cfg.data} is too short for the context of {cfg.init_from}'s model "
+                               f"({self.model_cfg.block_size} tokens); fine-tune on a longer text")
         notes = list(splits.notes)
         cap = cfg.eval_max_tokens
         if cfg.eval_iters == 0 and cap and splits.val is not None and len(splits.val) > cap:
@@ -179,6 +185,10 @@ class Trainer:
         self._prepare_data()
         self.model_cfg.validate()
         self.model = build_model(self.model_cfg).to(self.device)
+        if cfg.init_from and not self.resume:
+            source = Path(cfg.init_from) / "model.safetensors"
+            state, _ = load_tensors(source)
+            load_weights_into(self.model, state, source)
         self.optimizer = build_optimizer(self.model, cfg, self.device.type)
         self.autocast = autocast_for(self.device, cfg.dtype)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
@@ -508,6 +518,8 @@ class Trainer:
         shape = "bigram table" if m.arch == "bigram" else (
             f"{m.n_layer} layers, {m.n_head} heads, n_embd {m.n_embd}")
         budget = f"time budget {c.time_budget}" if c.time_budget else f"{c.max_iters} steps"
+        if c.init_from:
+            budget = f"fine-tuning {c.init_from}'s weights, {budget}"
         return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
                 f"{c.tokenizer} tokenizer with {m.vocab_size} tokens; data {d['name']}: {d['train_tokens']:,} train"
                 f" / {d['val_tokens']:,} val tokens; {budget} on {where}, {self.threads} threads; out {self.out_dir}")
