@@ -9,6 +9,7 @@
                     [--neighbours TOKEN] [--embeddings FILE.png] [--json]
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
+    tinygpt import FOLDER|hf:NAME [--out DIR]
 
 Every problem with the user's input ends in one line on stderr and exit status 2; Ctrl-C during
 training saves first and exits with 130.
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
     ev.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+
+    imp = sub.add_parser("import", help="turn a GPT-2 checkpoint (Hugging Face layout) into a run directory",
+                         description="Import GPT-2 weights, from a folder (config.json, model.safetensors, "
+                                     "tokenizer.json) or from the Hugging Face Hub as hf:NAME, into a run "
+                                     "directory to sample, inspect, evaluate or fine-tune (--init-from).")
+    imp.add_argument("source", metavar="SOURCE", help="a folder, or hf:NAME (e.g. hf:openai-community/gpt2)")
+    imp.add_argument("--out", default=None, help="run directory to write (default: runs/<name>)")
 
     sub.add_parser("presets", help="list the named recipes and the numbers they reach",
                    description="List the named recipes, a line each.")
@@ -253,6 +261,21 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from .pretrained import import_gpt2
+
+    name = Path(args.source.removeprefix("hf:").rstrip("/")).name or "imported"
+    out = import_gpt2(args.source, args.out or Path("runs") / name)
+    doc = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    m = doc["model"]
+    print(f"imported {args.source}: {doc['num_params']:,} parameters ({m['n_layer']} layers, {m['n_head']} heads, "
+          f"n_embd {m['n_embd']}, block_size {m['block_size']}), {m['vocab_size']:,} tokens; saved in {out}")
+    print(f"next: tinygpt sample {out} --prompt ...   |   tinygpt train --init-from {out} --data FILE")
+    return 0
+
+
 def cmd_lesson(args) -> int:
     if args.name == "basics":
         from .lessons import basics as lesson
@@ -305,7 +328,8 @@ def cmd_explain(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "lesson": cmd_lesson, "inspect": cmd_inspect, "plot": cmd_plot, "explain": cmd_explain}
+            "lesson": cmd_lesson, "inspect": cmd_inspect, "plot": cmd_plot, "explain": cmd_explain,
+            "import": cmd_import}
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,9 @@ class ModelConfig:
     n_head: int = _setting(4, "attention heads per block (n_embd must divide by it)")
     n_embd: int = _setting(128, "width of the embeddings and the residual stream")
     dropout: float = _setting(0.0, "dropout probability in [0, 1) (attention weights, projections, MLP)")
-    bias: bool = _setting(True, "biases in projections, MLP, norms and head (query/key/value never have one)")
+    bias: bool = _setting(True, "biases in projections, MLP, norms and head (query/key/value: see qkv_bias)")
+    qkv_bias: bool = _setting(False, "biases on the query/key/value projections (GPT-2 has them)")
+    head_bias: bool = _setting(True, "a bias on the output head, when bias is on (GPT-2's tied head has none)")
     # The teaching path and the fast path compute the same function; see model/attention.py.
     attention: str = _setting(
         "fused", "fused: one scaled_dot_product_attention call; heads: one module per head, as taught",
@@ -50,7 +52,9 @@ class ModelConfig:
     attn_proj: bool = _setting(True, "project the concatenated heads back to n_embd")
     mlp_ratio: int = _setting(4, "MLP hidden width as a multiple of n_embd; 0 removes the MLP")
     mlp_proj: bool = _setting(True, "MLP output projection (without it the MLP is one linear + activation)")
-    activation: str = _setting("relu", "MLP non-linearity", ("relu", "gelu", "relu2"))
+    activation: str = _setting(
+        "relu", "MLP non-linearity; gelu_tanh is GELU's tanh approximation (GPT-2's)",
+        ("relu", "gelu", "gelu_tanh", "relu2"))
     attn_scale: str = _setting(
         "head_size", "divide attention scores by sqrt(head_size) (correct) or sqrt(n_embd) "
         "(the lecture's early code)", ("head_size", "n_embd"))

@@ -124,6 +124,8 @@ def _fine_tune(preset: str, config_file: str, overrides: dict):
         raise TinyGPTError(f"the tokenizer comes from {source} when fine-tuning it; leave --tokenizer out")
     # The run's tokenizer (and how its corpus was marked up) goes with its weights; its text is the default.
     inherited = {k: saved_train[k] for k in ("tokenizer", "vocab_size", "sentence_end") if k in saved_train}
+    if "data" not in asked and not saved_train.get("data"):
+        raise TinyGPTError(f"{source} has no training text of its own (it was imported); pass --data FILE")
     data = {} if "data" in asked else {"data": saved_train["data"]}
     model, train = build_configs(base, from_file, saved_model, inherited, data,
                                  {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},

@@ -120,6 +120,9 @@ class Run:
     def evaluate(self, data: str | None = None, batch_size: int = 64) -> dict:
         """Exact loss over the whole validation split (or over all of `data` if given)."""
         train_cfg = self.config["train"]
+        if data is None and not train_cfg["data"]:
+            raise TinyGPTError(f"{self.dir} has no training text of its own (it was imported); "
+                               "evaluate it on a file with --data FILE")
         if data is None:
             text = load_corpus(train_cfg["data"])
         else:

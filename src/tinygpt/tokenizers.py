@@ -18,14 +18,13 @@ tell them apart and rebuild exactly the same vocabulary.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TinyGPTError
+from .hub import hub_name, one_line, quiet
 
 
 class CharTokenizer:
@@ -214,8 +213,6 @@ def _cut_at_line_starts(text: str, size: int):
 
 
 Tokenizer = CharTokenizer | WordTokenizer | HFTokenizer
-TRAINED_KINDS = ("char", "word", "bpe")  # built from the training text; anything else is pretrained
-HUB_PREFIX = "hf:"
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str = "") -> Tokenizer:
@@ -233,25 +230,17 @@ def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str 
 def pretrained_tokenizer(spec: str) -> Tokenizer:
     """A tokenizer made elsewhere: `hf:NAME` from the Hugging Face Hub (e.g. hf:gpt2), or a path to a
     tokenizer.json (a Hugging Face file, or another tinygpt run's)."""
-    if spec.startswith(HUB_PREFIX):
-        name = spec[len(HUB_PREFIX):]
+    name = hub_name(spec)
+    if name is not None:
         from tokenizers import Tokenizer as HFModel
 
-        # The Hub client logs every retry of a failed request; the one line below says what went wrong.
-        # (Its logging module sets the level when first imported, so it is imported before quieting.)
-        with contextlib.suppress(ImportError):
-            from huggingface_hub.utils import logging as hub_logging  # noqa: F401
-        hub_log = logging.getLogger("huggingface_hub")
-        level = hub_log.level
-        hub_log.setLevel(logging.ERROR)
         try:
-            return HFTokenizer(HFModel.from_pretrained(name))
+            with quiet():
+                return HFTokenizer(HFModel.from_pretrained(name))
         except Exception as e:  # no network, an unknown name, a gated repository...
             raise TinyGPTError(f"cannot get the tokenizer {name!r} from the Hugging Face Hub ({type(e).__name__}: "
-                               f"{e}); check the name and the connection, or pass the path of its tokenizer.json"
-                               ) from None
-        finally:
-            hub_log.setLevel(level)
+                               f"{one_line(e)}); check the name and the connection, or pass the path of its "
+                               "tokenizer.json") from None
     path = Path(spec)
     if not path.is_file():
         raise TinyGPTError(f"unknown tokenizer {spec!r}: use char, word or bpe (trained on your text), the path "

@@ -43,7 +43,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
         super().__init__()
         self.n_head, self.head_size = cfg.n_head, cfg.head_size
-        self.qkv = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.qkv = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)
         self.proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
         self.rotary = rotary
         self.qk_norm = cfg.qk_norm
@@ -93,9 +93,9 @@ class Head(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
         super().__init__()
         hs = cfg.head_size
-        self.key = nn.Linear(cfg.n_embd, hs, bias=False)
-        self.query = nn.Linear(cfg.n_embd, hs, bias=False)
-        self.value = nn.Linear(cfg.n_embd, hs, bias=False)
+        self.key = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
+        self.query = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
+        self.value = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
         # The mask is a buffer, not a parameter: it is not learned and not saved.
         self.register_buffer("tril", torch.tril(torch.ones(cfg.block_size, cfg.block_size)), persistent=False)
         self.rotary = rotary
@@ -138,20 +138,27 @@ class MultiHeadAttention(nn.Module):
 
 
 def split_qkv(state: dict, prefix: str, n_head: int) -> dict:
-    """Fused `{prefix}qkv.weight` (3C, C) -> per-head `{prefix}heads.{h}.{query,key,value}.weight`."""
-    w = state.pop(prefix + "qkv.weight")
-    C = w.size(1)
-    hs = C // n_head
-    for name, part in zip(("query", "key", "value"), w.split(C, dim=0)):
-        for h in range(n_head):
-            state[f"{prefix}heads.{h}.{name}.weight"] = part[h * hs : (h + 1) * hs].clone()
+    """Fused `{prefix}qkv.weight` (3C, C) -> per-head `{prefix}heads.{h}.{query,key,value}.weight`
+    (and the biases, (3C,), likewise)."""
+    for kind in ("weight", "bias"):
+        if prefix + "qkv." + kind not in state:
+            continue
+        t = state.pop(prefix + "qkv." + kind)  # (3C, C) or (3C,)
+        C = t.size(0) // 3
+        hs = C // n_head
+        for name, part in zip(("query", "key", "value"), t.split(C, dim=0)):
+            for h in range(n_head):
+                state[f"{prefix}heads.{h}.{name}.{kind}"] = part[h * hs : (h + 1) * hs].clone()
     return state
 
 
 def merge_qkv(state: dict, prefix: str, n_head: int) -> dict:
     """The inverse of `split_qkv`."""
-    parts = []
-    for name in ("query", "key", "value"):
-        parts.append(torch.cat([state.pop(f"{prefix}heads.{h}.{name}.weight") for h in range(n_head)], dim=0))
-    state[prefix + "qkv.weight"] = torch.cat(parts, dim=0)  # (3C, C)
+    for kind in ("weight", "bias"):
+        if f"{prefix}heads.0.query.{kind}" not in state:
+            continue
+        parts = []
+        for name in ("query", "key", "value"):
+            parts.append(torch.cat([state.pop(f"{prefix}heads.{h}.{name}.{kind}") for h in range(n_head)], dim=0))
+        state[prefix + "qkv." + kind] = torch.cat(parts, dim=0)  # (3C, C) or (3C,)
     return state

@@ -60,7 +60,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, self.rotary) for _ in range(cfg.n_layer))
         self.ln_f = make_norm(cfg)
-        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
+        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
         self.init_weights()

@@ -84,6 +84,8 @@ class MLP(nn.Module):
             h = F.relu(h)
         elif self.activation == "gelu":
             h = F.gelu(h)
+        elif self.activation == "gelu_tanh":
+            h = F.gelu(h, approximate="tanh")
         else:  # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
             h = F.relu(h).square()
         if self.proj is not None:

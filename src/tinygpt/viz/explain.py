@@ -105,7 +105,7 @@ def explain(run, prompt: str, out=print, top: int = 5) -> dict:
         if b.mlp_out is not None:
             hidden = b.mlp_hidden[T - 1]
             active = int((hidden > 0).sum())
-            act = {"relu": "ReLU", "gelu": "GELU", "relu2": "ReLU squared"}[cfg.activation]
+            act = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "relu2": "ReLU squared"}[cfg.activation]
             pre = f"after {norm}, " if norm else ""
             out(f"   MLP: {pre}each position on its own goes {C} -> {hidden.numel()} numbers -> {act} -> back to {C},")
             out(f"   {into}; for {t.tokens[-1]!r}, {active} of {hidden.numel()} hidden units are active.")
