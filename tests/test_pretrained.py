@@ -118,7 +118,7 @@ def test_hub_names_are_downloaded_with_only_the_files_needed(tmp_path, monkeypat
         return str(tmp_path / "cache")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    import_gpt2("hf:openai-community/gpt2", tmp_path / "run")
+    tinygpt.import_gpt2("hf:openai-community/gpt2", tmp_path / "run")  # the package-level entry point
     assert calls == [("openai-community/gpt2", ["config.json", "model.safetensors", "tokenizer.json"])]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["imported_from"] == "hf:openai-community/gpt2"
 

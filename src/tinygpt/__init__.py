@@ -5,6 +5,7 @@
     run = tinygpt.load("runs/rhyme")
     print(run.generate("mary", max_new_tokens=12, temperature=0.8))
     print(run.evaluate())
+    tinygpt.import_gpt2("hf:openai-community/gpt2", "runs/gpt2")   # GPT-2's weights, as a run
 """
 
 __version__ = "0.1.0"
@@ -17,7 +18,8 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
     """Train a model; the same settings as `tinygpt train` (underscored: max_iters=500, n_embd=64).
 
     preset: a named recipe (`tinygpt presets`); config: a YAML file of settings; out: run directory;
-    resume: a run directory to continue. Returns a `TrainResult` (losses, step, samples, out_dir).
+    resume: a run directory to continue; init_from=RUN fine-tunes that run's weights. Returns a
+    `TrainResult` (losses, step, samples, out_dir).
     """
     from .presets import resolve
     from .trainer import Trainer
@@ -28,4 +30,13 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, preset=preset_name).train()
 
 
-__all__ = ["__version__", "TinyGPTError", "Run", "load", "train"]
+def import_gpt2(source: str, out: str):
+    """Write a run directory at `out` from a GPT-2 checkpoint: a folder in Hugging Face's layout, or
+    hf:NAME from the Hub (`tinygpt import`). Returns its path; `tinygpt.load` it, or fine-tune it
+    with `tinygpt.train(init_from=out, data=...)`."""
+    from .pretrained import import_gpt2 as write_run
+
+    return write_run(source, out)
+
+
+__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2"]
