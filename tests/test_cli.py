@@ -107,6 +107,7 @@ def bad_files(tmp_path):
              "latin1": "caf\u00e9 au lait\n".encode("latin-1"), "two": b"ab"}
     for name, payload in files.items():
         (tmp_path / f"{name}.txt").write_bytes(payload)
+    (tmp_path / "nothing").mkdir()
     return tmp_path
 
 
@@ -117,7 +118,8 @@ def bad_files(tmp_path):
     (["--data", "binary.txt"], ["binary.txt looks binary"]),
     (["--data", "latin1.txt"], ["latin1.txt is not valid UTF-8 (bad byte at offset 3)", "iconv"]),
     (["--data", "two.txt"], ["the corpus is only 2 token(s); it needs at least 3"]),
-    (["--data", "."], ["is a directory"]),
+    (["--data", "nothing"], ["nothing is a folder with no .txt files; pass a UTF-8 text file or a folder of them"]),
+    (["--data", "."], ["data file binary.txt looks binary"]),  # a folder's files are read, the bad one named
     (["--preset", "nope"], ["unknown preset 'nope'; choose one of: ", "rhyme"]),
     (["--n-embed", "64"], ["unknown option --n-embed (did you mean --n-embd?)", "`tinygpt train --help`"]),
     (["--n-embd", "-8"], ["n_embd must be a positive integer, got -8"]),

@@ -117,6 +117,22 @@ def test_shakespeare_splits_90_10_exactly_as_the_lecture(shakespeare_file):
 
 # ---- splitting and tiny corpora ----------------------------------------------------------------------
 
+def test_a_folder_of_text_files_is_one_corpus_in_path_order(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "2.txt").write_text("second\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("first\n\n", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("not a .txt file", encoding="utf-8")
+    assert data.load_corpus(str(tmp_path)) == "first\n\nsecond\n"
+    assert data.corpus_name(str(tmp_path)) == tmp_path.name
+
+
+def test_a_bad_file_in_a_folder_is_named(tmp_path):
+    (tmp_path / "good.txt").write_text("fine", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(TinyGPTError, match="latin1.txt is not valid UTF-8"):
+        data.load_corpus(str(tmp_path))
+
+
 def test_split_keeps_order_first_part_trains_last_part_validates():
     splits = split_ids(list(range(1000)), 0.1, 8)
     assert splits.train.tolist() == list(range(900))

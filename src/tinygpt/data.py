@@ -1,6 +1,7 @@
 """Text in, batches out: finding corpora, splitting them, and cutting training windows.
 
-A corpus is named by a path or by one of two built-in names:
+A corpus is named by a path (a file, or a folder whose .txt files are joined) or by one of two
+built-in names:
 - `rhyme`: the 16-sentence "Mary had a little lamb" corpus shipped inside the package;
 - `shakespeare`: tiny Shakespeare, looked up in $TINYGPT_DATA_DIR, then the user's cache
   directory, and otherwise downloaded once from its public home (and checked by sha256).
@@ -86,16 +87,28 @@ def read_text_file(path: str | Path, what: str = "data file") -> str:
 
 
 def load_corpus(spec: str) -> str:
-    """The text named by `spec`: 'rhyme', 'shakespeare' or a file path."""
+    """The text named by `spec`: 'rhyme', 'shakespeare', a file, or a folder of .txt files."""
     if spec == "rhyme":
         return rhyme_text()
     if spec == "shakespeare":
         return read_text_file(shakespeare_path())
+    if Path(spec).is_dir():
+        return read_text_folder(Path(spec))
     return read_text_file(spec)
 
 
+def read_text_folder(folder: Path) -> str:
+    """Every .txt file under `folder` (sorted by path, so the text is the same on every machine),
+    joined by blank lines."""
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise TinyGPTError(f"{folder} is a folder with no .txt files; pass a UTF-8 text file or a folder of them")
+    return "\n\n".join(read_text_file(p).strip("\n") for p in files) + "\n"
+
+
 def corpus_name(spec: str) -> str:
-    return spec if spec in ("rhyme", "shakespeare") else Path(spec).stem
+    """A short name for the text: the built-in name, or the file's (folder's) name without suffix."""
+    return spec if spec in ("rhyme", "shakespeare") else Path(spec).resolve().stem
 
 
 def fingerprint(text: str) -> str:
