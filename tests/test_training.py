@@ -270,6 +270,8 @@ def test_a_fine_tuned_run_resumes_to_exactly_the_uninterrupted_one(char_run, new
     resumed = tinygpt.train(resume=str(tmp_path / "b"), max_iters=10)  # from its own checkpoint, not the source
     assert resumed.step == straight.step == 10
     assert resumed.val_loss == pytest.approx(straight.val_loss, abs=1e-6)
+    with pytest.raises(tinygpt.TinyGPTError, match="cannot change init_from when resuming"):
+        tinygpt.train(resume=str(tmp_path / "b"), init_from=str(tmp_path / "a"), max_iters=12)
 
 
 @pytest.mark.parametrize("settings, message", [

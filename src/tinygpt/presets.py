@@ -75,7 +75,7 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
         if changed:
             raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when resuming; "
                                "start a new run instead")
-        fixed = ("data", "tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed", "batch_size")
+        fixed = ("data", "tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed", "batch_size", "init_from")
         changed = [k for k in overrides if k in fixed and str(overrides[k]) != str(doc["train"].get(k))]
         if changed:
             raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
