@@ -267,6 +267,8 @@ def cmd_import(args) -> int:
     from .pretrained import import_gpt2
 
     name = Path(args.source.removeprefix("hf:").rstrip("/")).name or "imported"
+    if args.source.startswith("hf:"):
+        print(f"downloading {args.source[3:]} from the Hugging Face Hub (or its cache) ...", flush=True)
     out = import_gpt2(args.source, args.out or Path("runs") / name)
     doc = json.loads((out / "config.json").read_text(encoding="utf-8"))
     m = doc["model"]

@@ -43,6 +43,7 @@ from .data import corpus_name, encode_corpus, fingerprint, load_corpus, random_b
 from .devices import autocast_for, keep_freed_memory, pick_device, set_threads
 from .errors import TinyGPTError
 from .evaluate import split_loss
+from .hub import hub_name
 from .model import build_model
 from .optim import build_optimizer, lr_factor, set_lr
 from .tokenizers import load_tokenizer, mark_sentence_ends, train_tokenizer
@@ -135,6 +136,8 @@ class Trainer:
         elif cfg.init_from:  # fine-tuning: the tokenizer goes with the weights
             self.tokenizer = load_tokenizer(Path(cfg.init_from) / "tokenizer.json")
         else:
+            if hub_name(cfg.tokenizer):
+                self.log(f"fetching the tokenizer {hub_name(cfg.tokenizer)} from the Hugging Face Hub (or its cache)")
             self.tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
         ids = encode_corpus(self.tokenizer, text)  # (N,)
         splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size, val_windows=cfg.eval_iters > 0)
