@@ -40,6 +40,19 @@ def test_newton_schulz_makes_every_singular_value_close_to_one(shape):
     assert s.min().item() > 0.6 and s.max().item() < 1.25  # the quintic's band around 1 (an SVD gives exactly 1)
 
 
+def test_muon_orthogonalises_same_shaped_matrices_together_with_each_ones_own_result():
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(*shape, generator=gen)) for shape in [(24, 8), (8, 8), (24, 8)]]
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    before = [p.detach().clone() for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    Muon(params, lr=0.1, momentum=0.0, nesterov=False).step()  # the update is then NS(grad) alone
+    for p, w, g in zip(params, before, grads):
+        scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+        assert torch.allclose(p.detach(), w - 0.1 * scale * newton_schulz(g), atol=1e-6)
+
+
 def test_a_muon_step_keeps_weights_finite_and_lowers_the_loss_on_a_least_squares_problem():
     gen = torch.Generator().manual_seed(0)
     x, w_true = torch.randn(256, 32, generator=gen), 0.05 * torch.randn(32, 24, generator=gen)
