@@ -94,9 +94,14 @@ def test_an_unknown_word_is_refused_by_the_tokenizer_with_the_vocabulary(rhyme):
     dict(attention="fused", pos_emb="rope", qk_norm=True),
     dict(attention="heads", pos_emb="rope", attn_scale="n_embd"),
     dict(attention="fused", attn_proj=False, mlp_ratio=0, norm="rmsnorm"),
-], ids=["fused", "heads", "fused-rope-qknorm", "heads-rope-nembd-scale", "no-proj-no-mlp-rmsnorm"])
+    dict(attention="heads", qkv_bias=True, activation="gelu_tanh"),  # GPT-2's wiring
+], ids=["fused", "heads", "fused-rope-qknorm", "heads-rope-nembd-scale", "no-proj-no-mlp-rmsnorm", "heads-qkv-bias"])
 def test_attention_weights_times_values_reproduce_the_attention_modules_output(settings):
     run = untrained_run(**settings)
+    with torch.no_grad():  # biases start at zero; make them count
+        for name, p in run.model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(len(name)))
     t = probe.trace(run, "abcabcha")
     for i, block in enumerate(t.blocks):
         w = block.weights  # (nh, T, T)
