@@ -6,8 +6,9 @@
       -> final norm -> linear head                                       (B, T, vocab_size)
 
 Everything optional is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
-nanoGPT's recipe and the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
-projections, tied embeddings) are all configurations of this one class.
+nanoGPT's recipe, the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
+projections, tied embeddings) and GPT-2 itself (query/key/value biases, GELU's tanh approximation,
+a tied head without a bias; see pretrained.py) are all configurations of this one class.
 """
 
 from __future__ import annotations
