@@ -92,8 +92,10 @@ def test_an_imported_gpt2_computes_gpt2s_logits(tmp_path, prefix, attention):
 def test_an_imported_run_samples_evaluates_on_a_file_and_fine_tunes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     make_checkpoint(tmp_path / "gpt2")
-    assert main(["import", str(tmp_path / "gpt2"), "--out", "runs/gpt2"]) == 0
+    assert main(["import", str(tmp_path / "gpt2")]) == 0  # named after the folder by default
     assert "saved in runs/gpt2" in capsys.readouterr().out
+    assert main(["import", str(tmp_path / "gpt2")]) == 2  # and never over a run already there
+    assert "runs/gpt2 already exists and is not an empty folder" in capsys.readouterr().err
     assert main(["sample", "runs/gpt2", "--prompt", "mary had", "--max-new-tokens", "5", "--seed", "0"]) == 0
     assert capsys.readouterr().out.startswith("mary had")
     assert main(["eval", "runs/gpt2"]) == 2
@@ -154,5 +156,16 @@ def test_missing_files_and_a_used_directory_are_refused(tmp_path):
         import_gpt2(str(tmp_path / "gpt2"), tmp_path / "run")
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
-    with pytest.raises(TinyGPTError, match="already exists and is not empty"):
+    with pytest.raises(TinyGPTError, match="already exists and is not an empty folder"):
         import_gpt2(str(tmp_path / "gpt2"), tmp_path / "used")
+    with pytest.raises(TinyGPTError, match="already exists and is not an empty folder"):
+        import_gpt2(str(tmp_path / "gpt2"), tmp_path / "used" / "notes.txt")
+
+
+def test_a_config_without_the_model_shape_is_refused(tmp_path):
+    make_checkpoint(tmp_path / "gpt2")
+    config = json.loads((tmp_path / "gpt2" / "config.json").read_text())
+    del config["n_embd"], config["n_head"]
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TinyGPTError, match="config.json has no n_embd, n_head; is it a GPT-2 config"):
+        import_gpt2(str(tmp_path / "gpt2"), tmp_path / "run")

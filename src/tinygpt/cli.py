@@ -264,11 +264,13 @@ def cmd_presets(args) -> int:
 def cmd_import(args) -> int:
     from pathlib import Path
 
+    from .hub import hub_name
     from .pretrained import import_gpt2
 
-    name = Path(args.source.removeprefix("hf:").rstrip("/")).name or "imported"
-    if args.source.startswith("hf:"):
-        print(f"downloading {args.source[3:]} from the Hugging Face Hub (or its cache) ...", flush=True)
+    repo = hub_name(args.source)
+    if repo is not None:
+        print(f"downloading {repo} from the Hugging Face Hub (or its cache) ...", flush=True)
+    name = Path((repo or args.source).rstrip("/")).name or "imported"
     out = import_gpt2(args.source, args.out or Path("runs") / name)
     doc = json.loads((out / "config.json").read_text(encoding="utf-8"))
     m = doc["model"]

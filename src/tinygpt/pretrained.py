@@ -53,9 +53,13 @@ def fetch(spec: str) -> Path:
 
 def gpt2_config(hf: dict, source: str) -> ModelConfig:
     """Our settings for a GPT-2 config.json, refusing what this GPT does not compute."""
-    if hf.get("model_type") != "gpt2":
-        raise TinyGPTError(f"{source} holds a {hf.get('model_type')!r} model; only GPT-2 checkpoints "
-                           "(model_type gpt2) can be imported")
+    if not isinstance(hf, dict) or hf.get("model_type") != "gpt2":
+        kind = hf.get("model_type") if isinstance(hf, dict) else None
+        raise TinyGPTError(f"{source} holds a {kind!r} model; only GPT-2 checkpoints (model_type gpt2) "
+                           "can be imported")
+    missing = [k for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if k not in hf]
+    if missing:
+        raise TinyGPTError(f"{source}: config.json has no {', '.join(missing)}; is it a GPT-2 config?")
     unsupported = [k for k in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn") if hf.get(k)]
     if hf.get("scale_attn_weights") is False:
         unsupported.append("scale_attn_weights false")
@@ -97,8 +101,8 @@ def gpt2_state(tensors: dict[str, torch.Tensor], n_layer: int) -> dict[str, torc
 def import_gpt2(spec: str, out: str | Path) -> Path:
     """Write a run directory at `out` holding the GPT-2 checkpoint `spec` (a folder or hf:NAME)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise TinyGPTError(f"{out} already exists and is not empty; choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TinyGPTError(f"{out} already exists and is not an empty folder; choose another --out")
     folder = fetch(spec)
     missing = [f for f in FILES if not (folder / f).is_file()]
     if missing:

@@ -136,8 +136,8 @@ class Trainer:
         elif cfg.init_from:  # fine-tuning: the tokenizer goes with the weights
             self.tokenizer = load_tokenizer(Path(cfg.init_from) / "tokenizer.json")
         else:
-            if hub_name(cfg.tokenizer):
-                self.log(f"fetching the tokenizer {hub_name(cfg.tokenizer)} from the Hugging Face Hub (or its cache)")
+            if (repo := hub_name(cfg.tokenizer)) is not None:
+                self.log(f"fetching the tokenizer {repo} from the Hugging Face Hub (or its cache)")
             self.tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
         ids = encode_corpus(self.tokenizer, text)  # (N,)
         splits = split_ids(ids, cfg.val_fraction, self.model_cfg.block_size, val_windows=cfg.eval_iters > 0)
