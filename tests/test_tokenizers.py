@@ -3,15 +3,19 @@
 The three kinds behave as a user expects: characters and byte-level BPE give back exactly the text
 they were given, words give it back with single spaces, and a saved tokenizer.json rebuilds the very
 same ids. A tokenizer made elsewhere (a Hugging Face file, the Hub, another run) is used as it is.
-Text a model cannot represent is refused naming the offending characters or words.
+Text a model cannot represent is refused naming the offending characters or words. Special tokens
+(a chat format's `<|user|>`, `<|end|>`) are one id each, after the old vocabulary, in every kind, and
+survive a save and a training run.
 """
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tinygpt
 from tinygpt.config import TrainConfig
 from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
@@ -19,12 +23,14 @@ from tinygpt.presets import load_preset
 from tinygpt.tokenizers import (
     CharTokenizer,
     HFTokenizer,
+    Tokenizer,
     WordTokenizer,
-    _cut_at_line_starts,
     load_tokenizer,
     mark_sentence_ends,
+    tokenizer_from_json,
     train_tokenizer,
 )
+from tinygpt.tokenizers.huggingface import _cut_at_line_starts
 
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 CHAR = CharTokenizer.train(CORPUS)
@@ -259,3 +265,269 @@ def test_a_missing_or_damaged_tokenizer_file_is_named(tmp_path):
     path.write_text('{"tinygpt_tokenizer": "char", "vo', encoding="utf-8")
     with pytest.raises(TinyGPTError, match="tokenizer.json is not a valid tokenizer file"):
         load_tokenizer(path)
+
+
+# ---- one interface ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tokenizer, text", [
+    (CHAR, "Speak, speak.\nhear me"),
+    (WORD, "mary had a little lamb <END> its fleece"),
+    (BPE, "mary had a little lamb, é 日本 🎉\n"),
+])
+def test_every_kind_is_a_tokenizer_that_encodes_a_corpus_as_an_array(tokenizer, text):
+    assert isinstance(tokenizer, Tokenizer)
+    ids = tokenizer.encode_array(text, np.int16)
+    assert ids.dtype == np.int16 and ids.tolist() == tokenizer.encode(text)
+    assert tokenizer.special_tokens == []
+
+
+def test_a_token_is_found_by_its_spelling_in_the_vocabulary():
+    assert (CHAR.token_to_id("h"), CHAR.token(CHAR.token_to_id("h")), CHAR.token_to_id("Z")) == (15, "h", None)
+    assert (WORD.token_to_id("lamb"), WORD.token(16), WORD.token_to_id("dog")) == (16, "lamb", None)
+    # Byte-level BPE spells a leading space 'Ġ' in its vocabulary; `token` shows the text itself.
+    assert (BPE.token_to_id("Ġlamb"), BPE.token(271), BPE.token_to_id(" lamb")) == (271, " lamb", None)
+
+
+def test_char_corpus_encoding_follows_a_hand_written_vocabulary_order():
+    # A tokenizer.json made by hand need not list its characters sorted; the ids are still its own.
+    tok = CharTokenizer(["b", "\n", "a"])
+    assert tok.encode("ab\n") == [2, 0, 1]
+    assert tok.encode_array("ab\n").tolist() == [2, 0, 1]
+
+
+def test_an_empty_prompt_starts_from_a_line_or_sentence_break():
+    assert CHAR.start_ids() == [CHAR.stoi["\n"]] == [0]
+    assert CharTokenizer.train("a\tb\n").start_ids() == [1]  # the tab sorts before the newline
+    assert CharTokenizer.train("ab").start_ids() == [0]  # no newline: the first character
+    assert WordTokenizer(["a", "b", "<END>"], "<END>").start_ids() == [2]
+    assert WordTokenizer(["a", "b"], "<END>").start_ids() == [0]  # its end token is not a word it knows
+    assert WordTokenizer(["a", "b"]).start_ids() == [0]
+    assert BPE.start_ids() == [BPE.token_to_id("Ċ")] and BPE.decode(BPE.start_ids()) == "\n"
+    bert = HFTokenizer(bert_like_tokenizer())
+    assert bert.encode("\n") == [] and bert.start_ids() == [0]  # its normaliser drops a bare newline
+
+
+# ---- special tokens --------------------------------------------------------------------------------
+
+CHAT = ["<|user|>", "<|assistant|>", "<|end|>"]
+
+
+def with_chat_tokens(tokenizer):
+    """A copy of `tokenizer` (the originals above stay as they are) with the chat tokens added."""
+    copy = tokenizer_from_json(tokenizer.to_json())
+    copy.add_special_tokens(CHAT)
+    return copy
+
+
+# Each kind with a conversation written in the text it knows: the parts, how they are joined, and
+# the text once the special tokens are skipped.
+CONVERSATIONS = {
+    "char": (CHAR, ["<|user|>", "hear me", "<|end|>", "\n", "<|assistant|>", "Speak, speak.", "<|end|>"], "",
+             "hear me\nSpeak, speak."),
+    "word": (WORD, ["<|user|>", "mary had a little lamb", "<|end|>", "<|assistant|>", "its fleece <END>",
+                    "<|end|>"], " ", "mary had a little lamb its fleece <END>"),
+    "bpe": (BPE, ["<|user|>", "mary had a little lamb", "<|end|>", "\n", "<|assistant|>", " é 日本 🎉", "<|end|>"],
+            "", "mary had a little lamb\n é 日本 🎉"),
+}
+
+
+@pytest.mark.parametrize("kind", CONVERSATIONS)
+def test_special_tokens_are_one_id_each_after_the_old_vocabulary(kind):
+    old, parts, gap, plain = CONVERSATIONS[kind]
+    tok = tokenizer_from_json(old.to_json())
+    V = old.vocab_size
+    assert tok.add_special_tokens(CHAT) == [V, V + 1, V + 2]
+    assert (tok.vocab_size, tok.special_tokens) == (V + 3, CHAT)
+    assert [tok.token_to_id(t) for t in CHAT] == [V, V + 1, V + 2]
+    assert [tok.token(i) for i in (V, V + 1, V + 2)] == CHAT
+    text = gap.join(parts)
+    ids = tok.encode(text)
+    special = dict(zip(CHAT, range(V, V + 3)))
+    # Each special token is its one id; the text between them has the ids it had before.
+    assert ids == [i for part in parts for i in ([special[part]] if part in special else old.encode(part))]
+    assert tok.encode_array(text).tolist() == ids
+    assert tok.decode(ids) == text
+    assert tok.decode(ids, skip_special_tokens=True) == plain
+
+
+def test_a_pretrained_tokenizer_gets_special_tokens_after_its_own():
+    tok = HFTokenizer(bert_like_tokenizer())
+    assert tok.special_tokens == ["[UNK]", "[CLS]", "[SEP]"]  # the file's own, made when it was trained
+    assert tok.add_special_tokens(CHAT) == [120, 121, 122]
+    ids = tok.encode("<|user|>Mary had a little lamb<|end|>")
+    assert ids == [120, *tok.encode("Mary had a little lamb"), 122]  # still no [CLS]/[SEP] around it
+    # WordPiece joins its tokens with spaces and lower-cases; the special tokens keep their spelling.
+    assert tok.decode(ids) == "<|user|> mary had a little lamb <|end|>"
+    assert tok.decode(ids, skip_special_tokens=True) == "mary had a little lamb"
+    assert tok.special_tokens == ["[UNK]", "[CLS]", "[SEP]", *CHAT]
+
+
+CHAR_CHAT = with_chat_tokens(CHAR)
+BPE_CHAT = with_chat_tokens(BPE)
+
+
+def strip_chat(text: str) -> str:
+    for token in CHAT:
+        text = text.replace(token, "")
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(CHAT) | st.text(alphabet=CHAR.chars, max_size=12), max_size=12))
+def test_char_texts_mixing_special_tokens_round_trip(parts):
+    text = "".join(parts)
+    ids = CHAR_CHAT.encode(text)
+    assert ids == [i for part in parts for i in ([CHAR_CHAT.stoi[part]] if part in CHAT else CHAR.encode(part))]
+    assert CHAR_CHAT.encode_array(text).tolist() == ids
+    assert CHAR_CHAT.decode(ids) == text
+    assert CHAR_CHAT.decode(ids, skip_special_tokens=True) == strip_chat(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted(WORD.stoi) + CHAT), max_size=30), st.sampled_from([" ", "\n", " \t "]))
+def test_word_texts_mixing_special_tokens_round_trip(words, gap):
+    tok = with_chat_tokens(WORD)
+    ids = tok.encode(gap.join(words))
+    assert ids == [tok.stoi[w] for w in words]
+    assert [i for i, w in zip(ids, words) if w not in CHAT] == [WORD.stoi[w] for w in words if w not in CHAT]
+    assert all(i >= WORD.vocab_size for i, w in zip(ids, words) if w in CHAT)
+    assert tok.decode(ids) == " ".join(words)
+    assert tok.decode(ids, skip_special_tokens=True) == " ".join(w for w in words if w not in CHAT)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(CHAT) | st.text(max_size=20), max_size=10))
+def test_bpe_texts_mixing_special_tokens_round_trip(parts):
+    text = "".join(parts)
+    ids = BPE_CHAT.encode(text)
+    assert [ids.count(300 + k) for k in range(3)] == [text.count(t) for t in CHAT]
+    assert BPE_CHAT.decode(ids) == text
+    assert BPE_CHAT.decode(ids, skip_special_tokens=True) == strip_chat(text)
+    assert BPE_CHAT.encode(strip_chat(text)) == BPE.encode(strip_chat(text))  # ordinary text: the old ids
+
+
+def test_the_longest_special_token_wins_where_two_start_together():
+    tok = CharTokenizer.train("ab")
+    assert tok.add_special_tokens(["<s>", "<s>>"]) == [2, 3]
+    assert tok.encode("a<s>>b<s>") == [0, 3, 1, 2]
+    assert tok.encode_array("a<s>>b<s>").tolist() == [0, 3, 1, 2]
+
+
+def test_text_outside_the_vocabulary_is_still_named_beside_special_tokens():
+    with pytest.raises(TinyGPTError, match=r"1 character\(s\) this model never saw in training: 'Z'"):
+        CHAR_CHAT.encode("<|user|>hear Zeus<|end|>")
+    with pytest.raises(TinyGPTError, match=r"1 character\(s\) this model never saw in training: 'Z'"):
+        CHAR_CHAT.encode_array("<|user|>hear Zeus<|end|>")
+    with pytest.raises(TinyGPTError, match=r"unknown word\(s\) 'lamb<\|end\|>'"):
+        with_chat_tokens(WORD).encode("mary had a lamb<|end|>")  # a special word stands alone
+
+
+@pytest.mark.parametrize("old", [CHAR, WORD, BPE], ids=["char", "word", "bpe"])
+def test_adding_a_special_token_twice_returns_its_id_and_keeps_the_vocabulary(old):
+    tok = with_chat_tokens(old)
+    assert tok.add_special_tokens(["<|end|>", "<|user|>"]) == [old.vocab_size + 2, old.vocab_size]
+    assert (tok.vocab_size, tok.special_tokens) == (old.vocab_size + 3, CHAT)
+
+
+def test_a_word_already_in_the_vocabulary_becomes_special_with_its_own_id(tmp_path):
+    tok = tokenizer_from_json(WORD.to_json())
+    assert tok.add_special_tokens(["<END>"]) == [WORD.stoi["<END>"]]
+    assert (tok.vocab_size, tok.special_tokens) == (35, ["<END>"])
+    ids = tok.encode("mary had a little lamb <END>")
+    assert ids == WORD.encode("mary had a little lamb <END>")
+    assert tok.decode(ids, skip_special_tokens=True) == "mary had a little lamb"
+    reloaded = save_and_reload(tok, tmp_path)
+    assert (reloaded.vocab_size, reloaded.special_tokens, reloaded.encode("lamb <END>")) == (
+        35, ["<END>"], WORD.encode("lamb <END>"))
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ([""], "a special token must be a non-empty string, got ''"),
+    ([None], "a special token must be a non-empty string, got None"),
+    (["<|user|>", "<|end of turn|>"], "the special token '<|end of turn|>' contains whitespace; use one without"),
+    (["<|end|>\n"], "the special token '<|end|>\\\\n' contains whitespace"),
+    ("<|end|>", "add_special_tokens takes a list of strings, got the string '<|end|>'; write \\['<|end|>'\\]"),
+])
+@pytest.mark.parametrize("old", [CHAR, WORD, BPE], ids=["char", "word", "bpe"])
+def test_a_bad_special_token_is_refused_and_nothing_is_added(old, tokens, message):
+    tok = tokenizer_from_json(old.to_json())
+    with pytest.raises(TinyGPTError, match=message.replace("|", "\\|")):
+        tok.add_special_tokens(tokens)
+    assert (tok.vocab_size, tok.special_tokens) == (old.vocab_size, [])
+
+
+# ---- special tokens in tokenizer.json and in a run -------------------------------------------------
+
+@pytest.mark.parametrize("kind", CONVERSATIONS)
+def test_special_tokens_survive_a_saved_tokenizer(kind, tmp_path):
+    old, parts, gap, _ = CONVERSATIONS[kind]
+    tok = with_chat_tokens(old)
+    text = gap.join(parts)
+    for reloaded in (tokenizer_from_json(tok.to_json()), save_and_reload(tok, tmp_path)):
+        assert type(reloaded) is type(tok)
+        assert (reloaded.vocab_size, reloaded.special_tokens) == (old.vocab_size + 3, CHAT)
+        assert reloaded.encode(text) == tok.encode(text)
+        assert reloaded.decode(tok.encode(text)) == text
+
+
+def test_our_tokenizer_json_lists_the_special_tokens_after_the_vocabulary_it_had():
+    doc = with_chat_tokens(CHAR).to_json()
+    assert doc == {"tinygpt_tokenizer": "char", "vocab": CHAR.chars, "special_tokens": CHAT}
+    doc = with_chat_tokens(WORD).to_json()
+    assert doc == {"tinygpt_tokenizer": "word", "vocab": WORD.words, "end_token": "<END>", "special_tokens": CHAT}
+
+
+def test_a_tokenizer_json_from_before_special_tokens_loads_with_the_same_ids(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps({"tinygpt_tokenizer": "char", "vocab": CHAR.chars}), encoding="utf-8")
+    tok = load_tokenizer(path)
+    assert (tok.vocab_size, tok.special_tokens, tok.encode("hear me")) == (30, [], CHAR.encode("hear me"))
+    path.write_text(json.dumps({"tinygpt_tokenizer": "word", "vocab": WORD.words, "end_token": "<END>"}),
+                    encoding="utf-8")
+    tok = load_tokenizer(path)
+    assert (tok.vocab_size, tok.special_tokens, tok.end_token) == (35, [], "<END>")
+    assert tok.encode("mary had a little lamb <END>") == WORD.encode("mary had a little lamb <END>")
+
+
+def test_hugging_face_reads_our_special_tokens_in_its_own_file(tmp_path):
+    from tokenizers import Tokenizer as HFModel
+
+    tok = with_chat_tokens(BPE)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(tok.to_json()), encoding="utf-8")
+    hf = HFModel.from_file(str(path))
+    text = "<|user|>mary had a little lamb<|end|>"
+    assert [hf.token_to_id(t) for t in CHAT] == [300, 301, 302]
+    ids = tok.encode(text)
+    assert ids == [300, *BPE.encode("mary had a little lamb"), 302]
+    assert hf.encode(text, add_special_tokens=False).ids == ids
+    assert hf.decode(ids, skip_special_tokens=False) == text
+    assert hf.decode(ids) == "mary had a little lamb"  # Hugging Face skips special tokens by default
+
+
+def save_chat_tokenizer(tok, folder):
+    folder.mkdir()
+    path = folder / "tokenizer.json"
+    if isinstance(tok, HFTokenizer):
+        tok.hf.save(str(path))  # as Hugging Face writes it
+    else:
+        path.write_text(json.dumps(tok.to_json()), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_special_tokens_survive_a_training_run(kind, tiny_corpus, tmp_path):
+    text = tiny_corpus.read_text(encoding="utf-8")
+    tok = CharTokenizer.train(text) if kind == "char" else HFTokenizer.train(text, 280)
+    V = tok.vocab_size
+    assert tok.add_special_tokens(CHAT) == [V, V + 1, V + 2]
+    path = save_chat_tokenizer(tok, tmp_path / "tok")
+    out = tmp_path / "run"
+    tinygpt.train(data=str(tiny_corpus), tokenizer=str(path), out=str(out), max_iters=2, n_layer=1, n_head=2,
+                  n_embd=16, block_size=16, batch_size=4, threads=1, progress=False, sample_tokens=0)
+    run = tinygpt.load(out)
+    prompt = "<|user|>mary had a little lamb<|end|>\n<|assistant|>"
+    assert run.model_config.vocab_size == V + 3
+    assert run.tokenizer.special_tokens == CHAT
+    assert run.tokenizer.encode(prompt) == tok.encode(prompt)
+    assert [run.tokenizer.encode(t) for t in CHAT] == [[V], [V + 1], [V + 2]]
