@@ -63,11 +63,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def child_recipe(spec: dict) -> dict:
     import tinygpt
-    import tinygpt.trainer as trainer_module
 
     if spec["clock"] == "cpu":
         # The trainer's clock counts this process's CPU seconds, so a busy machine cannot shorten the budget.
-        trainer_module.time.perf_counter = time.process_time
+        time.perf_counter = time.process_time
     settings = dict(spec["settings"], time_budget=f"{spec['budget']}s", max_iters=0, progress=False,
                     sample_tokens=0)
     if spec["clock"] == "cpu":
@@ -83,22 +82,22 @@ def child_recipe(spec: dict) -> dict:
 def child_throughput(spec: dict) -> dict:
     import torch
 
-    import tinygpt.devices
-    import tinygpt.optim
+    import tinygpt.training.devices
+    import tinygpt.training.optim
     from tinygpt.config import build_configs
     from tinygpt.data import load_corpus, random_batch, split_ids
-    from tinygpt.evaluate import split_loss
+    from tinygpt.training.evaluation import split_loss
     from tinygpt.model import build_model
-    from tinygpt.optim import build_optimizer
-    from tinygpt.presets import load_preset
+    from tinygpt.training.optim import build_optimizer
+    from tinygpt.config.presets import load_preset
     from tinygpt.tokenizers import train_tokenizer
 
     torch.set_num_threads(1)
     if spec["lever"] != "malloc":
-        tinygpt.devices.keep_freed_memory()
+        tinygpt.training.devices.keep_freed_memory()
     if spec["lever"] == "fused-adamw":
         plain = torch.optim.AdamW
-        tinygpt.optim.torch.optim.AdamW = lambda *a, fused=None, **k: plain(*a, **k)  # torch's default kernel
+        tinygpt.training.optim.torch.optim.AdamW = lambda *a, fused=None, **k: plain(*a, **k)  # torch's default kernel
     model_cfg, train_cfg = build_configs(load_preset("nanogpt-cpu")["settings"])
     text = load_corpus("shakespeare")
     splits = split_ids(train_tokenizer("char", text, 0, "").encode(text), 0.1, model_cfg.block_size)

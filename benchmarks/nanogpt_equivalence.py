@@ -33,10 +33,10 @@ import torch.nn.functional as F
 
 from tinygpt.config import build_configs
 from tinygpt.data import eval_windows, load_corpus, random_batch, split_ids
-from tinygpt.evaluate import split_loss
+from tinygpt.training.evaluation import split_loss
 from tinygpt.model import build_model
-from tinygpt.optim import build_optimizer, lr_factor, set_lr
-from tinygpt.presets import load_preset
+from tinygpt.training.optim import build_optimizer, lr_factor, set_lr
+from tinygpt.config.presets import load_preset
 from tinygpt.tokenizers import train_tokenizer
 
 # tinygpt's parameter names -> nanoGPT's (the same tensors, in the same layout).

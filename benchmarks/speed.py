@@ -62,9 +62,9 @@ WHAT = ("speedrun", "budget", "throughput", "sample", "matmul")
 
 def child_train(preset: str, overrides: dict) -> None:
     """In the child process: train, timing every optimizer step, and print one result line."""
-    from tinygpt.devices import process_start
-    from tinygpt.presets import resolve
-    from tinygpt.trainer import Trainer
+    from tinygpt.training.devices import process_start
+    from tinygpt.config.resolve import resolve
+    from tinygpt.training import Trainer
 
     model_cfg, train_cfg, out, _ = resolve(preset, "", overrides)
     stamps = []
@@ -142,10 +142,10 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     import torch
 
     from tinygpt.config import build_configs
-    from tinygpt.devices import set_threads
+    from tinygpt.training.devices import choose_threads
     from tinygpt.generate import SamplingConfig, generate_ids
     from tinygpt.model import build_model
-    from tinygpt.presets import load_preset
+    from tinygpt.config.presets import load_preset
 
     model_cfg, _ = build_configs(load_preset("lecture")["settings"])
     model_cfg.vocab_size = 65
@@ -157,7 +157,7 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     sampling = SamplingConfig(max_new_tokens=new_tokens, temperature=0.8, top_k=200)
     seconds, cpu_seconds = [], []
     for _ in range(repeats):
-        set_threads(0, probe=True)  # as the trainer does: other work may have taken a core since
+        torch.set_num_threads(choose_threads(0))  # as the trainer does
         t0, c0 = time.perf_counter(), time.process_time()
         out = generate_ids(model, prompt, sampling, gen)
         seconds.append(time.perf_counter() - t0)
@@ -279,10 +279,10 @@ def main(argv=None) -> int:
     import torch
 
     from tinygpt.data import shakespeare_path
-    from tinygpt.devices import set_threads
+    from tinygpt.training.devices import choose_threads
 
     shakespeare = shakespeare_path(download=False)
-    set_threads(0, probe=True)  # what tinygpt itself would use here (sampling runs in this process)
+    torch.set_num_threads(choose_threads(0))  # what tinygpt itself would use here (sampling runs in this process)
     report = {"repeats": args.repeats, "budget": args.budget, "quick": args.quick,
               "machine": {"cpu": nanogpt_side._cpu_name(), "logical_cpus": os.cpu_count(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "load_start": os.getloadavg()[0],

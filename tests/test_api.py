@@ -9,7 +9,7 @@ import pytest
 
 import tinygpt
 from tinygpt.run import Run
-from tinygpt.trainer import TrainResult
+from tinygpt.training import TrainResult
 
 
 def test_train_from_code_returns_what_the_run_reached(tiny_corpus, tmp_path, tiny_settings):
@@ -86,7 +86,7 @@ def test_every_module_and_main_entry_point_says_what_it_is_for():
     from tinygpt.cli import main
     from tinygpt.model import GPT, build_model
     from tinygpt.tokenizers import load_tokenizer, train_tokenizer
-    from tinygpt.trainer import Trainer
+    from tinygpt.training import Trainer
 
     for obj in (main, GPT, build_model, load_tokenizer, train_tokenizer, Trainer, Trainer.train,
                 Trainer.request_stop):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tinygpt.cli import main
-from tinygpt.presets import preset_names
+from tinygpt.config.presets import preset_names
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 import torch
 
-import tinygpt.data as data
+import tinygpt.data.corpus as data
 from tinygpt.data import encode_corpus, eval_windows, random_batch, shakespeare_path, split_ids
 from tinygpt.errors import TinyGPTError
 from tinygpt.tokenizers import CharTokenizer, WordTokenizer

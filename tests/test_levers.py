@@ -9,13 +9,14 @@ import pytest
 import torch
 
 import tinygpt
-import tinygpt.trainer as trainer_module
+import tinygpt.training.loop as loop_module
+import tinygpt.training.objectives as objectives_module
 from tinygpt.config import ModelConfig, TrainConfig, build_configs
 from tinygpt.generate import SamplingConfig, generate_ids
 from tinygpt.model import build_model
 from tinygpt.model.layers import Rotary
-from tinygpt.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz
-from tinygpt.presets import load_preset
+from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz
+from tinygpt.config.presets import load_preset
 
 # Every modern lever at once: rotary, QK-norm, ReLU squared, zero-initialised projections, RMSNorm.
 MODERN = dict(pos_emb="rope", qk_norm=True, activation="relu2", zero_init_proj=True, norm="rmsnorm", bias=False)
@@ -224,8 +225,8 @@ class FakeClock:
 
 def test_a_time_budget_ends_training_on_time_with_the_schedule_fitted_to_it(monkeypatch, tiny_corpus, tmp_path):
     clock = FakeClock()
-    monkeypatch.setattr(trainer_module.time, "perf_counter", clock.perf_counter)
-    step, loss = trainer_module.Trainer.train_step, trainer_module.split_loss
+    monkeypatch.setattr(loop_module.time, "perf_counter", clock.perf_counter)
+    step, loss = loop_module.Trainer.train_step, objectives_module.split_loss
 
     def timed_step(self):
         clock.now += 0.1
@@ -236,8 +237,8 @@ def test_a_time_budget_ends_training_on_time_with_the_schedule_fitted_to_it(monk
         clock.now += 0.01 * count / 100
         return total, count
 
-    monkeypatch.setattr(trainer_module.Trainer, "train_step", timed_step)
-    monkeypatch.setattr(trainer_module, "split_loss", timed_loss)
+    monkeypatch.setattr(loop_module.Trainer, "train_step", timed_step)
+    monkeypatch.setattr(objectives_module, "split_loss", timed_loss)
     result = tinygpt.train(data=str(tiny_corpus), out=str(tmp_path / "run"), time_budget="6s", lr_schedule="wsd",
                            warmup_iters=5, lr=1e-2, min_lr=1e-3, eval_interval=20, n_layer=1, n_head=2, n_embd=16,
                            block_size=16, batch_size=4, threads=1, progress=False, sample_tokens=0)

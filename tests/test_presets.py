@@ -21,7 +21,8 @@ from tinygpt.config import build_configs
 from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
 from tinygpt.model import build_model
-from tinygpt.presets import load_preset, preset_names, resolve
+from tinygpt.config.presets import load_preset, preset_names
+from tinygpt.config.resolve import resolve
 
 MEASURED = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "reproduce.json"
 SPEC_PRESETS = ["rhyme", "bigram", "lecture-1head", "lecture-multihead", "lecture-ffwd", "lecture-residual",

@@ -19,7 +19,7 @@ import tinygpt
 from tinygpt.config import TrainConfig
 from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
-from tinygpt.presets import load_preset
+from tinygpt.config.presets import load_preset
 from tinygpt.tokenizers import (
     CharTokenizer,
     HFTokenizer,

@@ -16,9 +16,9 @@ import torch
 import tinygpt
 from tinygpt.checkpoint import load_checkpoint, read_metrics
 from tinygpt.data import encode_corpus, rhyme_text, split_ids
-from tinygpt.evaluate import split_loss
-from tinygpt.presets import resolve
-from tinygpt.trainer import Trainer, TrainingInterrupted
+from tinygpt.training.evaluation import split_loss
+from tinygpt.config.resolve import resolve
+from tinygpt.training import Trainer, TrainingInterrupted
 
 RUN_FILES = ["config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "checkpoints/latest.safetensors",
              "checkpoints/best.safetensors"]

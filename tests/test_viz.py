@@ -259,7 +259,7 @@ def test_without_a_run_or_a_cached_model_the_rhyme_model_is_trained_first(tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls, said = [], []
     monkeypatch.setattr(tinygpt, "train", lambda **kw: calls.append(kw))
-    monkeypatch.setattr("tinygpt.viz.subject._finished", lambda run_dir: bool(calls))
+    monkeypatch.setattr("tinygpt.rundir.RunDir.finished", lambda run: bool(calls))
     where = default_run(say=said.append)
     assert where == tmp_path / "tinygpt" / "runs" / "rhyme"
     assert calls == [dict(preset="rhyme", out=str(where), progress=False, sample_tokens=0)]
@@ -341,10 +341,11 @@ def test_negative_plot_every_is_refused():
 
 def test_the_progress_bar_counts_down_a_time_budget(monkeypatch):
     from tinygpt.config import TrainConfig
-    from tinygpt.trainer import Trainer
+    from tinygpt.training.progress import Clock, Schedule
 
-    trainer = Trainer(ModelConfig(), TrainConfig(time_budget="2m"), "unused")
-    monkeypatch.setattr(trainer, "elapsed", lambda: 30.2)
-    assert trainer._time_left() == "1:30"
-    monkeypatch.setattr(trainer, "elapsed", lambda: 200.0)
-    assert trainer._time_left() == "0:00"
+    clock = Clock()
+    schedule = Schedule(TrainConfig(time_budget="2m"), clock)
+    monkeypatch.setattr(clock, "elapsed", lambda: 30.2)
+    assert schedule.time_left() == "1:30"
+    monkeypatch.setattr(clock, "elapsed", lambda: 200.0)
+    assert schedule.time_left() == "0:00"

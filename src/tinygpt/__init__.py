@@ -21,8 +21,8 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
     resume: a run directory to continue; init_from=RUN fine-tunes that run's weights. Returns a
     `TrainResult` (losses, step, samples, out_dir).
     """
-    from .presets import resolve
-    from .trainer import Trainer
+    from .config.resolve import resolve
+    from .training import Trainer
 
     if out:
         settings["out"] = out
@@ -34,7 +34,7 @@ def import_gpt2(source: str, out: str):
     """Write a run directory at `out` from a GPT-2 checkpoint: a folder in Hugging Face's layout, or
     hf:NAME from the Hub (`tinygpt import`). Returns its path; `tinygpt.load` it, or fine-tune it
     with `tinygpt.train(init_from=out, data=...)`."""
-    from .pretrained import import_gpt2 as write_run
+    from .convert.gpt2 import import_gpt2 as write_run
 
     return write_run(source, out)
 

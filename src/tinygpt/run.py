@@ -8,44 +8,24 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_tensors, load_weights_into
-from .config import ModelConfig, model_config_from_dict
-from .data import encode_corpus, load_corpus, split_ids
-from .devices import pick_device
+from .checkpoint import load_weights_into
+from .config import ModelConfig
 from .errors import TinyGPTError
-from .evaluate import bits_per_char, split_loss
 from .generate import SamplingConfig, TextStream, generate_ids
 from .model import build_model
-from .tokenizers import HFTokenizer, load_tokenizer, mark_sentence_ends
-
-
-def read_run_config(run_dir: Path) -> dict:
-    """The parsed config.json of a run directory, with a clear error if the directory is not a run."""
-    if not run_dir.exists():
-        raise TinyGPTError(f"run directory {run_dir} does not exist; train one with `tinygpt train --out {run_dir}`")
-    if not run_dir.is_dir():
-        raise TinyGPTError(f"{run_dir} is a file, not a tinygpt run directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise TinyGPTError(f"{run_dir} is not a tinygpt run directory (it has no config.json)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TinyGPTError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
-    if not isinstance(doc, dict) or "model" not in doc or "train" not in doc:
-        raise TinyGPTError(f"{path} is not a tinygpt run config (no model/train sections)")
-    return doc
+from .rundir import RunConfig, RunDir
+from .tokenizers import HFTokenizer
+from .training.devices import pick_device
 
 
 class Run:
     """A model, its tokenizer and its settings, ready to sample and evaluate."""
 
-    def __init__(self, run_dir: Path, model, tokenizer, config: dict, device: torch.device):
+    def __init__(self, run_dir: Path, model, tokenizer, config: RunConfig, device: torch.device):
         self.dir = run_dir
         self.model = model
         self.tokenizer = tokenizer
@@ -119,30 +99,9 @@ class Run:
 
     def evaluate(self, data: str | None = None, batch_size: int = 64) -> dict:
         """Exact loss over the whole validation split (or over all of `data` if given)."""
-        train_cfg = self.config["train"]
-        if data is None and not train_cfg["data"]:
-            raise TinyGPTError(f"{self.dir} has no training text of its own (it was imported); "
-                               "evaluate it on a file with --data FILE")
-        if data is None:
-            text = load_corpus(train_cfg["data"])
-        else:
-            text = load_corpus(data)
-        if train_cfg.get("sentence_end") and self.tokenizer.kind == "word":
-            text = mark_sentence_ends(text, train_cfg["sentence_end"])
-        ids = encode_corpus(self.tokenizer, text)  # (N,)
-        block = self.model.config.block_size
-        if data is None and train_cfg["val_fraction"] > 0:
-            splits = split_ids(ids, train_cfg["val_fraction"], block)
-            split_name, tokens = ("val", splits.val) if splits.val is not None else ("train", splits.train)
-        else:
-            split_name, tokens = ("all" if data is not None else "train"), ids
-        if len(tokens) < 2:
-            raise TinyGPTError("the evaluation text is shorter than 2 tokens; there is nothing to predict")
-        total, count = split_loss(self.model, tokens, block, self.device, batch_size)
-        n_chars = len(self.tokenizer.decode(tokens[1:].tolist()))
-        loss = total / count
-        return {"split": split_name, "val_loss": loss, "tokens": count, "characters": n_chars,
-                "bits_per_char": bits_per_char(total, n_chars), "perplexity": float(torch.tensor(loss).exp())}
+        from .training.evaluation import evaluate_run
+
+        return evaluate_run(self, data, batch_size)
 
 
 def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", attention: str | None = None,
@@ -154,26 +113,19 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
     trained them: attention 'fused' or 'heads' (one module per head, as taught); norm 'layernorm'
     or 'handwritten' (the lecture's own LayerNorm).
     """
-    run_dir = Path(run_dir)
-    doc = read_run_config(run_dir)
-    model_cfg = _choose_path(model_config_from_dict(doc["model"]), attention, norm)
-    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    run = RunDir(run_dir)
+    config = run.read_config()
+    model_cfg = _choose_path(config.model, attention, norm)
+    tokenizer = run.read_tokenizer()
     if tokenizer.vocab_size != model_cfg.vocab_size:
-        raise TinyGPTError(f"{run_dir}/tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
+        raise TinyGPTError(f"{run.tokenizer_path} has {tokenizer.vocab_size} tokens but the model expects "
                            f"{model_cfg.vocab_size}; the run directory is inconsistent")
     dev = pick_device(device)
     model = build_model(model_cfg)
-    if checkpoint == "latest":
-        from .checkpoint import load_checkpoint
-
-        path = run_dir / "checkpoints" / "latest.safetensors"
-        state = load_checkpoint(path)["model"]
-    else:
-        path = run_dir / "model.safetensors"
-        state, _ = load_tensors(path)
+    state, path = run.read_weights(checkpoint)
     load_weights_into(model, state, path)
     model.to(dev).eval()
-    return Run(run_dir, model, tokenizer, doc, dev)
+    return Run(run.path, model, tokenizer, config, dev)
 
 
 def _choose_path(cfg: ModelConfig, attention: str | None, norm: str | None) -> ModelConfig:

@@ -8,7 +8,7 @@
 Everything optional is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
 nanoGPT's recipe, the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
 projections, tied embeddings) and GPT-2 itself (query/key/value biases, GELU's tanh approximation,
-a tied head without a bias; see pretrained.py) are all configurations of this one class.
+a tied head without a bias; see convert/gpt2.py) are all configurations of this one class.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ..errors import TinyGPTError
-from ..hub import hub_name, one_line, quiet
+from ..convert.hub import hub_name, one_line, quiet
 from .base import Tokenizer
 from .huggingface import HFTokenizer
 from .simple import MAX_WORDS_SHOWN, CharTokenizer, WordTokenizer, mark_sentence_ends

@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from ..checkpoint import read_metrics
 from ..errors import TinyGPTError
+from ..rundir import RunDir
 
 DPI = 100
 MASKED = "#d9d9d9"  # the future positions a causal model may not look at
@@ -158,15 +158,15 @@ def loss_series(run_dir: str | Path, x: str = "step") -> dict:
     """A run's losses against `x` (step, tokens or seconds), read from its metrics.jsonl."""
     if x not in X_AXES:
         raise TinyGPTError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise TinyGPTError(f"run directory {run_dir} does not exist")
-    records = read_metrics(run_dir / "metrics.jsonl")
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise TinyGPTError(f"run directory {run} does not exist")
+    records = run.read_metrics()
     if not records:
-        raise TinyGPTError(f"{run_dir} has no metrics.jsonl (or an empty one), so it holds no training run; "
+        raise TinyGPTError(f"{run} has no metrics.jsonl (or an empty one), so it holds no training run; "
                            "pass directories written by `tinygpt train`")
     key = X_AXES[x][0]
-    out = {"label": run_dir.name, "x": [], "train": [], "val": []}
+    out = {"label": run.name, "x": [], "train": [], "val": []}
     for r in records:
         out["x"].append(r[key])
         out["train"].append(r.get("train_loss"))

@@ -10,8 +10,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from ..checkpoint import read_metrics
 from ..data import cache_dir
+from ..rundir import RunDir
 
 DEFAULT_PROMPT = "mary had a little"
 
@@ -20,26 +20,15 @@ def rhyme_run_dir() -> Path:
     return cache_dir() / "runs" / "rhyme"
 
 
-def _finished(run_dir: Path) -> bool:
-    """Trained to its last step (a run stopped half-way is resumed, not used)."""
-    from ..run import read_run_config
-
-    if not (run_dir / "model.safetensors").is_file():
-        return False
-    records = read_metrics(run_dir / "metrics.jsonl")
-    target = read_run_config(run_dir)["train"].get("max_iters", 0)
-    return bool(records) and records[-1]["step"] >= target
-
-
 def default_run(say=None) -> Path:
     """The cached rhyme run's directory, training it first (about 15 s on a laptop) if it is not there."""
     say = say or (lambda line: print(line, file=sys.stderr))
     run_dir = rhyme_run_dir()
-    if _finished(run_dir):
+    if RunDir(run_dir).finished():
         return run_dir
     from .. import train
 
-    resume = (run_dir / "checkpoints" / "latest.safetensors").is_file()
+    resume = RunDir(run_dir).has_checkpoint()
     say(f"no RUN given: {'finishing' if resume else 'training'} the nursery-rhyme model once, into {run_dir} "
         "(about 15 s on a laptop; later calls reuse it)")
     # Training reports on stdout; keep stdout for what the user asked for (e.g. --json).

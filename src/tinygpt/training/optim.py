@@ -16,7 +16,7 @@ import math
 import torch
 from torch.optim.adamw import adamw as adamw_update
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 class Optimizer:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .checkpoint import atomic_write_json, load_tensors, load_weights_into, save_weights
-from .config import ModelConfig, TrainConfig, to_dict
-from .errors import TinyGPTError
+from ..checkpoint import load_tensors, load_weights_into
+from ..config import ModelConfig, TrainConfig
+from ..errors import TinyGPTError
+from ..model import build_model
+from ..rundir import RunConfig, RunDir
+from ..tokenizers import load_tokenizer
 from .hub import hub_name, one_line, quiet
-from .model import build_model
-from .tokenizers import load_tokenizer
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # GPT-2's activation names for the tanh approximation (and the exact GELU some conversions use).
@@ -126,12 +126,12 @@ def import_gpt2(spec: str, out: str | Path) -> Path:
                            ) from None
     load_weights_into(model, {k: v.float() for k, v in state.items()}, folder / "model.safetensors")
 
-    out.mkdir(parents=True, exist_ok=True)
-    train = to_dict(TrainConfig(data="", tokenizer=str(folder / "tokenizer.json"), val_fraction=0.0))
-    doc = {"tinygpt_version": __version__, "preset": "", "model": to_dict(model_cfg), "train": train,
-           "data": {"name": "", "notes": [f"imported from {spec}; it has no training text"]},
-           "imported_from": spec, "num_params": model.num_params()}
-    shutil.copyfile(folder / "tokenizer.json", out / "tokenizer.json")
-    save_weights(out / "model.safetensors", model, {"imported_from": spec})
-    atomic_write_json(out / "config.json", doc)
-    return out
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    train = TrainConfig(data="", tokenizer=str(folder / "tokenizer.json"), val_fraction=0.0)
+    config = RunConfig(model=model_cfg, train=train, imported_from=spec, num_params=model.num_params(),
+                       data={"name": "", "notes": [f"imported from {spec}; it has no training text"]})
+    shutil.copyfile(folder / "tokenizer.json", run.tokenizer_path)
+    run.write_weights(model, {"imported_from": spec})
+    run.write_config(config)
+    return run.path

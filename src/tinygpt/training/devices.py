@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from .errors import TinyGPTError
+from ..errors import TinyGPTError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,41 +41,23 @@ def autocast_for(device: torch.device, dtype: str):
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def set_threads(threads: int, world_size: int = 1, probe: bool = False) -> int:
-    """Use `threads` CPU threads, or (0) the available cores shared among the processes.
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-    With `probe`, 0 also checks that those cores are really free. On a machine busy with other
-    work, threads that wait for each other at the end of every operation can make a training step
-    twenty times slower than one thread alone (measured: 4.1 s against 0.2 s a step at load 6 on 2
-    cores), so a probe of about 10 ms (more on a busy machine) keeps one thread unless several are
-    clearly faster. Work can start beside us at any time: the trainer probes again every few seconds.
+
+def choose_threads(threads: int, world_size: int = 1) -> int:
+    """The CPU thread count of a run: `threads`, or (0) the cores shared among the processes.
+
+    The choice depends on the machine, never on how busy it is at the moment. The number of
+    threads decides how PyTorch splits its sums (a LayerNorm's mean, a bias's gradient), so a
+    different count gives different last digits, and within a few hundred steps different losses.
+    Earlier versions probed the cores and dropped to one thread when other work kept them busy;
+    that made the same command give different numbers under load. What the fixed choice costs on
+    a busy machine is measured in benchmarks/README.md ("Threads under load"); `--threads 1` is
+    the answer there.
     """
-    if threads == 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores // world_size)
-        if probe and threads > 1 and not _threads_pay(threads):
-            threads = 1
-    torch.set_num_threads(threads)
-    return threads
-
-
-def _threads_pay(threads: int) -> bool:
-    """Whether `threads` threads run a slice of a small model's step at least 1.25x faster than one."""
-    x, w1, w2 = torch.randn(768, 128), torch.randn(128, 512), torch.randn(512, 128)
-
-    def seconds(n: int) -> float:
-        torch.set_num_threads(n)
-        t0 = time.perf_counter()
-        torch.relu(x @ w1) @ w2 + x  # (768, 128): two matrix multiplies and element-wise work
-        return time.perf_counter() - t0
-
-    seconds(1), seconds(threads)  # warm-up: the thread pool starts
-    one = sorted(seconds(1) for _ in range(3))[1]
-    many = [seconds(threads)]
-    if many[0] < 3 * one:  # a busy machine shows at once; otherwise look twice more
-        many += [seconds(threads), seconds(threads)]
-    # Asymmetric risk: one thread on free cores costs ~40%; many on busy cores can cost 20x.
-    return 1.25 * sorted(many)[len(many) // 2] < one
+    return threads if threads > 0 else max(1, cpu_cores() // world_size)
 
 
 def keep_freed_memory() -> None:

@@ -1,0 +1,74 @@
+"""The `tinygpt` command: one verb per stage of a model's life, one module per verb group.
+
+    tinygpt train [--preset NAME] [--data FILE] [--config FILE] [--SETTING VALUE ...] [--resume DIR]
+    tinygpt sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] ...
+    tinygpt eval RUN [--data FILE] [--json]
+    tinygpt inspect [RUN] --prompt TEXT [--top-k K] [--all-positions] [--attention FILE.png]
+                    [--neighbours TOKEN] [--embeddings FILE.png] [--json]
+    tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
+    tinygpt explain [RUN] [--prompt TEXT]
+    tinygpt import FOLDER|hf:NAME [--out DIR]
+    tinygpt presets
+    tinygpt lesson basics|attention
+
+    train.py    train                 sample.py   sample, eval
+    look.py     inspect, plot, explain
+    recipes.py  import, presets, lesson
+    args.py     the parser and the arguments several verbs share
+
+A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
+runs it. Every problem with the user's input ends in one line on stderr and exit status 2;
+Ctrl-C during training saves first and exits with 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import TinyGPTError
+from . import look, recipes, sample, train
+from .args import Parser, unknown_arguments
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> Parser:
+    from .. import __version__
+
+    parser = Parser(prog="tinygpt", description="Train small GPT language models from scratch, sample them, "
+                    "evaluate them, and look inside.")
+    parser.add_argument("--version", action="version", version=f"tinygpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    train.add_parser(sub)
+    sample.add_parsers(sub)
+    look.add_parsers(sub)
+    recipes.add_parsers(sub)
+    parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 130 when interrupted."""
+    from ..training import TrainingInterrupted
+
+    try:
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            raise TinyGPTError(unknown_arguments(parser, args.command, unknown))
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return args.func(args)
+    except TinyGPTError as e:
+        print(f"tinygpt: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingInterrupted as e:
+        print(f"tinygpt: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ntinygpt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `tinygpt sample ... | head`
+        return 0

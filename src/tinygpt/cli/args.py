@@ -1,0 +1,79 @@
+"""What several verbs share: the one-line-error parser, and arguments declared once."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from dataclasses import MISSING
+
+from ..errors import TinyGPTError
+
+DEFAULT_RUN = "default: the nursery-rhyme model, trained once into the cache if missing"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) instead of the usage block."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --n-emb must not silently mean --n-embd
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise TinyGPTError(f"{message} (see `{self.prog} --help`)")
+
+
+def add_run(parser, optional: bool = False):
+    """RUN: the run directory a verb reads (optional: the cached rhyme model when left out)."""
+    if optional:
+        parser.add_argument("run", metavar="RUN", nargs="?", default=None, help=f"run directory ({DEFAULT_RUN})")
+    else:
+        parser.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
+
+
+def add_loading(parser):
+    """--device and --checkpoint: where to compute and which weights of the run to load."""
+    parser.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"),
+                        help="weights to use: the best validation loss or the latest step (default: best)")
+
+
+def add_settings(parser):
+    """A flag for every model and training setting (`n_embd` -> `--n-embd`), with its help and default."""
+    from ..config import ALL_FIELDS, MODEL_FIELDS
+
+    groups = {"model": parser.add_argument_group("model settings"),
+              "train": parser.add_argument_group("training settings")}
+    for name, f in ALL_FIELDS.items():
+        if name in ("data", "out"):
+            continue  # added by hand, near the top of --help
+        group = groups["model" if name in MODEL_FIELDS else "train"]
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        choices = f.metadata.get("choices")
+        help_text = f"{f.metadata['help']} (default: {default!r})"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, choices=choices, metavar=name.upper(),
+                               help=help_text + (f"; one of {', '.join(choices)}" if choices else ""))
+
+
+def given_settings(args) -> dict:
+    """The settings the user set on the command line (the rest come from presets and defaults)."""
+    from ..config import ALL_FIELDS
+
+    return {name: getattr(args, name) for name in ALL_FIELDS if getattr(args, name, None) is not None}
+
+
+def unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:
+    """'unknown option --n-embed (did you mean --n-embd?)', pointing at the help that lists them."""
+    sub = parser.commands.get(command, parser)
+    known = [s for action in sub._actions for s in action.option_strings]
+    flags = [u.split("=", 1)[0] for u in unknown if u.startswith("-")]
+    if not flags:
+        return f"unexpected argument(s) {' '.join(unknown)} (see `{sub.prog} --help`)"
+    hints = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, known, n=1)
+        hints.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"unknown option {', '.join(hints)}; `{sub.prog} --help` lists them all"

@@ -1,0 +1,90 @@
+"""Looking inside: `tinygpt inspect` (tokens, probabilities, pictures), `tinygpt explain` (a prompt's
+way through the model in words) and `tinygpt plot` (loss curves of runs)."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import TinyGPTError
+from .args import add_loading, add_run
+
+
+def add_parsers(sub):
+    p = sub.add_parser("inspect", help="look inside a trained run: tokens, next-token probabilities, attention, "
+                       "embeddings", description="Show what a trained model makes of a prompt, as tables and "
+                       "pictures.")
+    add_run(p, optional=True)
+    p.add_argument("--prompt", default=None, help="text to look at (default for the rhyme model: "
+                   "'mary had a little')")
+    p.add_argument("--top-k", type=int, default=5, help="how many likeliest next tokens to list (default: 5)")
+    p.add_argument("--all-positions", action="store_true", help="list next tokens after every position, "
+                   "not only the last")
+    p.add_argument("--attention", default="", metavar="FILE.png",
+                   help="draw every layer x head attention map for the prompt into this picture")
+    p.add_argument("--neighbours", default="", metavar="TOKEN",
+                   help="list the tokens whose embeddings are closest to TOKEN (cosine similarity)")
+    p.add_argument("--embeddings", default="", metavar="FILE.png",
+                   help="draw the token embeddings projected to 2-D (PCA) into this picture")
+    p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    add_loading(p)
+    p.set_defaults(func=inspect)
+
+    p = sub.add_parser("plot", help="draw training and validation loss curves of one or more runs",
+                       description="Draw the loss curves in each RUN's metrics.jsonl, overlaid in one picture.")
+    p.add_argument("runs", metavar="RUN", nargs="+", help="run directories written by `tinygpt train`")
+    p.add_argument("-o", "--out", default="loss.png", metavar="FILE.png", help="picture to write "
+                   "(default: loss.png)")
+    p.add_argument("--x", default="step", choices=("step", "tokens", "seconds"),
+                   help="horizontal axis: optimizer steps, training tokens seen, or seconds (default: step)")
+    p.add_argument("--log", action="store_true", help="logarithmic loss axis")
+    p.add_argument("--title", default="", help="title of the picture")
+    p.set_defaults(func=plot)
+
+    p = sub.add_parser("explain", help="walk through what a trained GPT does with a prompt, in plain words",
+                       description="Follow one prompt through a trained GPT, stage by stage, with its real numbers.")
+    add_run(p, optional=True)
+    p.add_argument("--prompt", default=None, help="text to follow (default for the rhyme model: 'mary had a little')")
+    add_loading(p)
+    p.set_defaults(func=explain)
+
+
+def _run_and_prompt(args):
+    """The run to look at (the cached rhyme model when none is named) and the prompt to use."""
+    from ..run import load
+    from ..viz.subject import DEFAULT_PROMPT, default_run
+
+    prompt = args.prompt
+    if args.run is None:
+        run_dir, prompt = default_run(), DEFAULT_PROMPT if prompt is None else prompt
+    elif prompt is None:
+        raise TinyGPTError(f"say what to look at with --prompt TEXT (e.g. tinygpt {args.command} {args.run} "
+                           "--prompt 'some text the model knows')")
+    else:
+        run_dir = args.run
+    return load(run_dir, device=args.device, checkpoint=args.checkpoint), prompt
+
+
+def inspect(args) -> int:
+    from ..viz.report import as_text, inspect_run
+
+    run, prompt = _run_and_prompt(args)
+    result = inspect_run(run, prompt, args.top_k, args.all_positions, args.attention, args.neighbours,
+                         args.embeddings)
+    print(json.dumps(result) if args.json else "\n".join(as_text(result)))
+    return 0
+
+
+def plot(args) -> int:
+    from ..viz.plots import plot_loss
+
+    drawn = plot_loss(args.runs, args.out, x=args.x, log=args.log, title=args.title)
+    print(f"drew {len(drawn['lines'])} curve(s) of {len(drawn['series'])} run(s) against {args.x} into {drawn['path']}")
+    return 0
+
+
+def explain(args) -> int:
+    from ..viz.explain import explain as walk_through
+
+    run, prompt = _run_and_prompt(args)
+    walk_through(run, prompt)
+    return 0

@@ -1,0 +1,67 @@
+"""Where models and lessons come from: `tinygpt presets` (the named recipes), `tinygpt import`
+(GPT-2 checkpoints as runs) and `tinygpt lesson` (the teaching texts, runnable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parsers(sub):
+    p = sub.add_parser("import", help="turn a GPT-2 checkpoint (Hugging Face layout) into a run directory",
+                       description="Import GPT-2 weights, from a folder (config.json, model.safetensors, "
+                                   "tokenizer.json) or from the Hugging Face Hub as hf:NAME, into a run "
+                                   "directory to sample, inspect, evaluate or fine-tune (--init-from).")
+    p.add_argument("source", metavar="SOURCE", help="a folder, or hf:NAME (e.g. hf:openai-community/gpt2)")
+    p.add_argument("--out", default=None, help="run directory to write (default: runs/<name>)")
+    p.set_defaults(func=import_checkpoint)
+
+    p = sub.add_parser("presets", help="list the named recipes and the numbers they reach",
+                       description="List the named recipes, a line each.")
+    p.set_defaults(func=presets)
+
+    p = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
+                       description="Print a lesson step by step, with its real numbers.")
+    p.add_argument("name", choices=("basics", "attention"), help="which lesson")
+    p.set_defaults(func=lesson)
+
+
+def presets(args) -> int:
+    from ..config.presets import load_preset, preset_names
+
+    names = preset_names()
+    width = max(len(n) for n in names)
+    pad = " " * (width + 2)
+    for name in names:
+        doc = load_preset(name)
+        print(f"{name:<{width}}  {doc.get('description', '')}")
+        print(f"{pad}reproduces: {doc.get('reproduces', '-')}")
+        print(f"{pad}expect:     {doc.get('expect', '-')}")
+    print("run one with: tinygpt train --preset NAME (with no preset, `tinygpt train` runs rhyme)")
+    return 0
+
+
+def import_checkpoint(args) -> int:
+    from ..convert.gpt2 import import_gpt2
+    from ..convert.hub import hub_name
+    from ..rundir import RunDir
+
+    repo = hub_name(args.source)
+    if repo is not None:
+        print(f"downloading {repo} from the Hugging Face Hub (or its cache) ...", flush=True)
+    name = Path((repo or args.source).rstrip("/")).name or "imported"
+    run = RunDir(import_gpt2(args.source, args.out or Path("runs") / name))
+    config = run.read_config()
+    m = config.model
+    print(f"imported {args.source}: {config.num_params:,} parameters ({m.n_layer} layers, {m.n_head} heads, "
+          f"n_embd {m.n_embd}, block_size {m.block_size}), {m.vocab_size:,} tokens; saved in {run}")
+    print(f"next: tinygpt sample {run} --prompt ...   |   tinygpt train --init-from {run} --data FILE")
+    return 0
+
+
+def lesson(args) -> int:
+    if args.name == "basics":
+        from ..lessons import basics as chosen
+    else:
+        from ..lessons import attention as chosen
+    chosen.run()
+    return 0

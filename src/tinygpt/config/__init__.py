@@ -1,0 +1,17 @@
+"""Settings: the model's shape (`ModelConfig`), how to train it (`TrainConfig`), and where they come from.
+
+    model.py    ModelConfig, saved in every run's config.json
+    train.py    TrainConfig
+    fields.py   what a setting is (default, help, choices), durations
+    layers.py   merging defaults < preset < YAML file < flags, with type coercion
+    presets.py  the named recipes in tinygpt/presets/*.yaml, and users' YAML files
+    resolve.py  the settings of a new run, a resumed run, or a fine-tuning run
+"""
+
+from .fields import parse_duration
+from .layers import ALL_FIELDS, MODEL_FIELDS, TRAIN_FIELDS, build_configs, coerce, model_config_from_dict, to_dict
+from .model import ModelConfig
+from .train import TrainConfig
+
+__all__ = ["ModelConfig", "TrainConfig", "ALL_FIELDS", "MODEL_FIELDS", "TRAIN_FIELDS", "build_configs", "coerce",
+           "model_config_from_dict", "to_dict", "parse_duration"]

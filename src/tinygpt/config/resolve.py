@@ -1,0 +1,105 @@
+"""The settings of a run: a new one, one resumed from its directory, or one fine-tuning another run.
+
+    model_cfg, train_cfg, out_dir, preset = resolve(preset, config_file, flags, resume)
+
+- a new run layers defaults < preset < `--config` YAML < flags (no preset, file or data: `rhyme`);
+- a resumed run starts from its config.json; only settings that leave the computation's meaning
+  alone may change (steps, time budget, evaluation, logging);
+- a fine-tuning run (`init_from`) takes the source run's model settings and tokenizer and new
+  training settings from the usual layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.corpus import corpus_name
+from ..errors import TinyGPTError
+from ..rundir import RunDir
+from .layers import MODEL_FIELDS, build_configs
+from .presets import load_preset, load_yaml_settings
+
+# Settings that fix what a resumed run computes: changing them would not continue the same run.
+FIXED_ON_RESUME = ("data", "tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed", "batch_size",
+                   "init_from")
+# Model settings a fine-tuning run may change: they leave the trained function as it is.
+FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
+
+
+def resolve(preset: str = "", config_file: str = "", overrides: dict | None = None, resume: str = ""):
+    """Settings for a run; returns (model_config, train_config, out_dir, preset_name)."""
+    overrides = dict(overrides or {})
+    if overrides.get("time_budget") and "max_iters" not in overrides:
+        overrides["max_iters"] = 0  # a time budget alone decides when to stop
+    if resume:
+        return resume_settings(RunDir(resume), overrides)
+    if overrides.get("init_from"):
+        return fine_tune_settings(preset, config_file, overrides)
+    if not preset and not config_file and "data" not in overrides:
+        preset = "rhyme"
+    base = load_preset(preset)["settings"] if preset else {}
+    from_file = load_yaml_settings(config_file) if config_file else {}
+    model, train = build_configs(base, from_file, overrides)
+    out = Path(train.out) if train.out else fresh_dir(Path("runs") / (preset or corpus_name(train.data)))
+    train.out = str(out)
+    return model, train, out, preset
+
+
+def resume_settings(run: RunDir, overrides: dict):
+    """The saved settings of `run`, with the changes a resumed run allows."""
+    saved = run.read_config()
+    saved_model = {k: v for k, v in saved.model.__dict__.items() if k != "vocab_size"}
+    changed = [k for k in overrides if k in MODEL_FIELDS and overrides[k] != saved_model.get(k)]
+    if changed:
+        raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when resuming; "
+                           "start a new run instead")
+    saved_train = saved.train.__dict__
+    changed = [k for k in overrides if k in FIXED_ON_RESUME and str(overrides[k]) != str(saved_train.get(k))]
+    if changed:
+        raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
+    overrides.pop("out", None)
+    model, train = build_configs(saved_model, saved_train, overrides)
+    return model, train, run.path, saved.preset
+
+
+def fine_tune_settings(preset: str, config_file: str, overrides: dict):
+    """Settings for a run that starts from another run's weights: its model and tokenizer, new training.
+
+    Training settings come from the usual layers (preset < config file < flags); the model's shape
+    and the tokenizer come from the run, and its own text is the default data.
+    """
+    source = RunDir(overrides["init_from"])
+    saved = source.read_config()
+    saved_model = {k: v for k, v in saved.model.__dict__.items() if k != "vocab_size"}
+    base = load_preset(preset)["settings"] if preset else {}
+    from_file = load_yaml_settings(config_file) if config_file else {}
+    asked = {**base, **from_file, **overrides}
+    changed = [k for k in asked if k in MODEL_FIELDS and k not in FINE_TUNE_MODEL_CHANGES
+               and asked[k] != saved_model.get(k)]
+    if changed:
+        raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when fine-tuning {source}: the "
+                           "weights fix them (only " + ", ".join(FINE_TUNE_MODEL_CHANGES) + " may change)")
+    saved_train = saved.train
+    if "tokenizer" in asked and str(asked["tokenizer"]) != saved_train.tokenizer:
+        raise TinyGPTError(f"the tokenizer comes from {source} when fine-tuning it; leave --tokenizer out")
+    # The run's tokenizer (and how its corpus was marked up) goes with its weights; its text is the default.
+    inherited = {"tokenizer": saved_train.tokenizer, "vocab_size": saved_train.vocab_size,
+                 "sentence_end": saved_train.sentence_end}
+    if "data" not in asked and not saved_train.data:
+        raise TinyGPTError(f"{source} has no training text of its own (it was imported); pass --data FILE")
+    data = {} if "data" in asked else {"data": saved_train.data}
+    model, train = build_configs(base, from_file, saved_model, inherited, data,
+                                 {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},
+                                 {k: v for k, v in asked.items() if k in FINE_TUNE_MODEL_CHANGES})
+    out = Path(train.out) if train.out else fresh_dir(Path("runs") / f"{corpus_name(train.data)}-finetuned")
+    train.out = str(out)
+    return model, train, out, preset
+
+
+def fresh_dir(base: Path) -> Path:
+    """base, or base-2, base-3, ...: the first that does not exist, so no earlier run is touched."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate

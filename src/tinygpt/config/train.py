@@ -1,0 +1,110 @@
+"""`TrainConfig`: everything about a training run except the network's shape.
+
+Data and tokenizer, where and how to compute, the optimizer and its schedule, evaluation,
+logging and saving. Saved as the `train` section of a run's config.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TinyGPTError
+from .fields import check_choices, parse_duration
+from .fields import setting as _setting
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a training run except the network's shape."""
+
+    # Data and tokenizer.
+    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare'")
+    tokenizer: str = _setting("char", "how text becomes token ids: char, word or bpe, built from the training text; "
+                                      "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
+                                      "Face Hub (e.g. hf:gpt2)")
+    vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
+    sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
+    val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
+    init_from: str = _setting(
+        "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
+        "optimizer, schedule and run directory; --data defaults to the run's own text)")
+    # Where and how.
+    out: str = _setting("", "run directory (default: runs/<preset or data name>)")
+    device: str = _setting("auto", "cuda, mps or cpu; auto picks the first available in that order")
+    dtype: str = _setting(
+        "auto", "compute precision; auto = bfloat16 autocast on GPUs that support it, else float32",
+        ("auto", "float32", "bfloat16"))
+    compile: bool = _setting(False, "torch.compile the model (worth it for long GPU runs)")
+    threads: int = _setting(0, "CPU threads for PyTorch; 0 = one per core (one in all if a probe finds the cores busy)")
+    seed: int = _setting(1337, "random seed for initialisation, batches and dropout")
+    # Optimisation.
+    batch_size: int = _setting(12, "sequences per micro-batch, summed over all processes")
+    grad_accum: int = _setting(1, "micro-batches per optimizer step")
+    max_iters: int = _setting(2000, "optimizer steps")
+    time_budget: str = _setting(
+        "", "stop after this much wall time (e.g. 90s, 3m, 1h); the learning-rate schedule follows time")
+    optimizer: str = _setting(
+        "adamw", "adamw for everything, or muon for 2-D block weights with AdamW for the rest", ("adamw", "muon"))
+    lr: float = _setting(1e-3, "peak learning rate (AdamW)")
+    min_lr: float = _setting(1e-4, "learning rate at the end of a cosine or wsd schedule")
+    lr_schedule: str = _setting(
+        "cosine", "constant, cosine decay, or warmup-stable-decay", ("constant", "cosine", "wsd"))
+    warmup_iters: int = _setting(100, "linear warmup steps")
+    cooldown_frac: float = _setting(0.3, "wsd: final fraction of training spent decaying to min_lr")
+    weight_decay: float = _setting(0.1, "AdamW weight decay, applied to 2-D weights only")
+    beta1: float = _setting(0.9, "AdamW beta1")
+    beta2: float = _setting(0.99, "AdamW beta2")
+    grad_clip: float = _setting(1.0, "clip the gradient norm to this; 0 = no clipping")
+    muon_lr: float = _setting(0.02, "muon: learning rate for the 2-D block weights")
+    muon_momentum: float = _setting(0.95, "muon: momentum")
+    # Evaluation, logging, saving.
+    eval_interval: int = _setting(250, "evaluate (and save) every this many steps")
+    eval_iters: int = _setting(
+        0, "estimate losses from this many random batches; 0 = one exact pass over each split")
+    eval_max_tokens: int = _setting(
+        131072, "exact pass: periodic evaluations score at most this many tokens of each split (0 = all; "
+        "tiny Shakespeare's 111,539 fit); the final evaluation and `tinygpt eval` score the whole validation split")
+    log_interval: int = _setting(10, "update the progress bar every this many steps")
+    sample_tokens: int = _setting(100, "after training, print samples of this many tokens (0 = none)")
+    num_samples: int = _setting(2, "how many samples to print after training")
+    sample_prompts: str = _setting("", "comma-separated prompts for the samples after training")
+    progress: bool = _setting(True, "show a progress bar (loss, tokens/s, time left)")
+    tensorboard: bool = _setting(
+        False, "also write TensorBoard logs to RUN/tensorboard (needs pip install 'tinygpt[tensorboard]'); "
+        "metrics.jsonl stays the record")
+    plot_every: int = _setting(
+        0, "redraw RUN/loss.png at the first evaluation after every this many steps, and at the end; 0 = never")
+
+    def validate(self) -> "TrainConfig":
+        check_choices(self)
+        positive = ("batch_size", "grad_accum", "eval_interval", "log_interval", "vocab_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise TinyGPTError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("max_iters", "warmup_iters", "eval_iters", "eval_max_tokens", "sample_tokens",
+                     "num_samples", "threads", "plot_every"):
+            if getattr(self, name) < 0:
+                raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "muon_lr"):
+            if getattr(self, name) < 0:
+                raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise TinyGPTError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.cooldown_frac <= 1.0:
+            raise TinyGPTError(f"cooldown_frac must be in [0, 1], got {self.cooldown_frac}")
+        for name in ("beta1", "beta2", "muon_momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TinyGPTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.time_budget:
+            parse_duration(self.time_budget)
+        if not self.tokenizer.strip():
+            raise TinyGPTError("tokenizer is empty; use char, word, bpe, a tokenizer.json path or hf:NAME")
+        if self.tokenizer == "bpe" and self.vocab_size < 257:
+            raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {self.vocab_size}")
+        return self
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return parse_duration(self.time_budget) if self.time_budget else None
+
+

@@ -1,0 +1,18 @@
+"""Data: corpora on disk (corpus.py), text -> ids -> splits (pipeline.py), windows (batches.py)."""
+
+from .batches import eval_windows, random_batch
+from .corpus import (
+    SHAKESPEARE_FILE,
+    cache_dir,
+    corpus_name,
+    fingerprint,
+    load_corpus,
+    read_text_file,
+    rhyme_text,
+    shakespeare_path,
+)
+from .pipeline import Splits, describe_corpus, encode_corpus, held_out, read_corpus, split_ids
+
+__all__ = ["SHAKESPEARE_FILE", "Splits", "cache_dir", "corpus_name", "describe_corpus", "encode_corpus",
+           "eval_windows", "fingerprint", "held_out", "load_corpus", "random_batch", "read_corpus",
+           "read_text_file", "rhyme_text", "shakespeare_path", "split_ids"]

@@ -1,0 +1,203 @@
+"""The run directory: every path of a run, and the one reader and writer of its config.json.
+
+    RUN/
+      config.json                    model settings, training settings, data fingerprint, version
+      tokenizer.json                 the exact tokenizer (Hugging Face format for BPE)
+      model.safetensors              best weights so far (what `tinygpt sample/eval` load)
+      metrics.jsonl                  one JSON object per evaluation
+      checkpoints/latest.safetensors weights + optimizer + random state + progress, for --resume
+      checkpoints/best.safetensors   the same, at the best validation loss
+      loss.png, tensorboard/         pictures and logs, when asked for
+
+No other module builds these paths from strings or parses config.json: they ask a `RunDir`.
+The files themselves (safetensors with checksums, atomic writes) are `checkpoint.py`'s business.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import (
+    append_metrics,
+    atomic_write_json,
+    load_checkpoint,
+    load_tensors,
+    read_metrics,
+    save_checkpoint,
+    save_weights,
+    truncate_metrics,
+)
+from .config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
+from .errors import TinyGPTError
+
+CHECKPOINTS = ("latest", "best")
+
+
+@dataclass
+class RunConfig:
+    """config.json, parsed and validated: what a run is and how it was made."""
+
+    model: ModelConfig
+    train: TrainConfig
+    data: dict = field(default_factory=dict)  # name, sha256, characters, tokens, splits, notes
+    preset: str = ""
+    num_params: int = 0
+    imported_from: str = ""  # for `tinygpt import`: the checkpoint it came from
+    tinygpt_version: str = __version__
+
+    def to_json(self) -> dict:
+        doc = {"tinygpt_version": self.tinygpt_version, "preset": self.preset, "model": to_dict(self.model),
+               "train": to_dict(self.train), "data": self.data, "num_params": self.num_params}
+        if self.imported_from:
+            doc["imported_from"] = self.imported_from
+        return doc
+
+
+class RunDir:
+    """A run directory on disk (it may not exist yet): its paths and its files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint_path(self, which: str = "latest") -> Path:
+        if which not in CHECKPOINTS:
+            raise TinyGPTError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
+        return self.checkpoints_dir / f"{which}.safetensors"
+
+    @property
+    def loss_plot_path(self) -> Path:
+        return self.path / "loss.png"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    # ------------------------------------------------------------------ what is there
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path("latest").exists()
+
+    def require(self) -> "RunDir":
+        """This directory, if it is a run; otherwise the one-line error that says what it is instead."""
+        if not self.path.exists():
+            raise TinyGPTError(f"run directory {self.path} does not exist; train one with "
+                               f"`tinygpt train --out {self.path}`")
+        if not self.path.is_dir():
+            raise TinyGPTError(f"{self.path} is a file, not a tinygpt run directory")
+        if not self.is_run():
+            raise TinyGPTError(f"{self.path} is not a tinygpt run directory (it has no config.json)")
+        return self
+
+    def create(self) -> "RunDir":
+        try:
+            self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # --out names a file, or a place we may not write
+            raise TinyGPTError(f"cannot make the run directory {self.path} ({e.strerror}); "
+                               "choose another --out") from None
+        return self
+
+    # ------------------------------------------------------------------ config.json
+
+    def read_config(self) -> RunConfig:
+        """config.json, validated: a damaged or foreign file is one clear line."""
+        self.require()
+        path = self.config_path
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TinyGPTError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict) or not isinstance(doc.get("train"), dict):
+            raise TinyGPTError(f"{path} is not a tinygpt run config (no model/train sections)")
+        model = model_config_from_dict(doc["model"])
+        _, train = build_configs(doc["train"])
+        return RunConfig(model=model, train=train, data=doc.get("data") or {}, preset=doc.get("preset", ""),
+                         num_params=int(doc.get("num_params", 0)), imported_from=doc.get("imported_from", ""),
+                         tinygpt_version=doc.get("tinygpt_version", ""))
+
+    def write_config(self, config: RunConfig):
+        atomic_write_json(self.config_path, config.to_json())
+
+    # ------------------------------------------------------------------ tokenizer
+
+    def read_tokenizer(self):
+        from .tokenizers import load_tokenizer
+
+        return load_tokenizer(self.tokenizer_path)
+
+    def write_tokenizer(self, tokenizer):
+        atomic_write_json(self.tokenizer_path, tokenizer.to_json())
+
+    # ------------------------------------------------------------------ weights and checkpoints
+
+    def read_weights(self, which: str = "best") -> tuple[dict, Path]:
+        """The model's tensors from model.safetensors ('best') or the latest checkpoint, and their file."""
+        if which == "best":
+            state, _ = load_tensors(self.weights_path)
+            return state, self.weights_path
+        path = self.checkpoint_path(which)
+        return load_checkpoint(path)["model"], path
+
+    def write_weights(self, model, metadata: dict[str, str] | None = None):
+        save_weights(self.weights_path, model, metadata)
+
+    def read_checkpoint(self, which: str = "latest") -> dict:
+        return load_checkpoint(self.checkpoint_path(which))
+
+    def write_checkpoint(self, which: str, model, optimizer, rng: dict, progress: dict):
+        save_checkpoint(self.checkpoint_path(which), model, optimizer, rng, progress)
+
+    # ------------------------------------------------------------------ metrics
+
+    def read_metrics(self) -> list[dict]:
+        return read_metrics(self.metrics_path)
+
+    def append_metrics(self, record: dict):
+        append_metrics(self.metrics_path, record)
+
+    def truncate_metrics(self, last_step: int):
+        truncate_metrics(self.metrics_path, last_step)
+
+    def finished(self) -> bool:
+        """Trained to its last step (a run stopped half-way is resumed, not used)."""
+        if not self.weights_path.is_file() or not self.is_run():
+            return False
+        records = self.read_metrics()
+        return bool(records) and records[-1]["step"] >= self.read_config().train.max_iters

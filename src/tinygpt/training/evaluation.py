@@ -1,0 +1,100 @@
+"""Measuring a model: the exact loss over a whole split, an estimate from random batches, and
+`tinygpt eval`'s report (loss, bits per character, perplexity) for a trained run.
+
+The exact loss is one deterministic pass, no random batches.
+
+Every token after the first is predicted once, from the non-overlapping `block_size` window it
+falls in, so two evaluations of the same model on the same text always agree. Bits per character
+divide the total loss (converted from nats to bits) by the number of characters predicted, which
+makes models with different tokenizers comparable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..data import eval_windows, random_batch
+from ..errors import TinyGPTError
+
+
+@torch.no_grad()
+def split_loss(model, data: torch.Tensor, block_size: int, device, batch_size: int = 64,
+               max_tokens: int = 0, autocast=None, shard: tuple[int, int] = (0, 1)):
+    """(sum of token losses in nats, number of tokens) over `data`.
+
+    `shard` = (rank, world_size) splits the windows across processes; add the results up.
+    """
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    rank, world = shard
+    row = 0
+    for x_all, y_all in eval_windows(data, block_size, max_tokens):
+        for i in range(0, len(x_all), batch_size):
+            row += 1
+            if (row - 1) % world != rank:
+                continue
+            x = x_all[i : i + batch_size].to(device)  # (b, T)
+            y = y_all[i : i + batch_size].to(device)  # (b, T)
+            with autocast() if autocast else torch.autocast(device_type="cpu", enabled=False):
+                logits, _ = model(x)  # (b, T, V)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+            total += losses.item()
+            count += y.numel()
+    model.train(was_training)
+    return total, count
+
+
+def bits_per_char(total_nats: float, n_chars: int) -> float:
+    return total_nats / math.log(2) / max(n_chars, 1)
+
+
+@torch.no_grad()
+def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n_batches: int, seed: int,
+                  device, autocast, shard: tuple[int, int] = (0, 1)):
+    """(sum of batch mean losses, number of batches) over `n_batches` random batches.
+
+    The batches come from their own generator seeded with `seed`, so every evaluation of a run
+    scores the same batches; `shard` = (rank, world_size) gives each process its share.
+    """
+    rank, world = shard
+    gen = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for i in range(n_batches):
+        x, y = random_batch(data, batch_size, block_size, gen)  # (B, T) each; drawn on every rank alike
+        if i % world != rank:
+            continue
+        with autocast():
+            _, loss = model(x.to(device), y.to(device))
+        total, count = total + loss.item(), count + 1
+    model.train(was_training)
+    return total, count
+
+
+def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
+    """`tinygpt eval`: the exact loss over the run's validation split, or over all of the text `data`."""
+    from ..data import encode_corpus, held_out, read_corpus
+
+    train_cfg = run.config.train
+    if data is None and not train_cfg.data:
+        raise TinyGPTError(f"{run.dir} has no training text of its own (it was imported); "
+                           "evaluate it on a file with --data FILE")
+    text = read_corpus(data if data is not None else train_cfg.data, run.tokenizer.kind, train_cfg.sentence_end)
+    ids = encode_corpus(run.tokenizer, text)  # (N,)
+    block = run.model_config.block_size
+    if data is None:
+        split_name, tokens = held_out(ids, train_cfg.val_fraction, block)
+    else:
+        split_name, tokens = "all", ids
+    if len(tokens) < 2:
+        raise TinyGPTError("the evaluation text is shorter than 2 tokens; there is nothing to predict")
+    total, count = split_loss(run.model, tokens, block, run.device, batch_size)
+    n_chars = len(run.tokenizer.decode(tokens[1:].tolist()))
+    loss = total / count
+    return {"split": split_name, "val_loss": loss, "tokens": count, "characters": n_chars,
+            "bits_per_char": bits_per_char(total, n_chars), "perplexity": float(torch.tensor(loss).exp())}

@@ -1,0 +1,307 @@
+"""The training loop, top to bottom, for every objective.
+
+    trainer = Trainer(model_cfg, train_cfg, out_dir)            # language modelling on train_cfg.data
+    trainer = Trainer(model_cfg, train_cfg, out_dir, objective=my_objective)   # anything else
+    result = trainer.train()
+
+`train()` sets up (runtime, data through the objective, model, optimizer, or all of them restored
+from the run's latest checkpoint), evaluates step 0, then steps until max_iters or the time
+budget, evaluating and saving every eval_interval steps, and ends with a final evaluation. Each
+job it calls has its own module: objectives.py (batches, loss, evaluation), state.py
+(checkpoints), progress.py (time budget, Ctrl-C, progress bar), records.py (metrics), runtime.py
+(device, processes, threads).
+
+A run can be stopped at any step (Ctrl-C, a kill, a time budget) and resumed with
+`Trainer(..., resume=True)`; the resumed run computes exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..checkpoint import load_weights_into
+from ..config import ModelConfig, TrainConfig
+from ..errors import TinyGPTError
+from ..model import build_model
+from ..rundir import RunConfig, RunDir
+from . import distributed as ddp
+from .objectives import Evaluation, LanguageModeling, Objective
+from .optim import build_optimizer, lr_factor, set_lr
+from .progress import Clock, ProgressBar, Schedule, StopRequest
+from .records import Records
+from .runtime import setup_runtime
+from .state import Progress, restore_state, save_state
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C); `step` is the saved step it can resume from (None: none).
+
+    `quit_at` is the step it was at when a second Ctrl-C quit without saving, if that was later.
+    """
+
+    def __init__(self, step: int | None, out_dir: Path, quit_at: int | None = None):
+        resume = f"tinygpt train --resume {out_dir}"
+        if step is None:
+            message = f"quit at step {quit_at} before the first checkpoint was saved; nothing to resume"
+        elif quit_at is not None and quit_at != step:
+            message = f"quit at step {quit_at} without saving; continue from the step-{step} checkpoint: {resume}"
+        else:
+            message = f"stopped at step {step}; saved. Continue with: {resume}"
+        super().__init__(message)
+        self.step = step
+        self.out_dir = out_dir
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reached: where it is saved, steps, tokens, seconds, losses, samples."""
+
+    out_dir: Path
+    step: int
+    tokens: int
+    elapsed_s: float
+    train_loss: float
+    val_loss: float | None
+    best_val_loss: float | None
+    num_params: int
+    samples: list[str]
+
+
+class Trainer:
+    """One training run of `objective` (default: language modelling on train_cfg.data).
+
+    `train()` returns a TrainResult, or raises TrainingInterrupted after saving when asked to stop.
+    `on_step(trainer)` is called after every optimizer step (tests, tools); `trainer.step` counts them.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
+                 log=None, on_step=None, preset: str = "", started_at: float | None = None,
+                 objective: Objective | None = None):
+        self.model_cfg = dataclasses.replace(model_cfg)
+        self.cfg = train_cfg
+        self.run = RunDir(out_dir)
+        self.out_dir = self.run.path
+        self.resume = resume
+        self.preset = preset
+        self.on_step = on_step
+        self.objective = objective
+        self.clock = Clock(started_at)  # a time budget counts the setup too
+        self.stop = StopRequest(self.log)
+        self._log = log or print
+        self._bar: ProgressBar | None = None
+        self.step = 0
+
+    def log(self, message: str):
+        if getattr(self, "runtime", None) is not None and not self.runtime.dist.is_main:
+            return
+        (self._bar.log if self._bar is not None else self._log)(message)
+
+    def request_stop(self):
+        """Finish the current step, save, and stop (what Ctrl-C does)."""
+        self.stop.request()
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self):
+        cfg, run = self.cfg, self.run
+        self.runtime = rt = setup_runtime(cfg)
+        saved = run.read_config() if self.resume else None
+        if not self.resume and rt.dist.is_main and run.has_checkpoint():
+            raise TinyGPTError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
+
+        torch.manual_seed(cfg.seed)  # the same initial weights on every process
+        if self.objective is None:
+            self.objective = LanguageModeling.prepare(
+                cfg, self.model_cfg.block_size, run, self.resume, self.log, fixed_context=bool(cfg.init_from),
+                saved_sha256=saved.data.get("sha256") if saved else None)
+        objective = self.objective
+        for note in objective.notes:
+            self.log(f"note: {note}")
+        self.model_cfg.block_size = objective.block_size
+        self.model_cfg.vocab_size = objective.tokenizer.vocab_size
+        self.model_cfg.validate()
+
+        self.model = build_model(self.model_cfg).to(rt.device)
+        if cfg.init_from and not self.resume:
+            state, path = RunDir(cfg.init_from).read_weights("best")
+            load_weights_into(self.model, state, path)
+        self.optimizer = build_optimizer(self.model, cfg, rt.device.type)
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.progress = Progress(threads=rt.threads)
+        if self.resume:
+            self.progress = restore_state(run, self.model, self.optimizer, rt.device, self.batch_gen)
+            # The thread count decides the order of float sums: keep the run's own unless asked.
+            if not cfg.threads and self.progress.threads and rt.device.type == "cpu":
+                rt.use_threads(self.progress.threads)
+            self.progress.threads = rt.threads
+            self.clock.before = self.progress.elapsed_s
+        self.step = self.progress.step
+        self.saved_step = self.step if self.resume else None  # the step of the latest checkpoint on disk
+
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        if rt.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [rt.device.index] if rt.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+        self.records = None
+        if rt.dist.is_main:
+            run.create()
+            self.records = Records(run, cfg, self.step, self.resume)
+            self.run_config = RunConfig(model=self.model_cfg, train=cfg, data=objective.data_info,
+                                        preset=self.preset, num_params=self.model.num_params())
+            run.write_config(self.run_config)
+            if not self.resume:
+                run.write_tokenizer(objective.tokenizer)
+
+    # ------------------------------------------------------------------ one step, one evaluation
+
+    def train_step(self) -> tuple[torch.Tensor, float]:
+        cfg, dist = self.cfg, self.runtime.dist
+        lr = set_lr(self.optimizer, lr_factor(cfg, self.step, self.schedule.fraction(self.step)))
+        per_rank = cfg.batch_size // dist.world_size
+        lo = dist.rank * per_rank
+        for micro in range(cfg.grad_accum):
+            batch = self.objective.batch(self.batch_gen)  # the global batch, the same on every process
+            batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
+            # Under DDP, gradients are averaged across processes only on the last micro-batch.
+            sync = micro == cfg.grad_accum - 1 or not dist.enabled
+            with self.train_model.no_sync() if not sync else contextlib.nullcontext():
+                with self.runtime.autocast():
+                    loss = self.objective.loss(self.train_model, batch)
+                (loss / cfg.grad_accum).backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.progress.step = self.step
+        self.progress.tokens += self.objective.tokens_per_batch * cfg.grad_accum
+        return loss.detach(), lr
+
+    def save(self, best: bool):
+        self.saved_step = self.step
+        self.progress.elapsed_s = self.clock.elapsed()
+        if self.runtime.dist.is_main:
+            save_state(self.run, self.model, self.optimizer, self.runtime.device, self.batch_gen, self.progress, best)
+
+    def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
+        t0 = time.perf_counter()
+        result: Evaluation = self.objective.evaluate(self.model, self.runtime, final)
+        seconds = time.perf_counter() - t0
+        self.val_whole = result.whole
+        self.schedule.final_eval_seconds = seconds * result.final_cost  # the time budget keeps room for it
+        p = self.progress
+        # The same step evaluated again (a whole pass after a capped one) is the same model.
+        improved = p.best_score is None or result.score < p.best_score or p.best_step == self.step
+        if improved:
+            p.best_val_loss = result.losses.get("val_loss") or result.score
+            p.best_score, p.best_step = result.score, self.step
+        self.save(best=improved)
+        record = {"step": self.step, "tokens": p.tokens, "elapsed_s": round(self.clock.elapsed(), 3), "lr": lr,
+                  **result.losses}
+        if self.records is not None:
+            self.records.write(record)
+            val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
+            self.log(f"step {self.step}: train loss {record['train_loss']:.4f}, val loss {val}")
+        return record
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> TrainResult:
+        """Run to max_iters or the time budget; returns a TrainResult (TrainingInterrupted if stopped)."""
+        self.setup()
+        cfg, dist = self.cfg, self.runtime.dist
+        self.schedule = Schedule(cfg, self.clock)
+        self.val_whole = self.objective.periodic_is_whole()
+        # A resumed run starts from the restored optimizer's rate, and from the evaluation of the
+        # step it resumes at if that was recorded (so resuming a finished run adds no duplicate).
+        lr, last = self.optimizer.param_groups[0]["lr"], None
+        if self.resume and self.records is not None and (previous := self.records.last()) is not None:
+            last = previous if previous.get("step") == self.step else None
+        if self.resume:
+            last = self._agree_on(last)
+        try:
+            with self.stop:
+                if dist.is_main:
+                    self.log(self.describe())
+                self._bar = ProgressBar(cfg, self.schedule, self.step, cfg.progress and dist.is_main, self._log)
+                if self.step == 0 and not self.resume:
+                    last = self.evaluate_and_save(set_lr(self.optimizer, lr_factor(cfg, 0, 0.0)))
+                while not self.done():
+                    step_start = time.perf_counter()
+                    loss, lr = self.train_step()
+                    self.schedule.step_seconds = time.perf_counter() - step_start
+                    self._bar.update(self.step, self.objective.tokens_per_batch * cfg.grad_accum, loss, lr)
+                    if self.step % cfg.eval_interval == 0:
+                        last = self.evaluate_and_save(lr)
+                    if self.on_step is not None:
+                        self.on_step(self)
+                if self.stop.requested:
+                    self.save(best=False)
+                    raise TrainingInterrupted(self.step, self.out_dir)
+                if last is None or last["step"] != self.step or not self.val_whole:
+                    last = self.evaluate_and_save(lr, final=True)
+        except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint stays as it was
+            raise TrainingInterrupted(self.saved_step, self.out_dir, quit_at=self.step) from None
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            if self.records is not None:
+                self.records.close()
+        if self.records is not None and cfg.plot_every:
+            self.records.plot(self.step)
+        samples = self.final_samples() if dist.is_main else []
+        self.train_model = self.model  # the DDP wrapper holds the process group: let it go first
+        ddp.teardown(dist)
+        best = self.progress.best_val_loss if self.objective.has_validation else None
+        return TrainResult(self.out_dir, self.step, self.progress.tokens, self.clock.elapsed(), last["train_loss"],
+                           last.get("val_loss"), best, self.model.num_params(), samples)
+
+    def _agree_on(self, last: dict | None) -> dict | None:
+        """Under torchrun only the main process reads metrics.jsonl; the others follow its answer."""
+        if not self.runtime.dist.enabled:
+            return last
+        had = ddp.sum_across(self.runtime.dist, float(last is not None and self.runtime.dist.is_main))[0] > 0
+        return (last or {"step": self.step, "train_loss": float("nan")}) if had else None
+
+    def done(self) -> bool:
+        over = self.schedule.steps_done(self.step) or self.schedule.time_is_up()
+        return ddp.any_across(self.runtime.dist, bool(over) or self.stop.requested)
+
+    def describe(self) -> str:
+        m, c, rt = self.model_cfg, self.cfg, self.runtime
+        where = f"{rt.device}" + (f" x{rt.dist.world_size} processes" if rt.dist.enabled else "")
+        shape = "bigram table" if m.arch == "bigram" else f"{m.n_layer} layers, {m.n_head} heads, n_embd {m.n_embd}"
+        budget = f"time budget {c.time_budget}" if c.time_budget else f"{c.max_iters} steps"
+        if c.init_from:
+            budget = f"fine-tuning {c.init_from}'s weights, {budget}"
+        return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
+                f"{c.tokenizer} tokenizer with {m.vocab_size} tokens; {self.objective.describe()}; {budget} on "
+                f"{where}, {rt.threads} threads; out {self.out_dir}")
+
+    def final_samples(self) -> list[str]:
+        cfg = self.cfg
+        if not cfg.sample_tokens or not cfg.num_samples:
+            return []
+        from ..run import Run
+
+        run = Run(self.run.path, self.model, self.objective.tokenizer, self.run_config, self.runtime.device)
+        prompts = [p.strip() for p in cfg.sample_prompts.split(",") if p.strip()] or [""]
+        samples = []
+        self.model.eval()
+        for i in range(cfg.num_samples):
+            prompt = prompts[i % len(prompts)]
+            sample = prompt + run.generate(prompt, max_new_tokens=cfg.sample_tokens, seed=cfg.seed + i)
+            samples.append(sample)
+            self._log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
+        self.model.train()
+        return samples

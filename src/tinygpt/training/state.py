@@ -1,0 +1,66 @@
+"""What a checkpoint holds beyond the weights, so a resumed run computes exactly what an
+uninterrupted one would: the optimizer, every random generator, and the progress counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import TinyGPTError
+from ..rundir import RunDir
+
+
+@dataclass
+class Progress:
+    """The counters of a run, saved in every checkpoint."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    best_val_loss: float | None = None
+    best_score: float | None = None  # what "best" compares (the capped validation loss, when capped)
+    best_step: int | None = None
+    threads: int = 0  # the CPU threads the run computes with (0: not recorded, older checkpoints)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        p = cls(**{k: d[k] for k in ("step", "tokens", "elapsed_s", "best_val_loss", "best_step") if k in d})
+        p.best_score = d.get("best_score", p.best_val_loss)
+        p.threads = int(d.get("threads", 0))
+        return p
+
+
+def rng_state(device: torch.device, batch_gen: torch.Generator) -> dict[str, torch.Tensor]:
+    rng = {"batch": batch_gen.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool):
+    """checkpoints/latest (and, at a new best, checkpoints/best and model.safetensors)."""
+    rng, counters = rng_state(device, batch_gen), asdict(progress)
+    run.write_checkpoint("latest", model, optimizer, rng, counters)
+    if best:
+        run.write_checkpoint("best", model, optimizer, rng, counters)
+        run.write_weights(model, {"step": str(progress.step)})
+
+
+def restore_state(run: RunDir, model, optimizer, device, batch_gen) -> Progress:
+    """Load checkpoints/latest into the model, the optimizer and the generators; return its progress."""
+    from ..checkpoint import load_weights_into
+
+    state = run.read_checkpoint("latest")
+    load_weights_into(model, state["model"], run.checkpoint_path("latest"))
+    try:
+        optimizer.load_state_dicts(state["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise TinyGPTError(f"the checkpoint's optimizer state does not fit this run ({e}); "
+                           "resume with the optimizer settings it was started with") from None
+    batch_gen.set_state(state["rng"]["batch"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    return Progress.from_dict(state["progress"])
