@@ -16,7 +16,7 @@ from pathlib import Path
 from ..data.corpus import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from .layers import MODEL_FIELDS, build_configs
+from .layers import MODEL_FIELDS, build_configs, coerce
 from .presets import load_preset, load_yaml_settings
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
@@ -49,12 +49,12 @@ def resume_settings(run: RunDir, overrides: dict):
     """The saved settings of `run`, with the changes a resumed run allows."""
     saved = run.read_config()
     saved_model = {k: v for k, v in saved.model.__dict__.items() if k != "vocab_size"}
-    changed = [k for k in overrides if k in MODEL_FIELDS and overrides[k] != saved_model.get(k)]
+    changed = [k for k in overrides if k in MODEL_FIELDS and coerce(k, overrides[k]) != saved_model.get(k)]
     if changed:
         raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when resuming; "
                            "start a new run instead")
     saved_train = saved.train.__dict__
-    changed = [k for k in overrides if k in FIXED_ON_RESUME and str(overrides[k]) != str(saved_train.get(k))]
+    changed = [k for k in overrides if k in FIXED_ON_RESUME and coerce(k, overrides[k]) != saved_train.get(k)]
     if changed:
         raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
     overrides.pop("out", None)
@@ -75,7 +75,7 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
     from_file = load_yaml_settings(config_file) if config_file else {}
     asked = {**base, **from_file, **overrides}
     changed = [k for k in asked if k in MODEL_FIELDS and k not in FINE_TUNE_MODEL_CHANGES
-               and asked[k] != saved_model.get(k)]
+               and coerce(k, asked[k]) != saved_model.get(k)]
     if changed:
         raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when fine-tuning {source}: the "
                            "weights fix them (only " + ", ".join(FINE_TUNE_MODEL_CHANGES) + " may change)")

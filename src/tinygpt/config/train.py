@@ -35,7 +35,9 @@ class TrainConfig:
         "auto", "compute precision; auto = bfloat16 autocast on GPUs that support it, else float32",
         ("auto", "float32", "bfloat16"))
     compile: bool = _setting(False, "torch.compile the model (worth it for long GPU runs)")
-    threads: int = _setting(0, "CPU threads for PyTorch; 0 = one per core (one in all if a probe finds the cores busy)")
+    threads: int = _setting(
+        0, "CPU threads for PyTorch; 0 = one per core, fixed for the run (a resumed run keeps its own), so the "
+        "numbers never depend on the machine's load; on a machine busy with other work, 1 is often faster")
     seed: int = _setting(1337, "random seed for initialisation, batches and dropout")
     # Optimisation.
     batch_size: int = _setting(12, "sequences per micro-batch, summed over all processes")
