@@ -143,7 +143,7 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
 
     from tinygpt.config import build_configs
     from tinygpt.training.devices import choose_threads
-    from tinygpt.generate import SamplingConfig, generate_ids
+    from tinygpt.generation import SamplingConfig, generate_ids
     from tinygpt.model import build_model
     from tinygpt.config.presets import load_preset
 

@@ -1,5 +1,6 @@
-"""Generation: the KV cache changes speed, never tokens; each sampling knob does what its name says;
-stop strings cut the text, and streaming shows exactly the text that is returned."""
+"""Generation: the KV cache changes speed, never tokens; a batch of different prompts gives each
+prompt the tokens it gets alone; each sampling knob does what its name says; stop strings cut the
+text; streamed pieces join into exactly the returned text, never splitting a character."""
 
 import pytest
 import torch
@@ -7,9 +8,13 @@ import torch
 import tinygpt
 from tinygpt.config import ModelConfig
 from tinygpt.errors import TinyGPTError
-from tinygpt.generate import SamplingConfig, TextStream, generate_ids, next_token
+from tinygpt.generation import Decoder, Row, SamplingConfig, TextStream, generate_ids, next_token
+from tinygpt.generation.text import CONTEXT
 from tinygpt.model import build_model
-from tinygpt.tokenizers import CharTokenizer
+from tinygpt.model.attention import rotate_rows
+from tinygpt.model.layers import Rotary
+from tinygpt.run import Run
+from tinygpt.tokenizers import CharTokenizer, HFTokenizer
 
 SAMPLERS = [
     SamplingConfig(40, temperature=1.0),
@@ -18,16 +23,22 @@ SAMPLERS = [
     SamplingConfig(40, temperature=1.0, top_k=8, top_p=0.8, repetition_penalty=1.3),
     SamplingConfig(40, temperature=0.0),
 ]
+PATHS = [{}, {"attention": "heads"}, {"pos_emb": "rope", "qk_norm": True}]
+
+
+def small_model(vocab_size=17, block_size=8, **extra):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=16, init="torch",
+                      **extra)
+    return build_model(cfg.validate()).eval()
 
 
 # ---- the KV cache gives exactly the uncached tokens --------------------------------------------------
 
-@pytest.mark.parametrize("extra", [{}, {"attention": "heads"}, {"pos_emb": "rope", "qk_norm": True}])
+@pytest.mark.parametrize("extra", PATHS)
 @pytest.mark.parametrize("sampling", SAMPLERS, ids=["plain", "top_k", "top_p", "all", "greedy"])
 def test_cached_generation_gives_the_uncached_tokens_past_the_context(extra, sampling):
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16, init="torch", **extra)
-    model = build_model(cfg.validate()).eval()
+    model = small_model(**extra)
     prompt = torch.randint(17, (2, 3))
     cached = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(5), use_cache=True)
     plain = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(5), use_cache=False)
@@ -49,6 +60,110 @@ def test_the_same_seed_gives_the_same_sample_and_another_seed_another(char_run):
     assert a == run.generate("mary", max_new_tokens=60, temperature=1.0, seed=1)
     assert a != run.generate("mary", max_new_tokens=60, temperature=1.0, seed=2)
     assert len(a) == 60  # a character model: one character per token
+
+
+# ---- a batch of different prompts ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", PATHS)
+def test_rows_at_different_positions_compute_the_logits_they_compute_alone(extra):
+    model = small_model(**extra)
+    prompts = [[3, 1], [4, 1, 5, 9, 2], [6, 5, 3]]
+    cache = model.new_cache(3)
+    with torch.inference_mode():
+        model(torch.tensor([p + [0] * (5 - len(p)) for p in prompts]), cache=cache)  # right-padded prefill
+        cache.set_lengths([2, 5, 3])
+        assert cache.pos is None
+        batch, _ = model(torch.tensor([[7], [8], [10]]), cache=cache)  # each row's next token at its own position
+        assert cache.lengths == [3, 6, 4]
+        for row, (prompt, token) in enumerate(zip(prompts, [7, 8, 10])):
+            alone, _ = model(torch.tensor([prompt + [token]]))  # (1, T, V)
+            # Equal to float rounding: BLAS sums a 3-row product in another order than a 1-row one.
+            torch.testing.assert_close(batch[row, 0], alone[0, -1], rtol=0, atol=1e-5)
+
+
+def test_rotary_at_a_position_per_row_is_each_rows_own_rotary():
+    rotary = Rotary(8, 16)
+    x = torch.randn(3, 2, 4, 8)  # (B, nh, T, hs)
+    starts = [0, 5, 2]
+    positions = torch.tensor(starts)[:, None] + torch.arange(4)  # (3, 4)
+    rotated = rotate_rows(rotary, x, positions)
+    for b, start in enumerate(starts):
+        assert torch.equal(rotated[b : b + 1], rotary(x[b : b + 1], start))
+
+
+MIXED = [SamplingConfig(25, temperature=0.9, top_k=6, top_p=0.9), SamplingConfig(7, temperature=0.0),
+         SamplingConfig(14, temperature=1.0, repetition_penalty=1.3), SamplingConfig(0),
+         SamplingConfig(30, temperature=1.1, top_p=0.7)]
+
+
+@pytest.mark.parametrize("extra", PATHS + [{"arch": "bigram"}])
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_each_row_of_a_ragged_batch_gets_the_tokens_it_gets_alone(extra, use_cache):
+    model = small_model(**extra)
+    prompts = [[3, 1], [4, 1, 5, 9, 2, 6, 5], [3, 5, 8, 9], [7], [9, 3, 2, 3, 8, 4, 6, 2, 6]]  # block_size 8
+    for seed in range(2):
+        alone = [generate_ids(model, torch.tensor([p]), s, torch.Generator().manual_seed(seed + i), use_cache)
+                 [0].tolist() for i, (p, s) in enumerate(zip(prompts, MIXED))]
+        rows = [Row(p, s, torch.Generator().manual_seed(seed + i)) for i, (p, s) in enumerate(zip(prompts, MIXED))]
+        decoder = Decoder(model, rows[:3], use_cache)
+        for _ in range(3):
+            decoder.step()
+        decoder.add(rows[3])  # rows may join a running batch, as a server's requests arrive
+        decoder.step()
+        decoder.add(rows[4])
+        while not decoder.done:
+            decoder.step()
+        assert decoder.ids == alone
+        assert [len(ids) - len(p) for ids, p in zip(decoder.ids, prompts)] == [25, 7, 14, 0, 30]
+
+
+@pytest.mark.parametrize("knobs", [dict(temperature=0.9, top_k=8, top_p=0.9), dict(temperature=0.0)],
+                         ids=["sampled", "greedy"])
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_a_list_of_prompts_is_sampled_in_one_batch_as_each_is_alone(char_run, knobs, use_cache):
+    run = tinygpt.load(char_run)
+    prompts = ["m", "mary had a", "its fleece was white"]  # 1, 10 and 20 characters; block_size is 16
+    seeds = [1, 2, 3]
+    batch = run.generate(prompts, max_new_tokens=40, seed=seeds, use_cache=use_cache, **knobs)
+    alone = [run.generate(p, max_new_tokens=40, seed=s, use_cache=use_cache, **knobs) for p, s in zip(prompts, seeds)]
+    assert batch == alone
+    assert [len(text) for text in batch] == [40, 40, 40]
+    assert run.generate(prompts, max_new_tokens=40, seed=5, **knobs) == [
+        run.generate(p, max_new_tokens=40, seed=5, **knobs) for p in prompts]  # one seed for every prompt
+
+
+def test_rows_that_stop_at_different_times_give_their_lone_text(rhyme_run):
+    run = tinygpt.load(rhyme_run.out_dir)
+    prompts = ["it", "mary had", "", "and everywhere that"]
+    configs = [SamplingConfig(30, temperature=0.9, stop=["school"]), SamplingConfig(5, temperature=0.0),
+               SamplingConfig(40, temperature=1.0, top_k=5, stop=["<END>"]),
+               SamplingConfig(25, temperature=1.0, repetition_penalty=1.5)]
+    batch = run.generate(prompts, seed=7, sampling=configs)
+    assert batch == [run.generate(p, seed=7, sampling=c) for p, c in zip(prompts, configs)]
+    assert batch[0] == " followed her to "
+    assert batch[1] == " a little lamb <END> its"
+    assert not batch[2].startswith(" ") and "<END>" not in batch[2]
+    assert len(batch[3].split()) == 25
+
+
+def test_a_streamed_batch_interleaves_rows_whose_pieces_join_into_their_texts(rhyme_run):
+    run = tinygpt.load(rhyme_run.out_dir)
+    prompts = ["mary", "it", "lamb"]
+    knobs = dict(max_new_tokens=12, temperature=1.0, seed=[3, 4, 5], stop=["school"])
+    pieces = list(run.stream(prompts, **knobs))
+    order = [row for row, _ in pieces]
+    assert order[:3] == [0, 1, 2]  # one token for every row per step
+    joined = ["".join(piece for row, piece in pieces if row == i) for i in range(3)]
+    assert joined == run.generate(prompts, **knobs)
+
+
+def test_sample_j_of_num_samples_uses_seed_plus_j(rhyme_run):
+    run = tinygpt.load(rhyme_run.out_dir)
+    knobs = dict(max_new_tokens=10, temperature=1.0)
+    samples = run.generate("mary", num_samples=3, seed=5, **knobs)
+    assert samples == [run.generate("mary", seed=5 + j, **knobs) for j in range(3)]
+    both = run.generate(["mary", "it"], num_samples=2, seed=[5, 9], **knobs)
+    assert both == [samples[:2], [run.generate("it", seed=9 + j, **knobs) for j in range(2)]]
 
 
 # ---- each knob on crafted logits -------------------------------------------------------------------
@@ -97,11 +212,11 @@ def test_temperature_zero_is_argmax_whatever_the_other_knobs():
 
 def test_repetition_penalty_shrinks_the_logits_of_tokens_already_present():
     logits = torch.tensor([[2.0, 1.5, -1.0]])
-    history = torch.tensor([[0, 2, 0]])
-    assert next_token(logits, SamplingConfig(temperature=0.0), None, history).item() == 0
+    seen = torch.tensor([[True, False, True]])  # tokens 0 and 2 are in the text
+    assert next_token(logits, SamplingConfig(temperature=0.0), None, seen).item() == 0
     # 2.0 / 2 = 1.0 falls below the unseen 1.5; a negative logit is multiplied, so it falls too.
-    assert next_token(logits, SamplingConfig(temperature=0.0, repetition_penalty=2.0), None, history).item() == 1
-    freq = draw([2.0, 1.5, -1.0], n=4000, repetition_penalty=2.0)  # no history given: no penalty
+    assert next_token(logits, SamplingConfig(temperature=0.0, repetition_penalty=2.0), None, seen).item() == 1
+    freq = draw([2.0, 1.5, -1.0], n=4000, repetition_penalty=2.0)  # nothing seen: no penalty
     assert freq[0] > freq[1]
 
 
@@ -114,11 +229,22 @@ def test_repetition_penalty_shrinks_the_logits_of_tokens_already_present():
     ({"max_new_tokens": -1}, "max_new_tokens must be 0 or more, got -1"),
     ({"stop": [""]}, "a stop string cannot be empty"),
     ({"num_samples": 0}, "num_samples must be at least 1, got 0"),
+    ({"seed": [1, 2]}, "seed must be one value or a list of one per prompt (1 prompts), got [1, 2]"),
+    ({"sampling": SamplingConfig(), "top_k": 3}, "give the sampling knobs as arguments or as sampling=, not both"),
+    ({"sampling": [SamplingConfig(top_p=2.0)]}, "top_p must be in (0, 1], got 2.0"),
 ])
 def test_invalid_sampling_settings_are_refused(char_run, knobs, message):
+    run = tinygpt.load(char_run)
+    for call in (run.generate, run.stream):  # stream refuses at the call, before any text
+        with pytest.raises(TinyGPTError) as e:
+            call("mary", **knobs)
+        assert str(e.value) == message
+
+
+def test_a_prompt_that_is_not_text_is_refused(char_run):
     with pytest.raises(TinyGPTError) as e:
-        tinygpt.load(char_run).generate("mary", **knobs)
-    assert str(e.value) == message
+        tinygpt.load(char_run).generate(["mary", 3])
+    assert str(e.value) == "prompt must be a string or a list of strings, got ['mary', 3]"
 
 
 # ---- prompts -----------------------------------------------------------------------------------------
@@ -159,6 +285,7 @@ def test_a_stop_string_cuts_the_text_where_it_first_appears(rhyme_run):
     assert full.startswith(" followed her to school")
     cut = run.generate("it", max_new_tokens=20, temperature=0.0, stop=["school", "lamb"])
     assert cut == " followed her to "
+    assert run.generate("it", max_new_tokens=20, temperature=0.0, stop="school") == cut  # one string alone
 
 
 @pytest.mark.parametrize("stop", [["lamb"], ["ma", "a l"], ["\n"], ["zzz"]])
@@ -169,6 +296,7 @@ def test_streamed_pieces_join_into_exactly_the_returned_text(char_run, stop):
         text = run.generate("mary", max_new_tokens=80, temperature=1.0, seed=seed, stop=stop, stream=pieces.append)
         full = run.generate("mary", max_new_tokens=80, temperature=1.0, seed=seed)
         assert "".join(pieces) == text  # nothing shown that was later cut, nothing missing
+        assert list(run.stream("mary", max_new_tokens=80, temperature=1.0, seed=seed, stop=stop)) == pieces
         assert full.startswith(text)
         hit = [s for s in stop if full[len(text):].startswith(s)]
         assert hit or text == full  # it stopped exactly at a stop string, or never met one
@@ -179,8 +307,8 @@ def test_streamed_pieces_join_into_exactly_the_returned_text(char_run, stop):
 def test_streamed_words_join_into_exactly_the_returned_text(rhyme_run, prompt, stop):
     run = tinygpt.load(rhyme_run.out_dir)
     for seed in range(3):
-        pieces = []
-        text = run.generate(prompt, max_new_tokens=25, seed=seed, stop=stop, stream=pieces.append)
+        pieces = list(run.stream(prompt, max_new_tokens=25, seed=seed, stop=stop))
+        text = run.generate(prompt, max_new_tokens=25, seed=seed, stop=stop)
         assert "".join(pieces) == text
         assert not any(s in text for s in stop)
         assert text.startswith(" ") == bool(prompt)  # a space after the prompt's last word, none from no prompt
@@ -188,9 +316,75 @@ def test_streamed_words_join_into_exactly_the_returned_text(rhyme_run, prompt, s
 
 def test_streaming_holds_back_what_could_become_a_stop_string():
     stream = TextStream(CharTokenizer(list("abcd")), [0], ["bcd", "dd"])
-    assert stream.printable("aab", done=False) == "aa"  # 'b' may start 'bcd'
-    assert stream.printable("aabc", done=False) == "aa"
-    assert stream.printable("aabca", done=False) == "aabca"
-    assert stream.printable("ad", done=False) == "a"  # 'd' may start 'dd'
-    assert stream.completion([0, 0, 1, 2, 3, 0]) == ("a", True)  # after the prompt 'a': 'abcda' -> 'a'
-    assert stream.completion([0, 0, 0]) == ("aa", False)
+    a, b, c, d = range(4)
+    assert [stream.push(t) for t in (a, a, b)] == ["a", "a", ""]  # 'b' may start 'bcd'
+    assert stream.push(c) == ""
+    assert stream.push(a) == "bca"  # 'bca' is no stop string after all
+    assert stream.push(d) == ""  # 'd' may start 'dd'
+    assert stream.close() == "d" and not stream.stopped  # the text ended: nothing more can come
+    stream = TextStream(CharTokenizer(list("abcd")), [0], ["bcd", "dd"])
+    assert "".join(stream.push(t) for t in (a, b, c, d, a)) == "a" and stream.stopped  # 'abcda' -> 'a'
+    assert stream.push(a) == stream.close() == ""  # nothing after the stop
+
+
+UNICODE = ("café crème brûlée, naïve jalapeño piñata\n日本語のテキストは三バイトの文字です。東京、京都。\n"
+           "🐑 mary had a little 🐑, its fleece was white as ❄️ snow\nαβγδε και привет мир\n") * 3
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    """A byte-level BPE with few merges: most non-ASCII characters are split across tokens."""
+    return HFTokenizer.train(UNICODE, vocab_size=300)
+
+
+def test_byte_level_pieces_never_end_halfway_through_a_character(bpe):
+    ids = bpe.encode(UNICODE)
+    assert sum("\ufffd" in bpe.decode([i]) for i in ids) > 50  # tokens that are part of a character
+    stream = TextStream(bpe, bpe.encode("x"), [])
+    pieces = [stream.push(i) for i in ids] + [stream.close()]
+    assert "".join(pieces) == UNICODE
+    assert not any("\ufffd" in piece for piece in pieces)
+
+
+def test_incremental_decoding_equals_decoding_the_whole_text(bpe, rhyme_run):
+    words = tinygpt.load(rhyme_run.out_dir).tokenizer
+    g = torch.Generator().manual_seed(0)
+    for tokenizer in (bpe, words, CharTokenizer(list("ab\n "))):
+        prompt = tokenizer.encode("a")
+        ids = torch.randint(tokenizer.vocab_size, (300,), generator=g).tolist()  # any bytes, even invalid ones
+        stream = TextStream(tokenizer, prompt, [])
+        text = "".join(stream.push(i) for i in ids) + stream.close()
+        assert text == tokenizer.decode(prompt + ids)[len(tokenizer.decode(prompt)) :]
+
+
+class CountingTokenizer(CharTokenizer):
+    def __init__(self, chars):
+        super().__init__(chars)
+        self.lengths = []
+
+    def decode(self, ids, skip_special_tokens=False):
+        self.lengths.append(len(ids))
+        return super().decode(ids, skip_special_tokens)
+
+
+def test_decoding_a_long_completion_reads_a_short_window_per_token():
+    tokenizer = CountingTokenizer(list("abc "))
+    stream = TextStream(tokenizer, [0, 1], ["ca b"])
+    text = "".join(stream.push(i) for i in torch.randint(4, (3000,), generator=torch.Generator().manual_seed(0)))
+    assert len(text) > 100
+    assert max(tokenizer.lengths) <= 2 * CONTEXT + 1  # never the whole text: linear in its length
+    assert sum(tokenizer.lengths) < 3000 * 2 * CONTEXT
+
+
+def test_a_byte_level_run_streams_what_it_returns(bpe):
+    model = small_model(vocab_size=bpe.vocab_size, block_size=16)
+    run = Run(None, model, bpe, None, torch.device("cpu"))
+    for seed in range(3):
+        knobs = dict(max_new_tokens=60, temperature=1.0, seed=seed, stop=["é", "\n"])
+        pieces = list(run.stream("café ", **knobs))
+        assert "".join(pieces) == run.generate("café ", **knobs)
+        decoder = Decoder(model, [Row(bpe.encode("café "), SamplingConfig(60), torch.Generator().manual_seed(seed))])
+        while not decoder.done:
+            decoder.step()
+        full = bpe.decode(decoder.ids[0])[len("café ") :]
+        assert full.startswith("".join(pieces))

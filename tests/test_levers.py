@@ -12,7 +12,7 @@ import tinygpt
 import tinygpt.training.loop as loop_module
 import tinygpt.training.objectives as objectives_module
 from tinygpt.config import ModelConfig, TrainConfig, build_configs
-from tinygpt.generate import SamplingConfig, generate_ids
+from tinygpt.generation import SamplingConfig, generate_ids
 from tinygpt.model import build_model
 from tinygpt.model.layers import Rotary
 from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz

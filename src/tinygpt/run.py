@@ -15,10 +15,9 @@ import torch
 from .checkpoint import load_weights_into
 from .config import ModelConfig
 from .errors import TinyGPTError
-from .generate import SamplingConfig, TextStream, generate_ids
+from .generation import Decoder, Row, SamplingConfig, TextStream, stream_rows
 from .model import build_model
 from .rundir import RunConfig, RunDir
-from .tokenizers import HFTokenizer
 from .training.devices import pick_device
 
 
@@ -43,59 +42,87 @@ class Run:
         return self.tokenizer.decode(ids)
 
     def start_ids(self, prompt: str) -> list[int]:
-        """Token ids to start from; an empty prompt starts from a line/sentence break."""
-        if prompt:
-            ids = self.tokenizer.encode(prompt)
-            if ids:
-                return ids
-        tok = self.tokenizer
-        if getattr(tok, "end_token", "") and tok.end_token in tok.stoi:
-            return [tok.stoi[tok.end_token]]
-        if tok.kind == "char":
-            return [tok.stoi.get("\n", 0)]
-        if isinstance(tok, HFTokenizer):
-            return tok.encode("\n") or [0]
-        return [0]
+        """Token ids to start from; an empty prompt starts where the tokenizer says a text starts
+        (a line break, or the word model's sentence end)."""
+        ids = self.tokenizer.encode(prompt) if prompt else []
+        return ids or self.tokenizer.start_ids()
 
-    def generate(self, prompt: str = "", max_new_tokens: int = 100, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
-                 seed: int | None = None, use_cache: bool = True, stream=None):
-        """Continue `prompt`; returns a string (num_samples=1) or a list of strings.
+    def generate(self, prompt: str | list[str] = "", max_new_tokens: int = 100, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
+                 seed: int | list[int] | None = None, use_cache: bool = True, stream=None, sampling=None):
+        """Continue `prompt`; returns its completion, a string.
 
-        stop: strings that end a sample (the stop string itself is not returned).
-        stream: called as stream(text_piece) with new text as it is produced (num_samples=1 only).
+        A list of prompts returns a list of completions, sampled together in one batch, each the
+        one that prompt gives alone with its seed. num_samples > 1 returns that many samples (a
+        list, or a list of such lists for a list of prompts); sample j uses seed + j, so the first
+        sample is the single-sample result.
+        stop: a string, or strings, that end a sample (the stop string itself is not returned).
+        seed: one for every prompt, or a list of one per prompt; None uses torch's global generator.
+        sampling: instead of the knob arguments, a SamplingConfig, or a list of one per prompt (a
+        server batching requests that ask for different knobs).
+        stream: called as stream(text_piece) with the first sample's new text as it is produced.
         """
-        sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty, list(stop)).validate()
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        pieces = self.stream(prompts, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop,
+                             num_samples, seed, use_cache, sampling)
+        texts = [[] for _ in range(len(prompts) * num_samples)]
+        for row, piece in pieces:
+            texts[row].append(piece)
+            if stream is not None and row == 0:
+                stream(piece)
+        outs = ["".join(t) for t in texts]
+        if num_samples > 1:
+            outs = [outs[i : i + num_samples] for i in range(0, len(outs), num_samples)]
+        return outs[0] if isinstance(prompt, str) else outs
+
+    def stream(self, prompt: str | list[str] = "", max_new_tokens: int = 100, temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
+               seed: int | list[int] | None = None, use_cache: bool = True, sampling=None):
+        """Continue `prompt` piece by piece: an iterator over text pieces as they are produced.
+
+        `"".join(run.stream(...))` is `run.generate(...)` with the same arguments (see there). No
+        piece ends halfway through a character or inside what may still become a stop string. A
+        list of prompts (or num_samples > 1) yields (row, piece) pairs instead, every row in one
+        batch; row i * num_samples + j is sample j of prompt i.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+
+        def per_prompt(name, value, kind) -> list:  # one value for every prompt, or a list of one each
+            if isinstance(value, kind):
+                return [value] * len(prompts)
+            if not isinstance(value, (list, tuple)) or len(value) != len(prompts) \
+                    or not all(isinstance(v, kind) for v in value):
+                raise TinyGPTError(f"{name} must be one value or a list of one per prompt "
+                                   f"({len(prompts)} prompts), got {value!r}")
+            return list(value)
+
+        if not all(isinstance(p, str) for p in prompts):
+            raise TinyGPTError(f"prompt must be a string or a list of strings, got {prompt!r}")
+        knobs = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                               [stop] if isinstance(stop, str) else list(stop))
+        if sampling is not None and knobs != SamplingConfig():
+            raise TinyGPTError("give the sampling knobs as arguments or as sampling=, not both")
+        configs = per_prompt("sampling", knobs if sampling is None else sampling, SamplingConfig)
+        for config in configs:
+            config.validate()
         if num_samples < 1:
             raise TinyGPTError(f"num_samples must be at least 1, got {num_samples}")
-        prompt_ids = self.start_ids(prompt)
-        no_words = self.tokenizer.kind == "word" and not prompt.strip()  # starts from the sentence-end token
-        texts = TextStream(self.tokenizer, prompt_ids, sampling.stop, drop_lead=" " if no_words else "")
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-        idx = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=self.device)
-        done = [False] * num_samples
-        shown = [""]
-
-        def on_token(ids):
-            for i in range(num_samples):
-                if not done[i]:
-                    text, hit = texts.completion(ids[i].tolist())
-                    done[i] = hit
-            if stream is not None:
-                text, hit = texts.completion(ids[0].tolist())
-                visible = texts.printable(text, hit)
-                if len(visible) > len(shown[0]):
-                    stream(visible[len(shown[0]):])
-                    shown[0] = visible
-            return all(done)
-
-        ids = generate_ids(self.model, idx, sampling, generator, use_cache, on_token)
-        outs = [texts.completion(row.tolist())[0] for row in ids]
-        if stream is not None and len(outs[0]) > len(shown[0]):
-            stream(outs[0][len(shown[0]):])
-        return outs[0] if num_samples == 1 else outs
+        seeds = per_prompt("seed", seed, (int, type(None)))
+        rows, streams = [], []
+        for text, config, first_seed in zip(prompts, configs, seeds):
+            ids = self.start_ids(text)
+            # A word model with no prompt starts after a sentence end, which decoding joins with a space.
+            lead = " " if self.tokenizer.kind == "word" and not text.strip() else ""
+            for j in range(num_samples):
+                generator = None
+                if first_seed is not None:
+                    generator = torch.Generator(device=self.device).manual_seed(first_seed + j)
+                rows.append(Row(ids, config, generator))
+                streams.append(TextStream(self.tokenizer, ids, config.stop, drop_lead=lead))
+        pieces = stream_rows(Decoder(self.model, rows, use_cache), streams)
+        if isinstance(prompt, str) and num_samples == 1:
+            return (piece for _, piece in pieces)
+        return pieces
 
     def evaluate(self, data: str | None = None, batch_size: int = 64) -> dict:
         """Exact loss over the whole validation split (or over all of `data` if given)."""

@@ -56,13 +56,16 @@ class CausalSelfAttention(nn.Module):
         # One view and one permute for all three: fewer operations per token when sampling.
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
-        start = cache.pos if cache is not None else 0
+        start = cache.pos if cache is not None else 0  # None: the rows are at different positions
         if self.qk_norm or self.rotary is not None:
-            q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start)
+            q, k = prepare_qk(q, k, self.qk_norm, self.rotary, cache.positions if start is None else start)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, nh, start+T, hs)
+            k, v = cache.update(layer, k, v)  # (B, nh, L, hs)
         dropout = self.dropout if self.training else 0.0
-        if start == 0:
+        if start is None:  # each row sees its own keys up to its own position
+            mask = cache.visible[:, None]  # (B, 1, T, L), the same for every head
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        elif start == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=self.scale)
         elif T == 1:  # one new token sees every cached position: no mask needed
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
@@ -77,14 +80,33 @@ class CausalSelfAttention(nn.Module):
         return y
 
 
-def prepare_qk(q, k, qk_norm: bool, rotary, start: int):
-    """Optional QK-norm, then rotary positions; q, k: (B, nh, T, hs) (or (B, T, hs) for one head)."""
+def prepare_qk(q, k, qk_norm: bool, rotary, start: int | torch.Tensor):
+    """Optional QK-norm, then rotary positions; q, k: (B, nh, T, hs) (or (B, T, hs) for one head).
+
+    start: the first token's position, or every token's own position (B, T) when the rows differ.
+    """
     if qk_norm:
         q = F.rms_norm(q, (q.size(-1),))
         k = F.rms_norm(k, (k.size(-1),))
-    if rotary is not None:
+    if rotary is not None and isinstance(start, int):
         q, k = rotary(q, start), rotary(k, start)
+    elif rotary is not None:
+        q, k = rotate_rows(rotary, q, start), rotate_rows(rotary, k, start)
     return q, k
+
+
+def rotate_rows(rotary, x, positions):
+    """`Rotary.forward` with a position per row and token: x (B, nh, T, hs) or (B, T, hs), positions (B, T).
+
+    The same products of the same table entries as `Rotary.forward`, so each row gets exactly what it
+    gets alone (tests/test_generate.py checks it).
+    """
+    cos = rotary.cos[positions].to(x.dtype)  # (B, T, hs/2)
+    sin = rotary.sin[positions].to(x.dtype)
+    if x.dim() == 4:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): every head alike
+    x1, x2 = x.chunk(2, dim=-1)  # (..., T, hs/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, hs)
 
 
 class Head(nn.Module):
@@ -108,14 +130,17 @@ class Head(nn.Module):
         k = self.key(x)  # (B, T, hs)
         q = self.query(x)  # (B, T, hs)
         v = self.value(x)  # (B, T, hs)
-        start = cache.pos if cache is not None else 0
-        q, k = prepare_qk(q, k, self.qk_norm, self.rotary, start)
+        start = cache.pos if cache is not None else 0  # None: the rows are at different positions
+        q, k = prepare_qk(q, k, self.qk_norm, self.rotary, cache.positions if start is None else start)
         if cache is not None:  # this head's slot in the shared cache
             k, v = cache.update(layer, k[:, None], v[:, None], heads=slice(index, index + 1))
-            k, v = k[:, 0], v[:, 0]  # (B, start+T, hs)
+            k, v = k[:, 0], v[:, 0]  # (B, L, hs)
         L = k.size(1)
         wei = q @ k.transpose(-2, -1) * self.scale  # (B, T, hs) @ (B, hs, L) -> (B, T, L): affinities
-        wei = wei.masked_fill(self.tril[start : start + T, :L] == 0, float("-inf"))  # no peeking ahead
+        if start is None:  # each row sees its own past only
+            wei = wei.masked_fill(~cache.visible, float("-inf"))  # visible: (B, T, L)
+        else:
+            wei = wei.masked_fill(self.tril[start : start + T, :L] == 0, float("-inf"))  # no peeking ahead
         wei = F.softmax(wei, dim=-1)  # each row: how much position t takes from each earlier position
         wei = self.dropout(wei)
         return wei @ v  # (B, T, L) @ (B, L, hs) -> (B, T, hs)

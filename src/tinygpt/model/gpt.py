@@ -90,13 +90,22 @@ class GPT(nn.Module):
                     nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
-        """idx, targets: (B, T) token ids. Returns logits (B, T, vocab_size) and the mean loss (or None)."""
+        """idx, targets: (B, T) token ids. Returns logits (B, T, vocab_size) and the mean loss (or None).
+
+        cache: the keys and values of each row's earlier tokens (generation); idx then holds the
+        tokens after them, at each row's own positions.
+        """
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
+        start = cache.pos if cache is not None else 0  # None: the cache's rows hold different lengths
+        if cache is not None:
+            cache.prepare(T)
+        end = cache.longest + T if cache is not None else T
+        if end > self.config.block_size:
+            raise ValueError(f"sequence of {end} tokens is longer than block_size {self.config.block_size}")
         x = self.tok_emb(idx)  # (B, T, C)
-        if self.pos_emb is not None:
+        if self.pos_emb is not None and start is None:
+            x = x + self.pos_emb(cache.positions)  # (B, T, C): each row at its own positions
+        elif self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))  # (T, C) broadcast
         if self.training:
             x = self.drop(x)

@@ -1,0 +1,203 @@
+"""The decoding loop: a batch of rows, of any lengths, extended one token per step.
+
+Each row gets the tokens it gets when generated alone:
+
+- A row's text is right-padded to the batch's longest, so every row starts at position 0 as it
+  does alone. Causal attention keeps a real token from seeing the pads after it, and each row's
+  logits are read at its own last real position.
+- With the KV cache, the prompts run once (a prefill), then every step runs each row's newest
+  token at that row's own position (see model/kv_cache.py).
+- Once a row's text outgrows block_size its positions shift by one per token, so its cropped
+  window is re-run from scratch every step, as when it is alone; the other rows keep their cache.
+- Each row draws from its own torch.Generator, one (1, V) draw per row, so the other rows of the
+  batch cannot change its random numbers.
+
+The model's sums are not bit-identical across batch shapes (BLAS reduces a 3-row product in
+another order than a 1-row one), so the logits agree with a row's lone run to float rounding;
+the tokens agree unless a draw falls within that rounding of a boundary (tests/test_generate.py
+compares every row with its lone run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .sampling import SamplingConfig, next_token
+
+
+@dataclass
+class Row:
+    """One sequence to extend: its ids so far (the prompt), its knobs, its random numbers."""
+
+    ids: list[int]
+    sampling: SamplingConfig
+    generator: torch.Generator | None = None  # None: torch's global generator
+
+
+class Decoder:
+    """Extends rows by one token per `step()`, all in one batch; `finish(row)` stops one early.
+
+    A server keeps one Decoder running: `add()` each request's row as it arrives (its prompt runs at
+    the next step, beside the others' newest tokens), `step()`, hand each (row, token) to its client
+    (a TextStream turns them into text), and `finish()` a row whose client has what it wants.
+    """
+
+    def __init__(self, model, rows: list[Row] = (), use_cache: bool = True):
+        self.model = model
+        self.block_size = model.config.block_size
+        self.use_cache = use_cache and model.supports_cache
+        self.device = next(model.parameters()).device
+        self.ids: list[list[int]] = []  # each row's tokens, prompt first
+        self.rows: list[Row] = []
+        self.new: list[int] = []  # tokens generated so far, per row
+        self.finished: list[bool] = []
+        self.seen = None  # (rows, V) booleans: the tokens in each row's text, for the repetition penalty
+        self.cache = None  # the keys and values of the rows in `self.cached`, in that order
+        self.cached: list[int] = []
+        self.fresh: list[int] = []  # rows whose prompt has not run yet
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Row) -> int:
+        """Take another row into the batch (from the next step on); returns its index."""
+        index = len(self.rows)
+        self.rows.append(row)
+        self.ids.append(list(row.ids))
+        self.new.append(0)
+        self.finished.append(row.sampling.max_new_tokens == 0)
+        self.fresh.append(index)
+        if row.sampling.repetition_penalty != 1.0 or self.seen is not None:
+            self._track_seen()
+        return index
+
+    @property
+    def done(self) -> bool:
+        return all(self.finished)
+
+    def finish(self, row: int):
+        self.finished[row] = True
+
+    def step(self) -> list[tuple[int, int]]:
+        """Run the model once and choose every unfinished row's next token: [(row, token), ...]."""
+        live = [i for i, done in enumerate(self.finished) if not done]
+        if not live:
+            return []
+        # inference_mode skips autograd's bookkeeping (version counters, views), a few percent per token.
+        with torch.inference_mode():
+            logits = self._next_logits(live)  # (len(live), V)
+            tokens = self._choose(live, logits)
+        for i, token in zip(live, tokens):
+            self.ids[i].append(token)
+            self.new[i] += 1
+            self.finished[i] = self.new[i] >= self.rows[i].sampling.max_new_tokens
+        return list(zip(live, tokens))
+
+    # ---- the model --------------------------------------------------------------------------------
+
+    def _next_logits(self, live: list[int]):
+        """Each live row's logits for its next token, (len(live), V) in the order of `live`."""
+        if not self.use_cache:
+            return self._windows(live)
+        fits = {i for i in live if len(self.ids[i]) <= self.block_size}  # the newest token has a position left
+        fresh = [i for i in self.fresh if i in fits]  # the others run as windows from the start
+        self.fresh = []
+        decoding = [i for i in self.cached if i in fits]
+        groups = []  # (rows, their logits)
+        if decoding:
+            groups.append((decoding, self._decode(decoding)))
+        elif self.cache is not None:
+            self.cache, self.cached = None, []
+        if fresh:
+            groups.append((fresh, self._prefill(fresh)))
+        window = [i for i in live if i not in fits]
+        if window:
+            groups.append((window, self._windows(window)))
+        if len(groups) == 1 and groups[0][0] == live:
+            return groups[0][1]
+        order = {row: j for j, row in enumerate(live)}
+        out = torch.empty(len(live), groups[0][1].size(-1), device=self.device, dtype=groups[0][1].dtype)
+        for rows, logits in groups:
+            out[torch.tensor([order[r] for r in rows], device=self.device)] = logits
+        return out
+
+    def _prefill(self, rows: list[int]):
+        """Run these rows' whole texts (none longer than block_size), right-padded, into a new cache."""
+        lengths = [len(self.ids[i]) for i in rows]
+        cache = self.model.new_cache(len(rows))
+        logits, _ = self.model(self._padded([self.ids[i] for i in rows]), cache=cache)  # (n, T, V)
+        cache.set_lengths(lengths)  # the pads' keys stay unseen until each row's tokens overwrite them
+        if self.cache is None:
+            self.cache, self.cached = cache, list(rows)
+        else:
+            self.cache.extend(cache)
+            self.cached += rows
+        return self._last(logits, lengths)
+
+    def _decode(self, rows: list[int]):
+        """Run these cached rows' newest tokens, each at its own row's position."""
+        if rows != self.cached:  # rows finished or outgrew the context: drop their keys
+            where = {row: j for j, row in enumerate(self.cached)}
+            self.cache.keep([where[i] for i in rows])
+            self.cached = list(rows)
+        newest = torch.tensor([[self.ids[i][-1]] for i in rows], device=self.device)  # (n, 1)
+        logits, _ = self.model(newest, cache=self.cache)  # (n, 1, V)
+        return logits[:, -1, :]
+
+    def _windows(self, rows: list[int]):
+        """Run these rows' last block_size tokens from scratch, right-padded, with no cache."""
+        windows = [self.ids[i][-self.block_size :] for i in rows]
+        logits, _ = self.model(self._padded(windows))  # (n, T, V)
+        return self._last(logits, [len(w) for w in windows])
+
+    def _padded(self, texts: list[list[int]]):
+        """(n, T) ids, each text followed by pads (token 0) up to the longest: T = longest length."""
+        T = max(len(t) for t in texts)
+        return torch.tensor([t + [0] * (T - len(t)) for t in texts], device=self.device)
+
+    def _last(self, logits, lengths: list[int]):
+        """Each row's logits at its last real position: (n, T, V) -> (n, V)."""
+        if len(set(lengths)) == 1:
+            return logits[:, -1, :]
+        last = torch.tensor(lengths, device=self.device) - 1  # (n,)
+        return logits[torch.arange(len(lengths), device=self.device), last]
+
+    # ---- the choice ---------------------------------------------------------------------------------
+
+    def _choose(self, live: list[int], logits) -> list[int]:
+        """Each live row's next token; rows with the same knobs are filtered together."""
+        groups: dict[tuple, list[int]] = {}  # knobs -> positions in `live`
+        for j, i in enumerate(live):
+            groups.setdefault(self.rows[i].sampling.choice, []).append(j)
+        tokens = [0] * len(live)
+        for members in groups.values():
+            rows = [live[j] for j in members]
+            part = logits if len(members) == len(live) else logits[members]  # (n, V)
+            seen = self.seen[rows] if self.seen is not None else None
+            picked = next_token(part, self.rows[rows[0]].sampling, [self.rows[i].generator for i in rows], seen)
+            for j, token in zip(members, picked.flatten().tolist()):
+                tokens[j] = token
+        if self.seen is not None:
+            self.seen[live, tokens] = True
+        return tokens
+
+    def _track_seen(self):
+        """(rows, V) booleans of the tokens in each row's text, rebuilt when a row joins."""
+        V = self.model.config.vocab_size
+        with torch.inference_mode():
+            self.seen = torch.zeros(len(self.ids), V, dtype=torch.bool, device=self.device)
+            for i, ids in enumerate(self.ids):
+                self.seen[i, torch.tensor(ids, dtype=torch.long, device=self.device)] = True
+
+
+def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache: bool = True):
+    """Extend every row of idx (B, T) by `max_new_tokens` tokens; returns (B, T + n).
+
+    generator: one for all rows (drawn as one batch) or a list of one per row.
+    """
+    generators = generator if isinstance(generator, (list, tuple)) else [generator] * idx.size(0)
+    decoder = Decoder(model, [Row(ids, sampling, g) for ids, g in zip(idx.tolist(), generators)], use_cache)
+    while not decoder.done:
+        decoder.step()
+    return torch.tensor(decoder.ids, dtype=idx.dtype, device=idx.device)
