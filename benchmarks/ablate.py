@@ -85,12 +85,12 @@ def child_throughput(spec: dict) -> dict:
     import tinygpt.training.devices
     import tinygpt.training.optim
     from tinygpt.config import build_configs
-    from tinygpt.data import load_corpus, random_batch, split_ids
-    from tinygpt.training.evaluation import split_loss
-    from tinygpt.model import build_model
-    from tinygpt.training.optim import build_optimizer
     from tinygpt.config.presets import load_preset
+    from tinygpt.data import load_corpus, random_batch, split_ids
+    from tinygpt.model import build_model
     from tinygpt.tokenizers import train_tokenizer
+    from tinygpt.training.evaluation import split_loss
+    from tinygpt.training.optim import build_optimizer
 
     torch.set_num_threads(1)
     if spec["lever"] != "malloc":

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from tinygpt.config import build_configs
-from tinygpt.data import eval_windows, load_corpus, random_batch, split_ids
-from tinygpt.training.evaluation import split_loss
-from tinygpt.model import build_model
-from tinygpt.training.optim import build_optimizer, lr_factor, set_lr
 from tinygpt.config.presets import load_preset
+from tinygpt.data import eval_windows, load_corpus, random_batch, split_ids
+from tinygpt.model import build_model
 from tinygpt.tokenizers import train_tokenizer
+from tinygpt.training.evaluation import split_loss
+from tinygpt.training.optim import build_optimizer, lr_factor, set_lr
 
 # tinygpt's parameter names -> nanoGPT's (the same tensors, in the same layout).
 RENAMES = [("tok_emb.", "transformer.wte."), ("pos_emb.", "transformer.wpe."), ("blocks.", "transformer.h."),

@@ -40,8 +40,8 @@ import torch
 import tinygpt
 from tinygpt.checkpoint import read_metrics
 from tinygpt.config import ALL_FIELDS, coerce
-from tinygpt.training.devices import pick_device
 from tinygpt.config.presets import load_preset, preset_names
+from tinygpt.training.devices import pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reproduce.json"

@@ -62,9 +62,9 @@ WHAT = ("speedrun", "budget", "throughput", "sample", "matmul")
 
 def child_train(preset: str, overrides: dict) -> None:
     """In the child process: train, timing every optimizer step, and print one result line."""
-    from tinygpt.training.devices import process_start
     from tinygpt.config.resolve import resolve
     from tinygpt.training import Trainer
+    from tinygpt.training.devices import process_start
 
     model_cfg, train_cfg, out, _ = resolve(preset, "", overrides)
     stamps = []
@@ -142,10 +142,10 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     import torch
 
     from tinygpt.config import build_configs
-    from tinygpt.training.devices import choose_threads
+    from tinygpt.config.presets import load_preset
     from tinygpt.generation import SamplingConfig, generate_ids
     from tinygpt.model import build_model
-    from tinygpt.config.presets import load_preset
+    from tinygpt.training.devices import choose_threads
 
     model_cfg, _ = build_configs(load_preset("lecture")["settings"])
     model_cfg.vocab_size = 65

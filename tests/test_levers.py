@@ -12,11 +12,11 @@ import tinygpt
 import tinygpt.training.loop as loop_module
 import tinygpt.training.objectives as objectives_module
 from tinygpt.config import ModelConfig, TrainConfig, build_configs
+from tinygpt.config.presets import load_preset
 from tinygpt.generation import SamplingConfig, generate_ids
 from tinygpt.model import build_model
 from tinygpt.model.layers import Rotary
 from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz
-from tinygpt.config.presets import load_preset
 
 # Every modern lever at once: rotary, QK-norm, ReLU squared, zero-initialised projections, RMSNorm.
 MODERN = dict(pos_emb="rope", qk_norm=True, activation="relu2", zero_init_proj=True, norm="rmsnorm", bias=False)

@@ -18,11 +18,11 @@ import torch
 import tinygpt
 from tinygpt.cli import main
 from tinygpt.config import build_configs
+from tinygpt.config.presets import load_preset, preset_names
+from tinygpt.config.resolve import resolve
 from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
 from tinygpt.model import build_model
-from tinygpt.config.presets import load_preset, preset_names
-from tinygpt.config.resolve import resolve
 
 MEASURED = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "reproduce.json"
 SPEC_PRESETS = ["rhyme", "bigram", "lecture-1head", "lecture-multihead", "lecture-ffwd", "lecture-residual",

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 import tinygpt
 from tinygpt.config import TrainConfig
+from tinygpt.config.presets import load_preset
 from tinygpt.data import rhyme_text
 from tinygpt.errors import TinyGPTError
-from tinygpt.config.presets import load_preset
 from tinygpt.tokenizers import (
     CharTokenizer,
     HFTokenizer,

@@ -79,25 +79,16 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     os.replace(tmp, path)
 
 
-def _what_may_still_load(path: Path) -> str:
-    """Which other file of a run directory may still load in place of a damaged one, and how."""
-    latest = "checkpoints/latest.safetensors"
-    if path.name == "model.safetensors" and (path.parent / latest).is_file():
-        return f"{latest} may still load (--checkpoint latest, or checkpoint='latest')"
-    if path.name == "latest.safetensors" and (path.parent / "best.safetensors").is_file():
-        return "checkpoints/best.safetensors may still load: copy it over latest.safetensors to resume from its step"
-    if path.name == "best.safetensors" and (path.parent / "latest.safetensors").is_file():
-        return f"{latest} may still load"
-    return "replace it with an intact copy"
-
-
-def load_tensors(path: Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_tensors(path: Path, verify: bool = True, instead: str = "") -> tuple[dict[str, torch.Tensor],
+                                                                            dict[str, str]]:
     """Tensors and metadata of a safetensors file, with a clear error if it is damaged.
 
     The checksum is verified when the file has one; `verify=False` skips it (for measuring its cost).
+    `instead`: what may still load in its place, for the error message (the run directory knows).
     """
     from safetensors import safe_open
 
+    instead = instead or "replace it with an intact copy"
     if not path.is_file():
         raise TinyGPTError(f"{path} is missing")
     try:
@@ -106,13 +97,13 @@ def load_tensors(path: Path, verify: bool = True) -> tuple[dict[str, torch.Tenso
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise TinyGPTError(f"{path} is truncated or corrupted ({str(e).splitlines()[0][:120]}); "
-                           f"{_what_may_still_load(path)}") from None
+                           f"{instead}") from None
     saved = metadata.get(CHECKSUM_KEY, "")
     if verify and saved.startswith(CRC32):  # anything else is not ours (or from before checksums)
         actual = tensors_checksum(tensors, metadata)
         if actual != saved:
             raise TinyGPTError(f"{path} is damaged: its contents no longer match the checksum saved with them "
-                               f"({actual}, saved {saved}); {_what_may_still_load(path)}")
+                               f"({actual}, saved {saved}); {instead}")
     return tensors, metadata
 
 
@@ -163,9 +154,9 @@ def save_checkpoint(path: Path, model, optimizer, rng: dict[str, torch.Tensor], 
     atomic_save_tensors(path, tensors, metadata, checksum)
 
 
-def load_checkpoint(path: Path, verify: bool = True) -> dict:
+def load_checkpoint(path: Path, verify: bool = True, instead: str = "") -> dict:
     """{'model': state, 'optimizer': [states], 'rng': {...}, 'progress': {...}} from `save_checkpoint`."""
-    tensors, metadata = load_tensors(path, verify)
+    tensors, metadata = load_tensors(path, verify, instead)
     if metadata.get("format") != FORMAT:
         raise TinyGPTError(f"{path} is not a tinygpt checkpoint")
     pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731

@@ -3,6 +3,7 @@
     RUN/
       config.json                    model settings, training settings, data fingerprint, version
       tokenizer.json                 the exact tokenizer (Hugging Face format for BPE)
+      chat_template.jinja            how conversations are written (runs fine-tuned on them: `tinygpt sft`)
       model.safetensors              best weights so far (what `tinygpt sample/eval` load)
       metrics.jsonl                  one JSON object per evaluation
       checkpoints/latest.safetensors weights + optimizer + random state + progress, for --resume
@@ -22,6 +23,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import (
     append_metrics,
+    atomic_write_bytes,
     atomic_write_json,
     load_checkpoint,
     load_tensors,
@@ -81,6 +83,10 @@ class RunDir:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / "tokenizer.json"
+
+    @property
+    def chat_template_path(self) -> Path:
+        return self.path / "chat_template.jinja"
 
     @property
     def weights_path(self) -> Path:
@@ -144,7 +150,8 @@ class RunDir:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise TinyGPTError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict) or not isinstance(doc.get("train"), dict):
+        sections = isinstance(doc, dict) and isinstance(doc.get("model"), dict) and isinstance(doc.get("train"), dict)
+        if not sections:
             raise TinyGPTError(f"{path} is not a tinygpt run config (no model/train sections)")
         model = model_config_from_dict(doc["model"])
         _, train = build_configs(doc["train"])
@@ -165,21 +172,48 @@ class RunDir:
     def write_tokenizer(self, tokenizer):
         atomic_write_json(self.tokenizer_path, tokenizer.to_json())
 
+    # ------------------------------------------------------------------ chat template
+
+    def read_chat_template(self) -> str | None:
+        """The Jinja source of the run's chat template, or None: the run has no chat format."""
+        path = self.chat_template_path
+        if not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise TinyGPTError(f"{path} is not valid UTF-8; the run directory is damaged") from None
+
+    def write_chat_template(self, source: str):
+        atomic_write_bytes(self.chat_template_path, source.encode("utf-8"))
+
     # ------------------------------------------------------------------ weights and checkpoints
+
+    def instead_of(self, path: Path) -> str:
+        """Which other file of the run may still load in place of a damaged `path`, and how."""
+        latest, best = self.checkpoint_path("latest"), self.checkpoint_path("best")
+        if path == self.weights_path and latest.is_file():
+            return "checkpoints/latest.safetensors may still load (--checkpoint latest, or checkpoint='latest')"
+        if path == latest and best.is_file():
+            return ("checkpoints/best.safetensors may still load: copy it over latest.safetensors to resume "
+                    "from its step")
+        if path == best and latest.is_file():
+            return "checkpoints/latest.safetensors may still load"
+        return ""
 
     def read_weights(self, which: str = "best") -> tuple[dict, Path]:
         """The model's tensors from model.safetensors ('best') or the latest checkpoint, and their file."""
         if which == "best":
-            state, _ = load_tensors(self.weights_path)
+            state, _ = load_tensors(self.weights_path, instead=self.instead_of(self.weights_path))
             return state, self.weights_path
-        path = self.checkpoint_path(which)
-        return load_checkpoint(path)["model"], path
+        return self.read_checkpoint(which)["model"], self.checkpoint_path(which)
 
     def write_weights(self, model, metadata: dict[str, str] | None = None):
         save_weights(self.weights_path, model, metadata)
 
     def read_checkpoint(self, which: str = "latest") -> dict:
-        return load_checkpoint(self.checkpoint_path(which))
+        path = self.checkpoint_path(which)
+        return load_checkpoint(path, instead=self.instead_of(path))
 
     def write_checkpoint(self, which: str, model, optimizer, rng: dict, progress: dict):
         save_checkpoint(self.checkpoint_path(which), model, optimizer, rng, progress)

@@ -15,7 +15,6 @@ from ..errors import TinyGPTError
 from .model import ModelConfig
 from .train import TrainConfig
 
-
 MODEL_FIELDS = {f.name: f for f in fields(ModelConfig) if f.name != "vocab_size"}
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # `vocab_size` as a user setting means the BPE target; the model's is derived from the tokenizer.

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import TinyGPTError
 from ..convert.hub import hub_name, one_line, quiet
+from ..errors import TinyGPTError
 from .base import Tokenizer
 from .huggingface import HFTokenizer
 from .simple import MAX_WORDS_SHOWN, CharTokenizer, WordTokenizer, mark_sentence_ends

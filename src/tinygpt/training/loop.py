@@ -46,8 +46,8 @@ class TrainingInterrupted(Exception):
     `quit_at` is the step it was at when a second Ctrl-C quit without saving, if that was later.
     """
 
-    def __init__(self, step: int | None, out_dir: Path, quit_at: int | None = None):
-        resume = f"tinygpt train --resume {out_dir}"
+    def __init__(self, step: int | None, out_dir: Path, quit_at: int | None = None, verb: str = "train"):
+        resume = f"tinygpt {verb} --resume {out_dir}"
         if step is None:
             message = f"quit at step {quit_at} before the first checkpoint was saved; nothing to resume"
         elif quit_at is not None and quit_at != step:
@@ -115,6 +115,10 @@ class Trainer:
         saved = run.read_config() if self.resume else None
         if not self.resume and rt.dist.is_main and run.has_checkpoint():
             raise TinyGPTError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
+        verb = (self.objective or LanguageModeling).verb
+        if saved is not None and (made_by := saved.data.get("verb", "train")) != verb:
+            raise TinyGPTError(f"{run} was made by `tinygpt {made_by}`; continue it with "
+                               f"`tinygpt {made_by} --resume {run}`")
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
         if self.objective is None:
@@ -131,7 +135,7 @@ class Trainer:
         self.model = build_model(self.model_cfg).to(rt.device)
         if cfg.init_from and not self.resume:
             state, path = RunDir(cfg.init_from).read_weights("best")
-            load_weights_into(self.model, state, path)
+            load_weights_into(self.model, objective.initial_weights(state), path)
         self.optimizer = build_optimizer(self.model, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.progress = Progress(threads=rt.threads)
@@ -160,6 +164,7 @@ class Trainer:
             run.write_config(self.run_config)
             if not self.resume:
                 run.write_tokenizer(objective.tokenizer)
+                objective.write_files(run)
 
     # ------------------------------------------------------------------ one step, one evaluation
 
@@ -186,11 +191,14 @@ class Trainer:
         self.progress.tokens += self.objective.tokens_per_batch * cfg.grad_accum
         return loss.detach(), lr
 
-    def save(self, best: bool):
+    def save(self, best: bool, record: dict | None = None):
+        """Checkpoint this step (and write its evaluation's record, if any, before latest)."""
         self.saved_step = self.step
         self.progress.elapsed_s = self.clock.elapsed()
         if self.runtime.dist.is_main:
-            save_state(self.run, self.model, self.optimizer, self.runtime.device, self.batch_gen, self.progress, best)
+            write = (lambda: self.records.write(record)) if record is not None else None
+            save_state(self.run, self.model, self.optimizer, self.runtime.device, self.batch_gen, self.progress,
+                       best, write)
 
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
         t0 = time.perf_counter()
@@ -204,11 +212,10 @@ class Trainer:
         if improved:
             p.best_val_loss = result.losses.get("val_loss") or result.score
             p.best_score, p.best_step = result.score, self.step
-        self.save(best=improved)
         record = {"step": self.step, "tokens": p.tokens, "elapsed_s": round(self.clock.elapsed(), 3), "lr": lr,
                   **result.losses}
+        self.save(best=improved, record=record)
         if self.records is not None:
-            self.records.write(record)
             val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
             self.log(f"step {self.step}: train loss {record['train_loss']:.4f}, val loss {val}")
         return record
@@ -246,11 +253,11 @@ class Trainer:
                         self.on_step(self)
                 if self.stop.requested:
                     self.save(best=False)
-                    raise TrainingInterrupted(self.step, self.out_dir)
+                    raise TrainingInterrupted(self.step, self.out_dir, verb=self.objective.verb)
                 if last is None or last["step"] != self.step or not self.val_whole:
                     last = self.evaluate_and_save(lr, final=True)
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint stays as it was
-            raise TrainingInterrupted(self.saved_step, self.out_dir, quit_at=self.step) from None
+            raise TrainingInterrupted(self.saved_step, self.out_dir, self.step, self.objective.verb) from None
         finally:
             if self._bar is not None:
                 self._bar.close()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TrainConfig
+from ..convert.hub import hub_name
 from ..data import describe_corpus, encode_corpus, random_batch, read_corpus, split_ids
 from ..errors import TinyGPTError
-from ..convert.hub import hub_name
 from ..rundir import RunDir
 from ..tokenizers import train_tokenizer
 from . import distributed as ddp
@@ -54,6 +54,7 @@ class Objective(ABC):
     data_info: dict = {}
     notes: list[str] = []
     has_validation: bool = False
+    verb: str = "train"  # the tinygpt command that trains it, and resumes it (`tinygpt VERB --resume RUN`)
 
     @abstractmethod
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -74,6 +75,15 @@ class Objective(ABC):
     def describe(self) -> str:
         """The data part of the run's opening line."""
         return self.data_info.get("name", "")
+
+    def initial_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights a fine-tuning run starts from, given its source run's (`init_from`): as they are,
+        unless the objective changes the model's shape (new special tokens grow the embeddings)."""
+        return state
+
+    def write_files(self, run: RunDir):
+        """Files of the objective's own that a new run directory keeps (a chat template); none here."""
+        return None
 
     def periodic_is_whole(self) -> bool:
         """Whether an evaluation during training measures everything a final one would."""

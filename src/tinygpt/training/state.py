@@ -39,13 +39,21 @@ def rng_state(device: torch.device, batch_gen: torch.Generator) -> dict[str, tor
     return rng
 
 
-def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool):
-    """checkpoints/latest (and, at a new best, checkpoints/best and model.safetensors)."""
+def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool, record=None):
+    """Save a step: at a new best checkpoints/best and model.safetensors, then `record()` (the
+    evaluation's line in metrics.jsonl), and checkpoints/latest last.
+
+    latest is what --resume continues from, so it is written when everything else of the step is
+    on disk: a kill at any moment leaves either the previous step complete (and the rest of this
+    step is redone, as resume drops records after latest's step) or this one.
+    """
     rng, counters = rng_state(device, batch_gen), asdict(progress)
-    run.write_checkpoint("latest", model, optimizer, rng, counters)
     if best:
         run.write_checkpoint("best", model, optimizer, rng, counters)
         run.write_weights(model, {"step": str(progress.step)})
+    if record is not None:
+        record()
+    run.write_checkpoint("latest", model, optimizer, rng, counters)
 
 
 def restore_state(run: RunDir, model, optimizer, device, batch_gen) -> Progress:
