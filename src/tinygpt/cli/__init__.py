@@ -8,12 +8,14 @@
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
     tinygpt import FOLDER|hf:NAME [--out DIR]
+    tinygpt sft BASE_RUN --data FILE.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt presets
     tinygpt lesson basics|attention
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain
     recipes.py  import, presets, lesson
+    chat.py     sft
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -26,7 +28,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import look, recipes, sample, train
+from . import chat, look, recipes, sample, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -44,6 +46,7 @@ def build_parser() -> Parser:
     sample.add_parsers(sub)
     look.add_parsers(sub)
     recipes.add_parsers(sub)
+    chat.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 
