@@ -2,6 +2,7 @@
 chat format saved in the run (special tokens and a Jinja chat template), through the same loop as
 pretraining (resume, metrics, run directory)."""
 
+import io
 import json
 from pathlib import Path
 
@@ -286,9 +287,49 @@ def test_an_sft_run_resumes_only_as_an_sft_run(capsys, char_run, tmp_path):
     assert "continue it with `tinygpt train --resume" in capsys.readouterr().err
 
 
-def test_an_sft_run_loads_and_answers_in_the_chat_format(char_run, tmp_path):
-    data = write_jsonl(tmp_path / "one.jsonl", *[{"prompt": "mary", "completion": "had a"}] * 4)
-    out = sft(char_run, data, out=tmp_path / "sft", **dict(SFT, max_iters=60, lr=1e-2)).out_dir
-    run = tinygpt.load(out)
-    prompt = render(out, messages("user", "mary"), add_generation_prompt=True)
-    assert run.generate(prompt, max_new_tokens=6, temperature=0) == "had a<|end|>"  # it learnt the one reply
+# ---- talking to it -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chat_run(char_run, tmp_path_factory) -> Path:
+    """char_run fine-tuned until it knows two replies by heart."""
+    folder = tmp_path_factory.mktemp("chat")
+    data = write_jsonl(folder / "two.jsonl", *[{"prompt": "mary", "completion": "had a"},
+                                               {"prompt": "its", "completion": "was"}] * 4)
+    return sft(char_run, data, out=folder / "run", **dict(SFT, max_iters=100, lr=1e-2, val_fraction=0.0)).out_dir
+
+
+def test_an_sft_run_loads_and_samples_in_the_chat_format(capsys, chat_run):
+    run = tinygpt.load(chat_run)
+    prompt = render(chat_run, messages("user", "mary"), add_generation_prompt=True)
+    assert run.generate(prompt, max_new_tokens=6, temperature=0) == "had a<|end|>"  # it learnt the reply
+    assert main(["sample", str(chat_run), "--prompt", prompt, "--max-new-tokens", "6", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == prompt + "had a<|end|>\n"
+
+
+def test_run_chat_returns_the_reply_ending_at_the_end_of_turn(chat_run):
+    run = tinygpt.load(chat_run)
+    pieces = []
+    assert run.chat(messages("user", "mary"), temperature=0, stream=pieces.append) == "had a"
+    assert "".join(pieces) == "had a"
+    assert run.chat(messages("user", "its"), temperature=0, max_new_tokens=50) == "was"
+
+
+def test_chat_reads_one_message_per_line_and_keeps_the_history(capsys, monkeypatch, chat_run):
+    monkeypatch.setattr("sys.stdin", io.StringIO("mary\n\nits\n/reset\nits\n/quit\nmary\n"))
+    assert main(["chat", str(chat_run), "--temperature", "0", "--max-new-tokens", "20", "--system", "be"]) == 0
+    replies = capsys.readouterr().out.splitlines()
+    run, knobs = tinygpt.load(chat_run), dict(temperature=0, max_new_tokens=20)
+    first = run.chat(messages("system", "be", "user", "mary"), **knobs)
+    second = run.chat(messages("system", "be", "user", "mary", "assistant", first, "user", "its"), **knobs)
+    after_reset = run.chat(messages("system", "be", "user", "its"), **knobs)
+    assert replies == [first, second, after_reset]  # a blank line is skipped, /quit ends before the last
+    assert second != after_reset  # the reply to "its" depends on the history before it
+
+
+def test_chat_names_the_input_line_it_cannot_read_and_needs_a_chat_template(capsys, monkeypatch, char_run, chat_run):
+    monkeypatch.setattr("sys.stdin", io.StringIO("mary\nMary\n"))
+    assert main(["chat", str(chat_run), "--temperature", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["had a"] and err.startswith("tinygpt: error: stdin:2: the text has 1 character(s)")
+    assert main(["chat", str(char_run)]) == 2
+    assert "has no chat template (chat_template.jinja)" in capsys.readouterr().err

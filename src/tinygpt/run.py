@@ -3,6 +3,7 @@
     run = tinygpt.load("runs/rhyme")
     print(run.generate("mary", max_new_tokens=12))
     print(run.evaluate()["val_loss"])
+    print(run.chat([{"role": "user", "content": "hi"}]))     # a run fine-tuned by `tinygpt sft`
 """
 
 from __future__ import annotations
@@ -123,6 +124,22 @@ class Run:
         if isinstance(prompt, str) and num_samples == 1:
             return (piece for _, piece in pieces)
         return pieces
+
+    def chat(self, messages: list[dict], stream=None, **knobs) -> str:
+        """The assistant's reply to `messages` (`[{"role": "system" | "user" | "assistant", "content": ...}]`),
+        rendered through the run's chat template; it ends where the model ends its turn (`<|end|>`).
+
+        knobs: the sampling knobs of `generate` (max_new_tokens, temperature, top_k, top_p,
+        repetition_penalty, seed, use_cache). stream: called with each piece of the reply as it comes.
+        """
+        from .chat.reply import reply_pieces
+
+        pieces = []
+        for piece in reply_pieces(self, messages, **knobs):
+            pieces.append(piece)
+            if stream is not None:
+                stream(piece)
+        return "".join(pieces)
 
     def evaluate(self, data: str | None = None, batch_size: int = 64) -> dict:
         """Exact loss over the whole validation split (or over all of `data` if given)."""

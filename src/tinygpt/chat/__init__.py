@@ -1,7 +1,8 @@
 """Chat: the format conversations are written in (template.py: special tokens and a Jinja chat
 template in Hugging Face's convention) and conversations read from JSON Lines files
-(conversations.py: TRL's and OpenAI's formats). Supervised fine-tuning on them is an objective of
-the training loop: training/sft.py.
+(conversations.py: TRL's and OpenAI's formats), and a run's reply to a conversation (reply.py:
+`tinygpt chat`, `Run.chat`). Supervised fine-tuning on conversations is an objective of the
+training loop: training/sft.py.
 """
 
 from .conversations import Conversation, read_conversations

@@ -9,13 +9,14 @@
     tinygpt explain [RUN] [--prompt TEXT]
     tinygpt import FOLDER|hf:NAME [--out DIR]
     tinygpt sft BASE_RUN --data FILE.jsonl [--SETTING VALUE ...] [--resume DIR]
+    tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
     tinygpt presets
     tinygpt lesson basics|attention
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain
     recipes.py  import, presets, lesson
-    chat.py     sft
+    chat.py     sft, chat
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that

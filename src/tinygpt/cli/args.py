@@ -37,6 +37,27 @@ def add_loading(parser):
                         help="weights to use: the best validation loss or the latest step (default: best)")
 
 
+def add_sampling(parser):
+    """The sampling knobs, with Hugging Face's names (`tinygpt sample`'s, declared here for `chat`)."""
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="randomness: 0 = greedy, 1 = the model's own distribution (default: 0.8)")
+    parser.add_argument("--top-k", type=int, default=0, help="sample only among the k likeliest tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="sample only among the likeliest tokens whose probabilities sum to p (1 = off)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="divide the logits of tokens already present by this (1 = off)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
+    parser.add_argument("--no-cache", action="store_true", help="re-run the whole context for every token")
+
+
+def sampling_knobs(args) -> dict:
+    """The keyword arguments of `Run.generate`/`Run.stream` that `add_sampling`'s flags set."""
+    return dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+                use_cache=not args.no_cache)
+
+
 def add_settings(parser):
     """A flag for every model and training setting (`n_embd` -> `--n-embd`), with its help and default."""
     from ..config import ALL_FIELDS, MODEL_FIELDS

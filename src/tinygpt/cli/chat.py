@@ -1,12 +1,17 @@
-"""`tinygpt sft`: fine-tune a trained run on conversations, so that it answers in the chat format."""
+"""`tinygpt sft` (fine-tune a trained run on conversations, so that it answers in the chat format) and
+`tinygpt chat` (talk to such a run in the terminal, or from a script on stdin)."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from .args import add_settings, given_settings
+from .args import add_loading, add_run, add_sampling, add_settings, given_settings, sampling_knobs
+
+CHAT_HELP = "/reset starts the conversation again, /quit (or Ctrl-D) ends it"
 
 
 def add_parsers(sub):
@@ -24,6 +29,18 @@ def add_parsers(sub):
     p.add_argument("--resume", default="", metavar="DIR", help="continue the sft run saved in DIR")
     add_settings(p)
     p.set_defaults(func=sft)
+
+    p = sub.add_parser(
+        "chat", help="talk to a run fine-tuned by `tinygpt sft`, its replies streamed",
+        description="A conversation with RUN in its chat format (RUN/chat_template.jinja): each reply is "
+        f"streamed and ends where the model ends its turn. {CHAT_HELP}. When stdin is not a terminal, each "
+        "line is one user message and each reply is printed on a line of its own. Reply k (from 0) is "
+        "sampled with --seed + k.")
+    add_run(p)
+    p.add_argument("--system", default="", metavar="TEXT", help="a system message that opens the conversation")
+    add_sampling(p)
+    add_loading(p)
+    p.set_defaults(func=chat)
 
 
 def sft(args) -> int:
@@ -45,3 +62,66 @@ def sft(args) -> int:
     print(f"next: tinygpt sample {result.out_dir} --prompt TEXT, the conversation written as "
           f"{RunDir(result.out_dir).chat_template_path} writes it")
     return 0
+
+
+def chat(args) -> int:
+    from ..chat.reply import reply_pieces, run_chat_format
+    from ..run import load
+
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    chat_format = run_chat_format(run)
+    knobs = sampling_knobs(args)
+    opening = [{"role": "system", "content": args.system}] if args.system else []
+    if opening:  # a --system the model cannot read fails before the first message
+        chat_format.tokenizer.encode(chat_format.render(opening))
+    terminal = sys.stdin.isatty()
+    if terminal:
+        print(f"chatting with {args.run}; {CHAT_HELP}")
+    history, replies, number = list(opening), 0, 0
+    while (line := read_message(terminal)) is not None:
+        number += 1
+        message = line.strip()
+        if message == "/quit":
+            break
+        if message == "/reset":
+            history = list(opening)
+            if terminal:
+                print("(a new conversation)")
+            continue
+        if not message:
+            continue
+        asked = [*history, {"role": "user", "content": message}]
+        seed = None if knobs["seed"] is None else knobs["seed"] + replies
+        pieces = reply_pieces(run, asked, chat_format, **{**knobs, "seed": seed})
+        try:
+            first = next(pieces, "")  # an unknown word or character fails here, before anything is printed
+        except TinyGPTError as e:
+            if not terminal:
+                raise TinyGPTError(f"stdin:{number}: {e}") from None
+            print(f"tinygpt: error: {e}", file=sys.stderr)
+            continue
+        if terminal:
+            sys.stdout.write("assistant> ")
+        reply = ""
+        for piece in itertools.chain([first], pieces):
+            reply += piece
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        # A reply the model ended at once (empty) stays out of the history: a message must have text.
+        history = [*asked, {"role": "assistant", "content": reply}] if reply else asked
+        replies += 1
+    return 0
+
+
+def read_message(terminal: bool) -> str | None:
+    """The next line of input, or None at its end (Ctrl-D in a terminal)."""
+    if terminal:
+        try:
+            return input("you> ")
+        except EOFError:
+            print()
+            return None
+    line = sys.stdin.readline()
+    return line or None
