@@ -38,7 +38,7 @@ def add_loading(parser):
 
 
 def add_sampling(parser):
-    """The sampling knobs, with Hugging Face's names (`tinygpt sample`'s, declared here for `chat`)."""
+    """The sampling knobs, with Hugging Face's names, for `sample` and `chat`."""
     parser.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
     parser.add_argument("--temperature", type=float, default=0.8,
                         help="randomness: 0 = greedy, 1 = the model's own distribution (default: 0.8)")

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import TinyGPTError
-from .args import add_loading, add_run
+from .args import add_loading, add_run, add_sampling, sampling_knobs
 
 
 def add_parsers(sub):
@@ -16,20 +16,11 @@ def add_parsers(sub):
     p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     p.add_argument("--prompt-file", default=None, metavar="FILE",
                    help="continue the text of this UTF-8 file instead (long or multi-line prompts)")
-    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: 200)")
-    p.add_argument("--temperature", type=float, default=0.8,
-                   help="randomness: 0 = greedy, 1 = the model's own distribution (default: 0.8)")
-    p.add_argument("--top-k", type=int, default=0, help="sample only among the k likeliest tokens (0 = off)")
-    p.add_argument("--top-p", type=float, default=1.0,
-                   help="sample only among the likeliest tokens whose probabilities sum to p (1 = off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="divide the logits of tokens already present by this (1 = off)")
+    add_sampling(p)
     p.add_argument("--num-samples", type=int, default=1, help="independent samples (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
     p.add_argument("--stop", action="append", default=[], metavar="STRING",
                    help="end a sample when this string appears (repeatable)")
     add_loading(p)
-    p.add_argument("--no-cache", action="store_true", help="re-run the whole context for every token")
     p.set_defaults(func=sample)
 
     p = sub.add_parser("eval", help="loss and bits per character over the whole validation split",
@@ -52,9 +43,7 @@ def sample(args) -> int:
 
         prompt = read_text_file(args.prompt_file, what="prompt file")
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
-    knobs = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                 top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop,
-                 seed=args.seed, use_cache=not args.no_cache)
+    knobs = dict(sampling_knobs(args), stop=args.stop)
     if args.num_samples == 1:
         pieces = iter(run.stream(prompt, **knobs))
         # An unknown word or character, or a bad sampling knob, fails at the first piece: before
