@@ -24,9 +24,12 @@ def add_parsers(sub):
     p.set_defaults(func=sample)
 
     p = sub.add_parser("eval", help="loss and bits per character over the whole validation split",
-                       description="Exact loss over the whole validation split (or a whole file).")
+                       description="Exact loss over the whole validation split (or a whole file). On a run of "
+                       "`tinygpt sft`: the loss on the assistant's tokens of its held-out conversations; on a run of "
+                       "`tinygpt reward`: the pairwise accuracy on its held-out preference pairs.")
     add_run(p)
-    p.add_argument("--data", default=None, help="evaluate on all of this file instead")
+    p.add_argument("--data", default=None, help="evaluate on all of this file instead (conversations for an sft "
+                   "run, preference pairs for a reward run)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_loading(p)
     p.set_defaults(func=evaluate)
@@ -67,8 +70,15 @@ def evaluate(args) -> int:
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     result = run.evaluate(data=args.data)
+    verb = run.config.data.get("verb", "train")  # what kind of run, so what was measured
     if args.json:
         print(json.dumps(result))
+    elif verb == "reward":
+        print(f"{result['split']} accuracy {result['val_accuracy']:.4f} over {result['pairs']:,} preference pairs "
+              f"(the share whose chosen reply scores higher); loss {result['val_loss']:.4f}")
+    elif verb == "sft":
+        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} assistant tokens in "
+              f"{result['conversations']:,} conversations; perplexity {result['perplexity']:.2f}")
     else:
         print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} tokens; "
               f"{result['bits_per_char']:.4f} bits per character; perplexity {result['perplexity']:.2f}")

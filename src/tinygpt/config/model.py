@@ -18,7 +18,8 @@ from .fields import setting as _setting
 class ModelConfig:
     """The shape and wiring of a decoder-only GPT (or the bigram baseline)."""
 
-    arch: str = _setting("gpt", "model family: a GPT, or the lecture's bigram lookup table", ("gpt", "bigram"))
+    arch: str = _setting("gpt", "model family: a GPT, the lecture's bigram lookup table, or a reward model (a GPT "
+                         "trunk scoring text, made by `tinygpt reward`)", ("gpt", "bigram", "reward"))
     vocab_size: int = _setting(0, "number of token ids; set from the tokenizer, never by hand")
     block_size: int = _setting(64, "context length: how many tokens the model sees at once")
     n_layer: int = _setting(4, "number of transformer blocks")

@@ -77,7 +77,19 @@ def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n
 
 
 def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
-    """`tinygpt eval`: the exact loss over the run's validation split, or over all of the text `data`."""
+    """`tinygpt eval`, by the kind of run (the verb that made it, config.json's data.verb): a language
+    model's exact loss over its validation split, or over all of the text `data`; an SFT run's loss
+    on the assistant's tokens of its held-out conversations (sft_eval.py); a reward run's pairwise
+    accuracy on its held-out pairs (reward.py). `data` is then a file of conversations or pairs."""
+    verb = run.config.data.get("verb", "train")
+    if verb == "sft":
+        from .sft_eval import evaluate_sft_run
+
+        return evaluate_sft_run(run, data)
+    if verb == "reward":
+        from .reward import evaluate_reward_run
+
+        return evaluate_reward_run(run, data)
     from ..data import encode_corpus, held_out, read_corpus
 
     train_cfg = run.config.train
