@@ -143,19 +143,22 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: list[dict]) -> 
 # ----------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: Path, model, optimizer, rng: dict[str, torch.Tensor], progress: dict,
-                    checksum: bool = True):
-    """Everything needed to continue training exactly: weights, optimizer, random state, progress."""
+                    checksum: bool = True, objective: dict[str, torch.Tensor] | None = None):
+    """Everything needed to continue training exactly: weights, optimizer, random state, progress,
+    and the objective's own tensors (`Objective.state_dict`: a rollout being learnt from)."""
     tensors = {f"model.{k}": v for k, v in model.canonical_state_dict().items()}
     optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dicts())
     tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
+    tensors.update({f"objective.{k}": v for k, v in (objective or {}).items()})
     metadata = {"format": FORMAT, "progress": json.dumps(progress), "optimizer": json.dumps(optim_meta)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, tensors, metadata, checksum)
 
 
 def load_checkpoint(path: Path, verify: bool = True, instead: str = "") -> dict:
-    """{'model': state, 'optimizer': [states], 'rng': {...}, 'progress': {...}} from `save_checkpoint`."""
+    """{'model': state, 'optimizer': [states], 'rng': {...}, 'progress': {...}, 'objective': {...}} from
+    `save_checkpoint`."""
     tensors, metadata = load_tensors(path, verify, instead)
     if metadata.get("format") != FORMAT:
         raise TinyGPTError(f"{path} is not a tinygpt checkpoint")
@@ -165,6 +168,7 @@ def load_checkpoint(path: Path, verify: bool = True, instead: str = "") -> dict:
         "optimizer": _unflatten_optimizer(tensors, json.loads(metadata["optimizer"])),
         "rng": pick("rng."),
         "progress": json.loads(metadata["progress"]),
+        "objective": pick("objective."),
     }
 
 

@@ -6,7 +6,8 @@
       chat_template.jinja            how conversations are written (runs fine-tuned on them: `tinygpt sft`)
       model.safetensors              best weights so far (what `tinygpt sample/eval` load)
       metrics.jsonl                  one JSON object per evaluation
-      checkpoints/latest.safetensors weights + optimizer + random state + progress, for --resume
+      checkpoints/latest.safetensors weights + optimizer + random state + progress (+ the objective's own
+                                     tensors: `tinygpt rl`'s rollout and value head), for --resume
       checkpoints/best.safetensors   the same, at the best validation loss
       loss.png, tensorboard/         pictures and logs, when asked for
 
@@ -215,8 +216,8 @@ class RunDir:
         path = self.checkpoint_path(which)
         return load_checkpoint(path, instead=self.instead_of(path))
 
-    def write_checkpoint(self, which: str, model, optimizer, rng: dict, progress: dict):
-        save_checkpoint(self.checkpoint_path(which), model, optimizer, rng, progress)
+    def write_checkpoint(self, which: str, model, optimizer, rng: dict, progress: dict, objective: dict | None = None):
+        save_checkpoint(self.checkpoint_path(which), model, optimizer, rng, progress, objective=objective)
 
     # ------------------------------------------------------------------ metrics
 

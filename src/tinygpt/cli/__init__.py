@@ -10,6 +10,7 @@
     tinygpt import FOLDER|hf:NAME [--out DIR]
     tinygpt sft BASE_RUN --data FILE.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
+    tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt presets
     tinygpt lesson basics|attention
@@ -18,6 +19,7 @@
     look.py     inspect, plot, explain
     recipes.py  import, presets, lesson
     chat.py     sft, chat             reward.py   reward
+    rl.py       rl
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -30,7 +32,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, look, recipes, reward, sample, train
+from . import chat, look, recipes, reward, rl, sample, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -49,6 +51,7 @@ def build_parser() -> Parser:
     look.add_parsers(sub)
     recipes.add_parsers(sub)
     chat.add_parsers(sub)
+    rl.add_parser(sub)
     reward.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser

@@ -136,11 +136,12 @@ class Trainer:
         if cfg.init_from and not self.resume:
             state, path = RunDir(cfg.init_from).read_weights("best")
             load_weights_into(self.model, objective.initial_weights(state), path)
-        self.optimizer = build_optimizer(self.model, cfg, rt.device.type)
+        self.trained = objective.bind(self.model, rt)  # the model, or it and the objective's own weights
+        self.optimizer = build_optimizer(self.trained, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.progress = Progress(threads=rt.threads)
         if self.resume:
-            self.progress = restore_state(run, self.model, self.optimizer, rt.device, self.batch_gen)
+            self.progress = restore_state(run, self.model, self.optimizer, rt.device, self.batch_gen, objective)
             # The thread count decides the order of float sums: keep the run's own unless asked.
             if not cfg.threads and self.progress.threads and rt.device.type == "cpu":
                 rt.use_threads(self.progress.threads)
@@ -149,7 +150,7 @@ class Trainer:
         self.step = self.progress.step
         self.saved_step = self.step if self.resume else None  # the step of the latest checkpoint on disk
 
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self.train_model = torch.compile(self.trained) if cfg.compile else self.trained
         if rt.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -183,7 +184,7 @@ class Trainer:
                     loss = self.objective.loss(self.train_model, batch)
                 (loss / cfg.grad_accum).backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -198,7 +199,7 @@ class Trainer:
         if self.runtime.dist.is_main:
             write = (lambda: self.records.write(record)) if record is not None else None
             save_state(self.run, self.model, self.optimizer, self.runtime.device, self.batch_gen, self.progress,
-                       best, write)
+                       best, write, self.objective.state_dict())
 
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
         t0 = time.perf_counter()
@@ -216,8 +217,7 @@ class Trainer:
                   **result.losses}
         self.save(best=improved, record=record)
         if self.records is not None:
-            val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
-            self.log(f"step {self.step}: train loss {record['train_loss']:.4f}, val loss {val}")
+            self.log(f"step {self.step}: {self.objective.report(record)}")
         return record
 
     # ------------------------------------------------------------------ the loop
@@ -246,7 +246,8 @@ class Trainer:
                     step_start = time.perf_counter()
                     loss, lr = self.train_step()
                     self.schedule.step_seconds = time.perf_counter() - step_start
-                    self._bar.update(self.step, self.objective.tokens_per_batch * cfg.grad_accum, loss, lr)
+                    self._bar.update(self.step, self.objective.tokens_per_batch * cfg.grad_accum, loss, lr,
+                                     self.objective.status())
                     if self.step % cfg.eval_interval == 0:
                         last = self.evaluate_and_save(lr)
                     if self.on_step is not None:

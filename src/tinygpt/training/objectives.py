@@ -89,6 +89,31 @@ class Objective(ABC):
         """Whether an evaluation during training measures everything a final one would."""
         return True
 
+    def bind(self, model, runtime) -> torch.nn.Module:
+        """Called once the model is built and on its device, before the optimizer is: returns the module
+        the loop trains (optimizer, gradient clipping, DDP), `model` itself unless the objective trains
+        weights of its own beside it (PPO's value head). An objective that samples from the model
+        while it trains (reinforcement learning) keeps it here."""
+        return model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors of the objective's own that every checkpoint keeps, so a resumed run continues exactly
+        (reinforcement learning: the rollout being learnt from); none here."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        """Take back, from the checkpoint a run resumes from, what `state_dict` gave."""
+        return None
+
+    def report(self, record: dict) -> str:
+        """An evaluation's line in the log, after `step N: ` (`record`: its line in metrics.jsonl)."""
+        val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
+        return f"train loss {record['train_loss']:.4f}, val loss {val}"
+
+    def status(self) -> dict[str, str]:
+        """What the progress bar shows beside the loss (reinforcement learning: the latest reward); nothing here."""
+        return {}
+
 
 def choose_tokenizer(cfg: TrainConfig, run: RunDir, resume: bool, text_for, log):
     """The run's tokenizer and its text: a resumed run keeps its own, a fine-tuning run takes its

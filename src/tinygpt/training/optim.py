@@ -210,7 +210,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) 
     """Group the parameters and build the optimizer(s) that `cfg.optimizer` names."""
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     use_muon = cfg.optimizer == "muon"
-    muon = [p for n, p in params.items() if use_muon and p.ndim == 2 and n.startswith("blocks.")]
+    # The blocks' matrices, also where the model sits inside the module trained (`Objective.bind`).
+    muon = [p for n, p in params.items() if use_muon and p.ndim == 2 and ".blocks." in f".{n}"]
     muon_ids = {id(p) for p in muon}
     rest = [(n, p) for n, p in params.items() if id(p) not in muon_ids]
     decay = [p for n, p in rest if p.ndim >= 2]

@@ -116,15 +116,17 @@ class ProgressBar:
         with tqdm.external_write_mode() if self.bar is not None else contextlib.nullcontext():
             self._log(message)
 
-    def update(self, step: int, tokens: int, loss, lr: float):
-        """One optimizer step done (of `tokens` tokens); the numbers refresh every log_interval steps."""
+    def update(self, step: int, tokens: int, loss, lr: float, extra: dict[str, str] | None = None):
+        """One optimizer step done (of `tokens` tokens); the numbers refresh every log_interval steps.
+
+        extra: more numbers to show, from the objective (`Objective.status`)."""
         self.bar.update(1)
         self.window_tokens += tokens
         if step % self.cfg.log_interval:
             return
         now = time.perf_counter()
         rate = self.window_tokens / max(now - self.window_start, 1e-9)
-        postfix = dict(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}")
+        postfix = dict(loss=f"{loss.item():.4f}", **(extra or {}), tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}")
         if self.cfg.time_budget_s is not None:  # tqdm's own estimate counts steps, not the budget
             postfix["budget_left"] = self.schedule.time_left()
         self.bar.set_postfix(postfix)

@@ -39,9 +39,11 @@ def rng_state(device: torch.device, batch_gen: torch.Generator) -> dict[str, tor
     return rng
 
 
-def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool, record=None):
+def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool, record=None,
+               objective: dict[str, torch.Tensor] | None = None):
     """Save a step: at a new best checkpoints/best and model.safetensors, then `record()` (the
-    evaluation's line in metrics.jsonl), and checkpoints/latest last.
+    evaluation's line in metrics.jsonl), and checkpoints/latest last. `objective`: the objective's own
+    tensors, kept in both checkpoints (model.safetensors holds the model alone).
 
     latest is what --resume continues from, so it is written when everything else of the step is
     on disk: a kill at any moment leaves either the previous step complete (and the rest of this
@@ -49,15 +51,16 @@ def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progr
     """
     rng, counters = rng_state(device, batch_gen), asdict(progress)
     if best:
-        run.write_checkpoint("best", model, optimizer, rng, counters)
+        run.write_checkpoint("best", model, optimizer, rng, counters, objective)
         run.write_weights(model, {"step": str(progress.step)})
     if record is not None:
         record()
-    run.write_checkpoint("latest", model, optimizer, rng, counters)
+    run.write_checkpoint("latest", model, optimizer, rng, counters, objective)
 
 
-def restore_state(run: RunDir, model, optimizer, device, batch_gen) -> Progress:
-    """Load checkpoints/latest into the model, the optimizer and the generators; return its progress."""
+def restore_state(run: RunDir, model, optimizer, device, batch_gen, objective=None) -> Progress:
+    """Load checkpoints/latest into the model, the optimizer, the generators and the objective (its own
+    tensors, `Objective.load_state_dict`); return its progress."""
     from ..checkpoint import load_weights_into
 
     state = run.read_checkpoint("latest")
@@ -67,6 +70,8 @@ def restore_state(run: RunDir, model, optimizer, device, batch_gen) -> Progress:
     except (ValueError, KeyError) as e:
         raise TinyGPTError(f"the checkpoint's optimizer state does not fit this run ({e}); "
                            "resume with the optimizer settings it was started with") from None
+    if objective is not None:
+        objective.load_state_dict(state["objective"])
     batch_gen.set_state(state["rng"]["batch"])
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and device.type == "cuda":

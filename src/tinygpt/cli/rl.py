@@ -1,0 +1,61 @@
+"""`tinygpt rl`: reinforcement learning of a chat model (a run of `tinygpt sft`) against a reward,
+with PPO or GRPO (training/rl.py)."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import TinyGPTError
+from .args import add_settings, given_settings
+
+
+def add_parser(sub):
+    from ..training.rl import RL_FIELDS
+
+    p = sub.add_parser(
+        "rl", help="reinforcement learning of an sft run against a reward (PPO or GRPO)",
+        description="Train SFT_RUN to write replies that a reward scores high: replies to the prompts of "
+        "--prompts (JSON Lines of {\"prompt\": \"...\"} or {\"prompt\": [messages]}, rendered through the run's chat "
+        "template) are sampled from the model itself, scored by --reward (a reward run made by `tinygpt reward`, "
+        "or module:function, a Python function f(prompt, reply) -> float), and learnt from with PPO (a value head, "
+        "GAE, the clipped objective) or GRPO (each reply against the others to the same prompt). A KL penalty "
+        "keeps the model near SFT_RUN's, which stays frozen. The last --val-fraction of the prompts is held out: "
+        "each evaluation scores greedy replies to them, and model.safetensors keeps the best.")
+    p.add_argument("sft_run", metavar="SFT_RUN", nargs="?", default="", help="the sft run to train")
+    p.add_argument("--prompts", default=None, help="prompts: a .jsonl file, or a folder of them")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<SFT_RUN's name>-rl)")
+    p.add_argument("--config", default="", help="a YAML file of training settings (flat, or under `settings:`)")
+    p.add_argument("--resume", default="", metavar="DIR", help="continue the rl run saved in DIR")
+    group = p.add_argument_group("reinforcement learning settings")
+    for name, f in RL_FIELDS.items():
+        choices = f.metadata.get("choices")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})" if name != "reward" else f.metadata["help"]
+        group.add_argument("--" + name.replace("_", "-"), dest=f"rl_{name}", type=type(f.default), default=None,
+                           choices=choices, metavar=None if choices else name.upper(), help=help_text)
+    add_settings(p)
+    p.set_defaults(func=rl)
+
+
+def rl(args) -> int:
+    from ..rundir import RunDir
+    from ..training.devices import process_start
+    from ..training.rl import RL_FIELDS
+    from ..training.rl import rl as reinforce
+
+    settings = given_settings(args)
+    for name in ("data", "out"):  # the verb's own arguments
+        settings.pop(name, None)
+    if "init_from" in settings:
+        raise TinyGPTError("name the run to train as SFT_RUN (tinygpt rl SFT_RUN --prompts FILE), not --init-from")
+    given = {name: getattr(args, f"rl_{name}") for name in RL_FIELDS}
+    settings.update({name: value for name, value in given.items() if value is not None})
+    result = reinforce(args.sft_run, prompts=args.prompts or "", out=args.out or "", resume=args.resume,
+                       config=args.config, started_at=process_start(), **settings)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only the first process reports
+    last = RunDir(result.out_dir).read_metrics()[-1]
+    sampled = f"reward {last['reward']:.3f}, kl {last['kl']:.4f}, " if last.get("reward") is not None else ""
+    print(f"done: step {result.step}, {sampled}held-out reward {last['eval_reward']:.3f} (greedy), "
+          f"{result.elapsed_s:.1f}s; saved in {result.out_dir}")
+    print(f"next: tinygpt chat {result.out_dir}")
+    return 0
