@@ -341,3 +341,26 @@ def test_bad_rl_settings_are_refused(sft_run, char_run, toy, tmp_path):
             train(sft_run, toy, tmp_path / "out", **settings)
     with pytest.raises(tinygpt.TinyGPTError, match=f"^{char_run} has no chat_template.jinja: it was not fine-tuned"):
         rl(char_run, prompts=toy / "prompts.jsonl", reward=f"{toy / 'toy.py'}:has_w", out=tmp_path / "out")
+
+
+def test_eval_scores_the_greedy_replies_to_the_held_out_prompts(sft_run, toy, tmp_path, capsys):
+    result, objective, _ = train(sft_run, toy, tmp_path / "run", algorithm="grpo")
+    run = tinygpt.load(tmp_path / "run")
+    report = run.evaluate()
+    # The same measure as the run's own final evaluation (the best weights are what `load` reads).
+    best = [r for r in RunDir(tmp_path / "run").read_metrics() if r["step"] == result.step][-1]
+    assert report["reward"] == best["eval_reward"] and report["prompts"] == len(objective.eval_prompts)
+    everything = run.evaluate(data=str(toy / "prompts.jsonl"))
+    assert everything["split"] == "all" and everything["prompts"] == 6
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    assert f"reward {report['reward']:.4f} (mean over {report['prompts']} greedy replies" in capsys.readouterr().out
+
+
+def test_a_reward_run_cannot_be_sampled_inspected_or_trained_as_text(reward_run, capsys):
+    for argv in (["sample", str(reward_run), "--prompt", "mary"], ["inspect", str(reward_run), "--prompt", "mary"],
+                 ["explain", str(reward_run), "--prompt", "mary"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is a reward model: it scores a text with one number and writes none" in err and "\n" not in err
+    assert main(["train", "--arch", "reward", "--data", "rhyme", "--max-iters", "1"]) == 2
+    assert "tinygpt reward RUN --data PAIRS.jsonl" in capsys.readouterr().err

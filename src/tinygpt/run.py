@@ -42,6 +42,13 @@ class Run:
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids)
 
+    def require_text_model(self, what: str):
+        """A reward run scores texts; it cannot continue one. Say so in one line."""
+        if self.model_config.arch == "reward":
+            raise TinyGPTError(f"{self.dir} is a reward model: it scores a text with one number and writes none, "
+                               f"so it cannot {what}; score with `tinygpt eval {self.dir}` or "
+                               "tinygpt.load(RUN).model.score(ids, lengths)")
+
     def start_ids(self, prompt: str) -> list[int]:
         """Token ids to start from; an empty prompt starts where the tokenizer says a text starts
         (a line break, or the word model's sentence end)."""
@@ -86,6 +93,7 @@ class Run:
         list of prompts (or num_samples > 1) yields (row, piece) pairs instead, every row in one
         batch; row i * num_samples + j is sample j of prompt i.
         """
+        self.require_text_model("generate text")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
 
         def per_prompt(name, value, kind) -> list:  # one value for every prompt, or a list of one each

@@ -79,6 +79,9 @@ def evaluate(args) -> int:
     elif verb == "sft":
         print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} assistant tokens in "
               f"{result['conversations']:,} conversations; perplexity {result['perplexity']:.2f}")
+    elif verb == "rl":
+        print(f"{result['split']} reward {result['reward']:.4f} (mean over {result['prompts']:,} greedy replies, "
+              f"{result['reply_tokens']:.1f} tokens each, scored by {result['reward_spec']})")
     else:
         print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} tokens; "
               f"{result['bits_per_char']:.4f} bits per character; perplexity {result['perplexity']:.2f}")

@@ -80,7 +80,8 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
     """`tinygpt eval`, by the kind of run (the verb that made it, config.json's data.verb): a language
     model's exact loss over its validation split, or over all of the text `data`; an SFT run's loss
     on the assistant's tokens of its held-out conversations (sft_eval.py); a reward run's pairwise
-    accuracy on its held-out pairs (reward.py). `data` is then a file of conversations or pairs."""
+    accuracy on its held-out pairs (reward.py); an rl run's mean reward of greedy replies to its held-out
+    prompts (rl.py). `data` is then a file of conversations, pairs or prompts."""
     verb = run.config.data.get("verb", "train")
     if verb == "sft":
         from .sft_eval import evaluate_sft_run
@@ -90,6 +91,10 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
         from .reward import evaluate_reward_run
 
         return evaluate_reward_run(run, data)
+    if verb == "rl":
+        from .rl import evaluate_rl_run
+
+        return evaluate_rl_run(run, data)
     from ..data import encode_corpus, held_out, read_corpus
 
     train_cfg = run.config.train

@@ -121,6 +121,9 @@ class Trainer:
                                f"`tinygpt {made_by} --resume {run}`")
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
+        if self.objective is None and self.model_cfg.arch == "reward":
+            raise TinyGPTError("a reward model is trained on preference pairs, not on text: "
+                               "tinygpt reward RUN --data PAIRS.jsonl (RUN: a trained GPT to start from)")
         if self.objective is None:
             self.objective = LanguageModeling.prepare(
                 cfg, self.model_cfg.block_size, run, self.resume, self.log, fixed_context=bool(cfg.init_from),

@@ -371,6 +371,25 @@ def rl_chat_format(sft_run: RunDir, run: RunDir, resume: bool) -> ChatFormat:
     return ChatFormat(tokenizer, template, origin=str(source.chat_template_path))
 
 
+def evaluate_rl_run(run, data: str | None = None) -> dict:
+    """`tinygpt eval` on an rl run: the mean reward of its greedy replies to its held-out prompts
+    (or to every prompt of `data`), scored by the reward it was trained against."""
+    from dataclasses import replace
+
+    from .runtime import Runtime
+
+    saved = run.config.data
+    cfg = run.config.train if data is None else replace(run.config.train, data=str(data), val_fraction=0.0)
+    objective = ReinforcementLearning.prepare(cfg, RLConfig(**saved["rl"]), run.model_config.block_size,
+                                              RunDir(run.dir), resume=True, saved=saved if data is None else None)
+    objective.reward.check(objective.chat, objective.block_size)
+    objective.reward.to(run.device)
+    result = objective.evaluate(run.model, Runtime(run.device, None, 0, None), final=True)
+    return {"split": "val" if data is None and saved.get("held_out_prompts") else "all",
+            "reward": result.losses["eval_reward"], "reply_tokens": result.losses["eval_reply_tokens"],
+            "prompts": len(objective.eval_prompts), "reward_spec": objective.rl.reward}
+
+
 def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", resume: str = "", config: str = "",
        log=None, on_step=None, started_at: float | None = None, **settings):
     """Reinforcement learning of the sft run `sft_run` on the prompts in `prompts` against `reward`

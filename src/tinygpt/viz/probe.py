@@ -40,6 +40,7 @@ class Prompt:
 
 def encode_prompt(run, prompt: str) -> Prompt:
     """The prompt's ids, cut to the model's context; unknown tokens fail in the tokenizer, by name."""
+    run.require_text_model("be inspected or explained (they look at next-token probabilities)")
     if not prompt or not prompt.strip() and run.tokenizer.kind == "word":
         raise TinyGPTError("the prompt is empty; pass some text with --prompt, e.g. --prompt 'mary had a little'")
     ids = run.tokenizer.encode(prompt)
