@@ -333,3 +333,15 @@ def test_chat_names_the_input_line_it_cannot_read_and_needs_a_chat_template(caps
     assert out.splitlines() == ["had a"] and err.startswith("tinygpt: error: stdin:2: the text has 1 character(s)")
     assert main(["chat", str(char_run)]) == 2
     assert "has no chat template (chat_template.jinja)" in capsys.readouterr().err
+
+
+def test_inspect_and_explain_look_at_a_message_through_the_chat_template(chat_run, char_run, capsys):
+    assert main(["inspect", str(chat_run), "--prompt", "mary", "--chat", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ids = tinygpt.load(chat_run).tokenizer.encode("<|user|>mary<|end|><|assistant|>")
+    assert result["ids"] == ids and result["tokens"][0] == "<|user|>" and result["tokens"][-1] == "<|assistant|>"
+    assert result["positions"][-1]["token"] == "<|assistant|>"  # what comes next: the reply
+    assert main(["explain", str(chat_run), "--prompt", "mary", "--chat"]) == 0
+    assert "What this GPT does with '<|user|>mary<|end|><|assistant|>'" in capsys.readouterr().out
+    assert main(["inspect", str(char_run), "--prompt", "mary", "--chat"]) == 2
+    assert "has no chat template" in capsys.readouterr().err

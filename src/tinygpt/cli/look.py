@@ -26,6 +26,7 @@ def add_parsers(sub):
     p.add_argument("--embeddings", default="", metavar="FILE.png",
                    help="draw the token embeddings projected to 2-D (PCA) into this picture")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    add_chat(p)
     add_loading(p)
     p.set_defaults(func=inspect)
 
@@ -44,8 +45,15 @@ def add_parsers(sub):
                        description="Follow one prompt through a trained GPT, stage by stage, with its real numbers.")
     add_run(p, optional=True)
     p.add_argument("--prompt", default=None, help="text to follow (default for the rhyme model: 'mary had a little')")
+    add_chat(p)
     add_loading(p)
     p.set_defaults(func=explain)
+
+
+def add_chat(parser):
+    parser.add_argument("--chat", action="store_true",
+                        help="a chat run: look at the prompt as a user's message, written through the run's chat "
+                        "template up to where the assistant's reply begins")
 
 
 def _run_and_prompt(args):
@@ -61,7 +69,12 @@ def _run_and_prompt(args):
                            "--prompt 'some text the model knows')")
     else:
         run_dir = args.run
-    return load(run_dir, device=args.device, checkpoint=args.checkpoint), prompt
+    run = load(run_dir, device=args.device, checkpoint=args.checkpoint)
+    if args.chat:
+        from ..chat.reply import run_chat_format
+
+        prompt = run_chat_format(run).render([{"role": "user", "content": prompt}], add_generation_prompt=True)
+    return run, prompt
 
 
 def inspect(args) -> int:
