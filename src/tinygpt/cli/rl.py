@@ -10,7 +10,7 @@ from .args import add_settings, given_settings
 
 
 def add_parser(sub):
-    from ..training.rl import RL_FIELDS
+    from ..config.rl import RL_FIELDS
 
     p = sub.add_parser(
         "rl", help="reinforcement learning of an sft run against a reward (PPO or GRPO)",
@@ -37,9 +37,9 @@ def add_parser(sub):
 
 
 def rl(args) -> int:
+    from ..config.rl import RL_FIELDS
     from ..rundir import RunDir
     from ..training.devices import process_start
-    from ..training.rl import RL_FIELDS
     from ..training.rl import rl as reinforce
 
     settings = given_settings(args)

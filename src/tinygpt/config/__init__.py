@@ -6,6 +6,7 @@
     layers.py   merging defaults < preset < YAML file < flags, with type coercion
     presets.py  the named recipes in tinygpt/presets/*.yaml, and users' YAML files
     resolve.py  the settings of a new run, a resumed run, or a fine-tuning run
+    rl.py       RLConfig: reinforcement learning's own settings (tinygpt rl)
 """
 
 from .fields import parse_duration
