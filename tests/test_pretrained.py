@@ -139,7 +139,7 @@ def test_a_hub_download_that_fails_is_one_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("change, message", [
     (dict(model_type="llama"), "holds a 'llama' model; only GPT-2 checkpoints"),
-    (dict(activation_function="relu"), "not supported (activation_function relu)"),
+    (dict(activation_function="silu"), "not supported (activation_function silu)"),
     (dict(scale_attn_by_inverse_layer_idx=True), "not supported (scale_attn_by_inverse_layer_idx)"),
 ])
 def test_what_this_gpt_does_not_compute_is_refused(tmp_path, change, message):

@@ -6,6 +6,7 @@
     print(run.generate("mary", max_new_tokens=12, temperature=0.8))
     print(run.evaluate())
     tinygpt.import_gpt2("hf:openai-community/gpt2", "runs/gpt2")   # GPT-2's weights, as a run
+    tinygpt.export("runs/rhyme", to="hf", out="exports/rhyme")      # for transformers (or to="gguf")
 """
 
 __version__ = "0.1.0"
@@ -39,4 +40,14 @@ def import_gpt2(source: str, out: str):
     return write_run(source, out)
 
 
-__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2"]
+def export(run_dir: str, to: str = "hf", out: str | None = None, force: bool = False):
+    """Write a run for use elsewhere (`tinygpt export`): to="hf", a folder Hugging Face transformers
+    loads (plain GPT-2 when the run fits it, else with its own modeling file); to="gguf", one file for
+    llama.cpp. out: where (default beside the run: NAME-hf, NAME.gguf); force: overwrite it. Returns
+    an `Exported` (path, form, and why the custom-code form was needed)."""
+    from .convert.export import export as write
+
+    return write(run_dir, to, out, force)
+
+
+__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2", "export"]

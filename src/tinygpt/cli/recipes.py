@@ -1,5 +1,6 @@
-"""Where models and lessons come from: `tinygpt presets` (the named recipes), `tinygpt import`
-(GPT-2 checkpoints as runs) and `tinygpt lesson` (the teaching texts, runnable)."""
+"""Where models and lessons come from and go: `tinygpt presets` (the named recipes), `tinygpt import`
+(GPT-2 checkpoints as runs), `tinygpt export` (runs for transformers and llama.cpp) and `tinygpt
+lesson` (the teaching texts, runnable)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ def add_parsers(sub):
     p.add_argument("source", metavar="SOURCE", help="a folder, or hf:NAME (e.g. hf:openai-community/gpt2)")
     p.add_argument("--out", default=None, help="run directory to write (default: runs/<name>)")
     p.set_defaults(func=import_checkpoint)
+
+    p = sub.add_parser("export", help="write a run for Hugging Face transformers (--to hf) or llama.cpp (--to gguf)",
+                       description="Export a run: --to hf writes a folder that transformers' AutoModelForCausalLM "
+                                   "and AutoTokenizer load (plain GPT-2 when the run fits it, otherwise with its own "
+                                   "modeling file, trust_remote_code=True); --to gguf writes one GGUF file for "
+                                   "llama.cpp (runs that fit its GPT-2 architecture). Same logits, same greedy tokens.")
+    p.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
+    p.add_argument("--to", required=True, metavar="FORMAT", help="hf or gguf")
+    p.add_argument("--out", default=None, help="folder (hf) or .gguf file to write (default: beside the run, "
+                                               "NAME-hf or NAME.gguf)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=export_run)
 
     p = sub.add_parser("presets", help="list the named recipes and the numbers they reach",
                        description="List the named recipes, a line each.")
@@ -55,6 +68,22 @@ def import_checkpoint(args) -> int:
     print(f"imported {args.source}: {config.num_params:,} parameters ({m.n_layer} layers, {m.n_head} heads, "
           f"n_embd {m.n_embd}, block_size {m.block_size}), {m.vocab_size:,} tokens; saved in {run}")
     print(f"next: tinygpt sample {run} --prompt ...   |   tinygpt train --init-from {run} --data FILE")
+    return 0
+
+
+def export_run(args) -> int:
+    from ..convert.export import export
+
+    done = export(args.run, args.to, args.out, args.force)
+    if done.form == "gguf":
+        print(f"exported {args.run} to {done.path} (GGUF, llama.cpp's gpt2 architecture, float32)")
+    elif done.form == "gpt2":
+        print(f"exported {args.run} to {done.path} as GPT2LMHeadModel: plain transformers, no custom code")
+    else:
+        print(f"exported {args.run} to {done.path} with its own modeling file (load with trust_remote_code=True), "
+              f"because GPT-2 cannot hold: {'; '.join(done.reasons)}")
+    for note in done.notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""GPT-2 from elsewhere: a Hugging Face checkpoint becomes a tinygpt run directory.
+"""GPT-2 in Hugging Face's layout, both ways: a checkpoint becomes a run (`tinygpt import`), and a run
+that fits GPT-2 becomes a checkpoint (`tinygpt export --to hf`, convert/hf_export.py).
 
     tinygpt import hf:openai-community/gpt2 --out runs/gpt2     # from the Hub
     tinygpt import path/to/folder --out runs/mine              # config.json, model.safetensors, tokenizer.json
@@ -6,15 +7,19 @@
 GPT-2 is this package's GPT with every switch set its way: biases everywhere (the query/key/value
 projection too, not the tied head), learned positions, LayerNorm, GELU's tanh approximation and
 an output head tied to the token embedding. Its checkpoints store the linear layers as `Conv1D`,
-(in, out), the transpose of a `Linear` weight; importing transposes them and renames the rest.
-Only safetensors weights are read (never a pickle), and the result is an ordinary run: sample it,
-inspect it, evaluate it on a file, or fine-tune it with `tinygpt train --init-from`.
+(in, out), the transpose of a `Linear` weight. One name table (`tensor_names`) says where each of
+our tensors lives in a GPT-2 checkpoint and in a GGUF file (llama.cpp's `gpt2` architecture), so
+import, export and the GGUF writer cannot disagree. Only safetensors weights are read (never a
+pickle), and an imported run is an ordinary run: sample it, inspect it, evaluate it on a file, or
+fine-tune it with `tinygpt train --init-from`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +33,50 @@ from ..tokenizers import load_tokenizer
 from .hub import hub_name, one_line, quiet
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
-# GPT-2's activation names for the tanh approximation (and the exact GELU some conversions use).
-ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu"}
+# GPT-2's activation names: the tanh approximation (several spellings), the exact GELU, ReLU.
+ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu",
+               "relu": "relu"}
+EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # GPT-2's own spelling first
+HF_PREFIX = "transformer."  # GPT2LMHeadModel's name for the trunk; the head is lm_head outside it
+LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which tinygpt's norms use; GPT-2's too
+
+
+@dataclass(frozen=True)
+class TensorName:
+    """Where one tensor lives: tinygpt's checkpoint, GPT-2's (Hugging Face), llama.cpp's gpt2 GGUF."""
+
+    ours: str
+    hf: str  # without HF_PREFIX
+    gguf: str
+    conv1d: bool = False  # GPT-2 stores it as Conv1D, (in, out): the transpose of ours and GGUF's (out, in)
+
+
+#          ours                 GPT-2 (Hugging Face)   GGUF (llama.cpp gpt2)   Conv1D in GPT-2
+_TRUNK = (("tok_emb.weight",    "wte.weight",          "token_embd.weight"),
+          ("pos_emb.weight",    "wpe.weight",          "position_embd.weight"),
+          ("ln_f.weight",       "ln_f.weight",         "output_norm.weight"),
+          ("ln_f.bias",         "ln_f.bias",           "output_norm.bias"))
+_BLOCK = (("ln1.weight",        "ln_1.weight",         "attn_norm.weight"),
+          ("ln1.bias",          "ln_1.bias",           "attn_norm.bias"),
+          ("attn.qkv.weight",   "attn.c_attn.weight",  "attn_qkv.weight",      True),
+          ("attn.qkv.bias",     "attn.c_attn.bias",    "attn_qkv.bias"),
+          ("attn.proj.weight",  "attn.c_proj.weight",  "attn_output.weight",   True),
+          ("attn.proj.bias",    "attn.c_proj.bias",    "attn_output.bias"),
+          ("ln2.weight",        "ln_2.weight",         "ffn_norm.weight"),
+          ("ln2.bias",          "ln_2.bias",           "ffn_norm.bias"),
+          ("mlp.fc.weight",     "mlp.c_fc.weight",     "ffn_up.weight",        True),
+          ("mlp.fc.bias",       "mlp.c_fc.bias",       "ffn_up.bias"),
+          ("mlp.proj.weight",   "mlp.c_proj.weight",   "ffn_down.weight",      True),
+          ("mlp.proj.bias",     "mlp.c_proj.bias",     "ffn_down.bias"))
+_HEAD = TensorName("lm_head.weight", "lm_head.weight", "output.weight")
+
+
+def tensor_names(n_layer: int, tied: bool) -> list[TensorName]:
+    """Every tensor of a GPT-2-shaped model, under each format's name (a tied head is not stored)."""
+    names = [TensorName(*row) for row in _TRUNK]
+    for i in range(n_layer):
+        names += [TensorName(f"blocks.{i}.{r[0]}", f"h.{i}.{r[1]}", f"blk.{i}.{r[2]}", *r[3:]) for r in _BLOCK]
+    return names if tied else [*names, _HEAD]
 
 
 def fetch(spec: str) -> Path:
@@ -51,6 +98,9 @@ def fetch(spec: str) -> Path:
                            "their folder") from None
 
 
+# ---------------------------------------------------------------------- import: GPT-2 -> tinygpt
+
+
 def gpt2_config(hf: dict, source: str) -> ModelConfig:
     """Our settings for a GPT-2 config.json, refusing what this GPT does not compute."""
     if not isinstance(hf, dict) or hf.get("model_type") != "gpt2":
@@ -63,7 +113,7 @@ def gpt2_config(hf: dict, source: str) -> ModelConfig:
     unsupported = [k for k in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn") if hf.get(k)]
     if hf.get("scale_attn_weights") is False:
         unsupported.append("scale_attn_weights false")
-    if hf.get("layer_norm_epsilon", 1e-5) != 1e-5:
+    if hf.get("layer_norm_epsilon", LAYER_NORM_EPS) != LAYER_NORM_EPS:
         unsupported.append(f"layer_norm_epsilon {hf['layer_norm_epsilon']}")
     activation = ACTIVATIONS.get(hf.get("activation_function", "gelu_new"))
     if activation is None:
@@ -76,26 +126,85 @@ def gpt2_config(hf: dict, source: str) -> ModelConfig:
         raise TinyGPTError(f"{source}: this GPT-2 variant is not supported ({', '.join(unsupported)})")
     cfg = ModelConfig(vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
                       n_head=hf["n_head"], n_embd=n_embd, dropout=0.0, bias=True, qkv_bias=True, head_bias=False,
-                      tie_weights=True, activation=activation, mlp_ratio=inner // n_embd, norm="layernorm",
-                      pos_emb="learned", attn_scale="head_size")
+                      tie_weights=hf.get("tie_word_embeddings", True), activation=activation,
+                      mlp_ratio=inner // n_embd, norm="layernorm", pos_emb="learned", attn_scale="head_size")
     return cfg.validate()
 
 
-def gpt2_state(tensors: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
+def gpt2_state(tensors: dict[str, torch.Tensor], n_layer: int, tied: bool = True) -> dict[str, torch.Tensor]:
     """GPT-2's tensors under our names; its Conv1D weights (in, out) transposed to (out, in)."""
-    tensors = {k.removeprefix("transformer."): v for k, v in tensors.items()}
-    state = {"tok_emb.weight": tensors["wte.weight"], "pos_emb.weight": tensors["wpe.weight"],
-             "ln_f.weight": tensors["ln_f.weight"], "ln_f.bias": tensors["ln_f.bias"]}
-    for i in range(n_layer):
-        theirs, ours = f"h.{i}.", f"blocks.{i}."
-        for a, b in (("ln_1", "ln1"), ("ln_2", "ln2")):
-            state[ours + b + ".weight"] = tensors[theirs + a + ".weight"]
-            state[ours + b + ".bias"] = tensors[theirs + a + ".bias"]
-        for a, b in (("attn.c_attn", "attn.qkv"), ("attn.c_proj", "attn.proj"), ("mlp.c_fc", "mlp.fc"),
-                     ("mlp.c_proj", "mlp.proj")):
-            state[ours + b + ".weight"] = tensors[theirs + a + ".weight"].t().contiguous()  # (in, out) -> (out, in)
-            state[ours + b + ".bias"] = tensors[theirs + a + ".bias"]
+    tensors = {k.removeprefix(HF_PREFIX): v for k, v in tensors.items()}
+    state = {}
+    for name in tensor_names(n_layer, tied):
+        t = tensors[name.hf]
+        state[name.ours] = t.t().contiguous() if name.conv1d else t  # (in, out) -> (out, in)
     return state
+
+
+# ---------------------------------------------------------------------- export: tinygpt -> GPT-2
+
+
+def gpt2_misfits(cfg: ModelConfig) -> list[str]:
+    """The settings of `cfg` that GPT-2's architecture cannot compute (none: it is a GPT-2)."""
+    if cfg.arch != "gpt":
+        return [f"arch {cfg.arch} (not a GPT)"]
+    checks = [(cfg.pos_emb == "rope", "rotary positions (pos_emb rope)"),
+              (cfg.norm == "rmsnorm", "RMSNorm (norm rmsnorm)"),
+              (cfg.norm == "none", "no normalisation (norm none)"),
+              (cfg.qk_norm, "QK-norm (qk_norm)"),
+              (not cfg.residual, "no residual connections (residual false)"),
+              (not cfg.attn_proj, "no attention output projection (attn_proj false)"),
+              (cfg.mlp_ratio == 0, "no MLP (mlp_ratio 0)"),
+              (cfg.mlp_ratio > 0 and not cfg.mlp_proj, "no MLP output projection (mlp_proj false)"),
+              (cfg.activation not in EXPORT_ACTIVATIONS, f"activation {cfg.activation} (GPT-2 has "
+               f"{', '.join(EXPORT_ACTIVATIONS)})"),
+              (cfg.bias and cfg.head_bias, "a bias on the output head (bias with head_bias)")]
+    return [why for fails, why in checks if fails]
+
+
+def gpt2_form_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A run's tensors (canonical layout, our names) as GPT-2 computes them: every tensor of
+    `tensor_names` present, float32, the biases it lacks as zeros, the attention scale in the queries.
+
+    GPT-2 divides attention scores by sqrt(head_size). The lecture's 1/sqrt(n_embd) scale is the same
+    function with the query weights and bias multiplied by sqrt(head_size / n_embd), since the scores
+    are linear in the query.
+    """
+    C = cfg.n_embd
+    out = {k: v.detach().float().clone() for k, v in state.items()}
+    for name in tensor_names(cfg.n_layer, cfg.tie_weights):
+        if name.ours not in out and name.ours.endswith(".bias"):  # bias false: GPT-2's biases, all zero
+            rows = out[name.ours.removesuffix(".bias") + ".weight"].shape[0]
+            out[name.ours] = torch.zeros(rows)
+    if cfg.attn_scale == "n_embd":
+        fold = math.sqrt(cfg.head_size / C)
+        for i in range(cfg.n_layer):
+            out[f"blocks.{i}.attn.qkv.weight"][:C] *= fold  # (3C, C): the query rows first
+            out[f"blocks.{i}.attn.qkv.bias"][:C] *= fold
+    return out
+
+
+def hf_gpt2_config(cfg: ModelConfig, special_ids: dict[str, int]) -> dict:
+    """GPT-2's config.json for a run that fits (gpt2_misfits is empty); special_ids: bos/eos/pad ids."""
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
+            "n_positions": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+            "n_inner": cfg.mlp_ratio * cfg.n_embd, "activation_function": EXPORT_ACTIVATIONS[cfg.activation],
+            "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
+            "layer_norm_epsilon": LAYER_NORM_EPS, "initializer_range": 0.02, "scale_attn_weights": True,
+            "tie_word_embeddings": cfg.tie_weights, "use_cache": True, "torch_dtype": "float32",
+            "bos_token_id": special_ids.get("bos"), "eos_token_id": special_ids.get("eos"),
+            "pad_token_id": special_ids.get("pad")}
+
+
+def hf_gpt2_tensors(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of GPT2LMHeadModel's model.safetensors, from a run's canonical state."""
+    full = gpt2_form_state(cfg, state)
+    out = {}
+    for name in tensor_names(cfg.n_layer, cfg.tie_weights):
+        t = full[name.ours]
+        key = name.hf if name is _HEAD else HF_PREFIX + name.hf
+        out[key] = t.t().contiguous() if name.conv1d else t  # (out, in) -> Conv1D's (in, out)
+    return out
 
 
 def import_gpt2(spec: str, out: str | Path) -> Path:
@@ -120,7 +229,7 @@ def import_gpt2(spec: str, out: str | Path) -> Path:
     tensors, _ = load_tensors(folder / "model.safetensors")
     model = build_model(model_cfg)
     try:
-        state = gpt2_state(tensors, model_cfg.n_layer)
+        state = gpt2_state(tensors, model_cfg.n_layer, model_cfg.tie_weights)
     except KeyError as e:
         raise TinyGPTError(f"{folder / 'model.safetensors'} has no tensor {e.args[0]}; is it a GPT-2 checkpoint?"
                            ) from None
