@@ -12,6 +12,7 @@
     tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
     tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
+    tinygpt demo assistant [--out DIR] [--seed N] [--quick]
     tinygpt presets
     tinygpt lesson basics|attention
 
@@ -19,7 +20,7 @@
     look.py     inspect, plot, explain
     recipes.py  import, presets, lesson
     chat.py     sft, chat             reward.py   reward
-    rl.py       rl
+    rl.py       rl                    demo.py     demo assistant
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -32,7 +33,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, look, recipes, reward, rl, sample, train
+from . import chat, demo, look, recipes, reward, rl, sample, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
     chat.add_parsers(sub)
     rl.add_parser(sub)
     reward.add_parsers(sub)
+    demo.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 

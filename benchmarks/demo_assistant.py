@@ -1,0 +1,87 @@
+"""`tinygpt demo assistant` for three seeds, against issue 11's numbers.
+
+    python benchmarks/demo_assistant.py                    # seeds 0 1 2 (~a quarter of an hour on 2 cores)
+    python benchmarks/demo_assistant.py --seeds 0 --keep runs/bench-demo
+
+Each seed is one `tinygpt demo assistant --seed S` in a subprocess, timed from the outside (so the
+wall time counts start-up and imports), with the load average before and after. The targets:
+the demo within 10 minutes; sft at least 40 points above the base; rl above sft by more than the
+spread (max - min) of the three seeds' scores; reward accuracy >= 0.90; the KL reported and bounded
+(here: below 2 nats per reply). Results go to benchmarks/results/demo_assistant.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KL_BOUND = 2.0  # nats per reply: a policy this close to sft still writes its sentence
+
+
+def one_seed(seed: int, folder: Path) -> dict:
+    out = folder / f"demo-{seed}"
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    command = [sys.executable, "-m", "tinygpt", "demo", "assistant", "--seed", str(seed), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"seed {seed}: the demo failed: {done.stderr.strip()[-2000:]}")
+    print(done.stdout, flush=True)
+    results = json.loads((out / "results.json").read_text())
+    results.update(wall_s=round(wall, 1), load_before=round(load_before, 2), load_after=round(os.getloadavg()[0], 2),
+                   printed=done.stdout)
+    return results
+
+
+def summary(runs: list[dict]) -> dict:
+    def scores(stage):
+        return [r[stage]["score"] for r in runs]
+
+    base, sft, rl = scores("base"), scores("sft"), scores("rl")
+    spread = max(max(s) - min(s) for s in (sft, rl))
+    gains = [b - a for a, b in zip(sft, rl)]
+    accuracy = [r["reward_accuracy"] for r in runs]
+    kl = [r["rl"]["kl"] for r in runs]
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "median": {"base": statistics.median(base), "sft": statistics.median(sft), "rl": statistics.median(rl),
+                   "reward_accuracy": statistics.median(accuracy), "kl": statistics.median(kl),
+                   "wall_s": statistics.median(walls)},
+        "spread_of_seeds": spread,
+        "targets": {
+            "end_to_end_at_most_600_s": max(walls) <= 600,
+            "sft_40_points_above_base": min(b - a for a, b in zip(base, sft)) >= 40,
+            "rl_above_sft_by_more_than_the_spread": statistics.mean(gains) > spread,
+            "reward_accuracy_at_least_0.90": min(accuracy) >= 0.90,
+            "kl_bounded": max(abs(k) for k in kl) < KL_BOUND,
+        },
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description="tinygpt demo assistant for several seeds, against issue 11's "
+                                     "numbers; writes benchmarks/results/demo_assistant.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--keep", default="", help="keep the demos' runs in this folder (default: a temporary one)")
+    parser.add_argument("--out", default=str(HERE / "results" / "demo_assistant.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        runs = [one_seed(seed, folder) for seed in args.seeds]
+    report = {"command": "python benchmarks/demo_assistant.py", "machine": f"{os.cpu_count()} CPU cores",
+              "runs": runs, **summary(runs)}
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: report[k] for k in ("median", "spread_of_seeds", "targets")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""`tinygpt demo assistant`: the lecture's path from document completer to assistant, in minutes on a CPU.
+
+    results = run_demo("runs/demo-assistant", seed=0)           # or quick=True: tiny models, seconds
+
+Four stages, each through the verb a user would run, on the arithmetic world of arithmetic.py:
+
+1. pretrain (`tinygpt.train`): a small character-level GPT reads statements of sums ("3 + 4 = 7.");
+2. sft (`tinygpt sft`): it learns to answer "What is 3 + 4?" with "The answer is 7." from a few
+   demonstrations (a minority of the training questions: demonstrations are what costs people time);
+3. reward (`tinygpt reward`): the sft model answers each training question a few times (sampled,
+   temperature 1), and every reply the grader finds wrong or malformed becomes a preference pair, the
+   answer sentence chosen over it: what labellers do when they rank a model's own samples (InstructGPT).
+   A reward model learns from these pairs;
+4. rl (`tinygpt rl`): the sft model answers every training question itself and is rewarded by the
+   grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to the sft model.
+
+After each stage the demo grades greedy replies to the held-out questions, which no stage trains
+on. The base model is graded through the same chat template: its weights with the chat tokens'
+rows added as `tinygpt sft` adds them, i.e. the sft model at step 0. The reward model is scored on
+pairs made the same way from the sft model's replies to the held-out questions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..chat import ChatFormat
+from ..checkpoint import load_weights_into
+from ..errors import TinyGPTError
+from ..model import build_model
+from ..rundir import RunDir
+from .arithmetic import World, grade, question
+
+REWARD_FUNCTION = "tinygpt.demo.arithmetic:exact_answer"
+MAX_REPLY_TOKENS = 24  # "The answer is 18." is 17 characters; room for a longer wrong one
+
+
+@dataclass
+class Recipe:
+    """Every stage's settings: the verbs' own (tinygpt train's names), and how much data each sees."""
+
+    size: int = 15
+    # tinygpt train's --threads. One: on the shared 2-core machine, two threads per process waited for each
+    # other (the pretraining did not reach step 500 in 160 CPU-seconds; one thread ran 100 steps in 9 s).
+    threads: int = 1
+    sft_questions: int = 30  # demonstrations, taken from the training questions
+    samples_per_question: int = 4  # sft replies sampled per training question, for the preference pairs
+    samples_per_held_out: int = 8  # the same for the held-out questions (the reward model's test)
+    document_copies: int = 30
+    model: dict = field(default_factory=lambda: dict(
+        tokenizer="char", block_size=48, n_layer=2, n_head=4, n_embd=96, dropout=0.0, bias=False, norm="rmsnorm",
+        pos_emb="rope", qk_norm=True, activation="relu2", zero_init_proj=True))
+    pretrain: dict = field(default_factory=lambda: dict(
+        optimizer="muon", muon_lr=0.02, lr=3e-3, batch_size=32, lr_schedule="wsd", warmup_iters=20,
+        cooldown_frac=0.4, min_lr=1e-4, max_iters=1200, eval_interval=400, eval_max_tokens=8192, val_fraction=0.05))
+    sft: dict = field(default_factory=lambda: dict(
+        lr=1e-3, batch_size=16, max_iters=100, warmup_iters=10, eval_interval=50, val_fraction=0.1))
+    reward: dict = field(default_factory=lambda: dict(
+        lr=1e-3, batch_size=32, max_iters=300, warmup_iters=20, eval_interval=100, val_fraction=0.05))
+    rl: dict = field(default_factory=lambda: dict(
+        algorithm="grpo", group_size=8, batch_size=32, epochs=1, rollout_batches=1, temperature=1.0, kl_coef=0.05,
+        max_new_tokens=MAX_REPLY_TOKENS, lr=3e-4, warmup_iters=5, max_iters=200, eval_interval=100,
+        val_fraction=0.1))
+
+
+QUICK = Recipe(
+    size=5, sft_questions=10, document_copies=4, samples_per_question=2, samples_per_held_out=2,
+    model=dict(tokenizer="char", block_size=48, n_layer=1, n_head=2, n_embd=16),
+    pretrain=dict(batch_size=8, max_iters=20, eval_interval=10, warmup_iters=2, val_fraction=0.1),
+    sft=dict(batch_size=4, max_iters=6, warmup_iters=1, eval_interval=3, val_fraction=0.2),
+    reward=dict(batch_size=4, max_iters=6, warmup_iters=1, eval_interval=3, val_fraction=0.2),
+    rl=dict(algorithm="grpo", group_size=2, batch_size=4, max_new_tokens=MAX_REPLY_TOKENS, max_iters=4,
+            warmup_iters=1, eval_interval=2, val_fraction=0.2))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def write_data(world: World, recipe: Recipe, folder: Path) -> dict[str, Path]:
+    """The files the stages read that need no model, into `folder`: the pretraining text, the sft
+    demonstrations, the rl prompts (the preference pairs come from the sft model: `sampled_pairs`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    demonstrations = world.train[: recipe.sft_questions]
+    text = folder / "documents.txt"
+    text.write_text(world.documents(recipe.document_copies), encoding="utf-8")
+    return {"documents": text,
+            "sft": write_jsonl(folder / "sft.jsonl", world.conversations(demonstrations)),
+            "prompts": write_jsonl(folder / "prompts.jsonl", world.prompts(world.train)),
+            "pairs": folder / "pairs.jsonl", "held_out_pairs": folder / "held_out_pairs.jsonl"}
+
+
+def load_policy(run: RunDir, chat: ChatFormat | None = None):
+    """The model of `run`, best weights, in eval mode; with `chat` (a plain pretrained run): its weights
+    with rows for the chat tokens, as `tinygpt sft` starts from them."""
+    import dataclasses
+
+    from ..training.sft import grow_vocabulary
+
+    config = run.read_config().model
+    state, path = run.read_weights("best")
+    if chat is not None:
+        config = dataclasses.replace(config, vocab_size=chat.tokenizer.vocab_size)
+        state = grow_vocabulary(state, chat.tokenizer.vocab_size)
+    model = build_model(config)
+    load_weights_into(model, state, path)
+    return model.eval()
+
+
+@torch.no_grad()
+def reply_texts(model, chat: ChatFormat, questions: list[str], temperature: float = 0.0,
+                seeds: list[int] | None = None) -> list[str]:
+    """`model`'s reply to each question through the chat template, as text (without the token that
+    ended it): greedy, or sampled at `temperature` with one seed per question."""
+    from ..training.rollouts import sample_replies
+
+    stop = {*chat.role_ids.values(), chat.end_id}
+    prompts = [chat.prompt_ids([{"role": "user", "content": q}]) for q in questions]
+    replies = []
+    for start in range(0, len(prompts), 64):
+        rows = slice(start, start + 64)
+        replies += sample_replies(model, prompts[rows], stop, MAX_REPLY_TOKENS, temperature,
+                                  seeds[rows] if seeds is not None else None)
+    return [chat.tokenizer.decode(r[:-1] if r and r[-1] in stop else r).strip() for r in replies]
+
+
+def sampled_pairs(model, chat: ChatFormat, pairs, samples: int, seed: int) -> list[dict]:
+    """Preference pairs from `model`'s own replies: `samples` replies to each question (temperature 1),
+    and for each distinct one the grader does not call right, the answer sentence chosen over it."""
+    questions = [question(a, b) for a, b in pairs for _ in range(samples)]
+    seeds = [seed * 1_000_003 + i for i in range(len(questions))]
+    rows, seen = [], set()
+    for i, text in enumerate(reply_texts(model, chat, questions, 1.0, seeds)):
+        a, b = pairs[i // samples]
+        if text and grade(questions[i], text) != "right" and (a, b, text) not in seen:
+            seen.add((a, b, text))
+            rows.append(World.preference_pair(a, b, text))
+    return rows
+
+
+def grade_model(model, chat: ChatFormat, pairs) -> dict:
+    """Greedy replies to the questions `pairs` through the chat template, graded: the score (percent
+    right), the percent well formed (right or wrong, not malformed) and every reply."""
+    questions = [question(a, b) for a, b in pairs]
+    texts = reply_texts(model, chat, questions)
+    grades = [grade(q, t) for q, t in zip(questions, texts)]
+    return {"score": 100.0 * grades.count("right") / len(grades),
+            "well_formed": 100.0 * (len(grades) - grades.count("malformed")) / len(grades),
+            "replies": dict(zip(questions, texts))}
+
+
+class Stages:
+    """Runs the stages in order, timing each and keeping their logs out of the table."""
+
+    def __init__(self, out: Path, seed: int, threads: int, log):
+        self.out, self.seed, self.threads = out, seed, threads
+        self.log_file = (out / "log.txt").open("a", encoding="utf-8")
+        self.say = log
+        self.times: dict[str, float] = {}
+
+    def quiet(self, message: str):
+        self.log_file.write(message + "\n")
+        self.log_file.flush()
+
+    def common(self, name: str) -> dict:
+        return dict(out=str(self.out / name), seed=self.seed, progress=False, sample_tokens=0, threads=self.threads,
+                    device="cpu", log=self.quiet)
+
+    def timed(self, name: str, work):
+        self.say(f"{name}...")
+        start = time.perf_counter()
+        result = work()
+        self.times[name] = time.perf_counter() - start
+        return result
+
+
+def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool = False, log=print) -> dict:
+    """Run the four stages into `out` (which must not hold a demo yet) and return (and write to
+    out/results.json) each stage's held-out score, the reward model's accuracy, the KL and the times."""
+    from .. import train
+    from ..training.reward import evaluate_reward_run
+    from ..training.reward import reward as train_reward
+    from ..training.rl import rl as reinforce
+    from ..training.sft import sft as fine_tune
+
+    recipe = QUICK if quick else Recipe()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    world = World(seed=seed, size=recipe.size)
+    files = write_data(world, recipe, out / "data")
+    stages = Stages(out, seed, recipe.threads, log)
+    started = time.perf_counter()
+
+    def pretrain():
+        train(data=str(files["documents"]), **recipe.model, **recipe.pretrain, **stages.common("base"))
+        chat = ChatFormat.new(RunDir(out / "base").read_tokenizer())
+        return grade_model(load_policy(RunDir(out / "base"), chat), chat, world.held_out)
+
+    def supervised():
+        fine_tune(str(out / "base"), data=str(files["sft"]), **recipe.sft, **stages.common("sft"))
+        return grade_model(load_policy(RunDir(out / "sft")), sft_chat(out / "sft"), world.held_out)
+
+    def preferences():
+        model, chat = load_policy(RunDir(out / "sft")), sft_chat(out / "sft")
+        write_jsonl(files["pairs"], sampled_pairs(model, chat, world.train, recipe.samples_per_question, seed))
+        held_out = sampled_pairs(model, chat, world.held_out, recipe.samples_per_held_out, seed + 1)
+        if not held_out:
+            raise TinyGPTError("the sft model answered every held-out question right in every sample: there are no "
+                               "held-out preference pairs to score the reward model on")
+        write_jsonl(files["held_out_pairs"], held_out)
+        run = train_reward(str(out / "sft"), data=str(files["pairs"]), **recipe.reward, **stages.common("reward"))
+        from ..run import load
+
+        return evaluate_reward_run(load(run.out_dir, device="cpu"), data=str(files["held_out_pairs"]))
+
+    def reinforcement():
+        reinforce(str(out / "sft"), prompts=str(files["prompts"]), reward=REWARD_FUNCTION, **recipe.rl,
+                  **stages.common("rl"))
+        graded = grade_model(load_policy(RunDir(out / "rl")), sft_chat(out / "rl"), world.held_out)
+        metrics = [m for m in RunDir(out / "rl").read_metrics() if m.get("kl") is not None]
+        graded["kl"] = metrics[-1]["kl"]
+        return graded
+
+    base = stages.timed("base", pretrain)
+    sft = stages.timed("sft", supervised)
+    accuracy = stages.timed("reward", preferences)
+    rl = stages.timed("rl", reinforcement)
+    results = {
+        "seed": seed, "quick": quick, "held_out_questions": len(world.held_out),
+        "base": {"score": base["score"], "well_formed": base["well_formed"], "seconds": stages.times["base"]},
+        "sft": {"score": sft["score"], "well_formed": sft["well_formed"], "seconds": stages.times["sft"]},
+        "reward_accuracy": accuracy["val_accuracy"],
+        "reward": {"accuracy": accuracy["val_accuracy"], "pairs": accuracy["pairs"],
+                   "seconds": stages.times["reward"]},
+        "rl": {"score": rl["score"], "well_formed": rl["well_formed"], "kl": rl["kl"], "seconds": stages.times["rl"]},
+        "total_seconds": time.perf_counter() - started,
+        "samples": {q: {"base": base["replies"][q], "sft": sft["replies"][q], "rl": rl["replies"][q]}
+                    for q in base["replies"]},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def sft_chat(run_dir: Path) -> ChatFormat:
+    run = RunDir(run_dir)
+    return ChatFormat(run.read_tokenizer(), run.read_chat_template(), origin=str(run.chat_template_path))
+
+
+def table(results: dict) -> str:
+    """The stage-by-stage table the command prints."""
+    n = results["held_out_questions"]
+    rows = [("stage", f"held-out score ({n} questions)", "well formed", "other", "seconds"),
+            ("base (pretrained)", f"{results['base']['score']:.1f}", f"{results['base']['well_formed']:.1f}", "",
+             f"{results['base']['seconds']:.1f}"),
+            ("sft", f"{results['sft']['score']:.1f}", f"{results['sft']['well_formed']:.1f}", "",
+             f"{results['sft']['seconds']:.1f}"),
+            ("reward model", "", "", f"pairwise accuracy {results['reward_accuracy']:.3f} "
+             f"({results['reward']['pairs']} pairs)", f"{results['reward']['seconds']:.1f}"),
+            ("rl", f"{results['rl']['score']:.1f}", f"{results['rl']['well_formed']:.1f}",
+             f"KL to sft {results['rl']['kl']:.3f} nats/reply", f"{results['rl']['seconds']:.1f}")]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"total {results['total_seconds']:.1f}s")
+    return "\n".join(lines)

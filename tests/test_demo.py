@@ -1,0 +1,91 @@
+"""`tinygpt demo assistant`: built-in data that is the same for the same seed and keeps its held-out
+questions out of every stage's training data, a grader that means what it says, and the whole
+pipeline (pretrain, sft, reward, rl) run through the command on a tiny setting."""
+
+import json
+
+import pytest
+
+from tinygpt.cli import main
+from tinygpt.demo.arithmetic import World, exact_answer, grade
+from tinygpt.demo.assistant import Recipe, write_data
+
+
+def test_the_same_seed_gives_the_same_world_and_another_seed_another_split():
+    a, b, other = World(seed=3), World(seed=3), World(seed=4)
+    assert a.held_out == b.held_out and a.documents() == b.documents()
+    assert len(a.held_out) == 45 and len(a.train) == 180  # a fifth of the 225 sums of 0..14
+    assert set(a.held_out) != set(other.held_out)
+    assert set(a.held_out) | set(a.train) == {(x, y) for x in range(15) for y in range(15)}
+
+
+def test_held_out_questions_appear_in_no_file_a_stage_trains_on(tmp_path):
+    world = World(seed=0)
+    files = write_data(world, Recipe(), tmp_path)
+    held_out = [f"What is {a} + {b}?" for a, b in world.held_out]
+    for name in ("sft", "prompts"):
+        text = files[name].read_text(encoding="utf-8")
+        assert not [q for q in held_out if q in text], name
+    asked = [json.loads(line)["prompt"] for line in files["prompts"].read_text().splitlines()]
+    assert len(asked) == 180 and len(files["sft"].read_text().splitlines()) == 30
+    # Pretraining states every sum, but never as the question or the answer sentence.
+    documents = files["documents"].read_text(encoding="utf-8")
+    assert "What is" not in documents and "The answer is" not in documents
+    assert all(f"{a} + {b} = {a + b}." in documents for a, b in world.held_out)
+
+
+def test_the_grader_accepts_only_the_exact_answer_sentence():
+    assert grade("What is 3 + 4?", "The answer is 7.") == "right"
+    assert grade("What is 3 + 4?", "  The answer is 7. ") == "right"  # the whitespace around a reply is not read
+    assert grade("What is 9 + 9?", "The answer is 18.") == "right"
+    assert grade("What is 3 + 4?", "The answer is 8.") == "wrong"
+    assert grade("What is 3 + 4?", "The answer is 70.") == "wrong"
+    for malformed in ("7", "The answer is 7", "The answer is seven.", "3 + 4 = 7.", "The answer is 7.7.", ""):
+        assert grade("What is 3 + 4?", malformed) == "malformed", malformed
+    assert exact_answer("What is 3 + 4?", "The answer is 7.") == 1.0
+    assert exact_answer("What is 3 + 4?", "The answer is 6.") == 0.0
+    assert exact_answer("What is 3 + 4?", "7") == 0.0
+    with pytest.raises(ValueError, match="not a question of the demo"):
+        grade("What is 3 times 4?", "The answer is 12.")
+
+
+def test_a_preference_pair_chooses_the_answer_sentence_over_the_reply_given():
+    assert World.preference_pair(3, 4, "The answer is 8.") == {
+        "prompt": [{"role": "user", "content": "What is 3 + 4?"}],
+        "chosen": [{"role": "assistant", "content": "The answer is 7."}],
+        "rejected": [{"role": "assistant", "content": "The answer is 8."}]}
+
+
+def test_the_quick_demo_runs_every_stage_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "assistant", "--quick", "--out", str(out), "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    for stage in ("base", "sft", "rl"):
+        assert 0.0 <= results[stage]["score"] <= 100.0 and results[stage]["seconds"] > 0
+        assert f"{results[stage]['score']:.1f}" in printed
+    held_out_pairs = (out / "data" / "held_out_pairs.jsonl").read_text().splitlines()
+    assert 0.0 <= results["reward_accuracy"] <= 1.0 and results["reward"]["pairs"] == len(held_out_pairs)
+    assert results["rl"]["kl"] >= -1.0  # a sample of the KL; reported, not yet trained toward
+    assert "pairwise accuracy" in printed and "KL to sft" in printed
+    assert len(results["samples"]) == results["held_out_questions"] == 5  # the 25 sums of 0..4, a fifth held out
+    assert all(set(replies) == {"base", "sft", "rl"} for replies in results["samples"].values())
+    for stage in ("base", "sft", "reward", "rl"):
+        assert (out / stage / "config.json").is_file()
+    # The preference pairs are the sft model's own replies that the grader does not call right: those
+    # to training questions to learn from, those to held-out questions to score the reward model on.
+    world = World(seed=1, size=5)
+    held_out = {f"What is {a} + {b}?" for a, b in world.held_out}
+    for name, questions in (("pairs", set()), ("held_out_pairs", held_out)):
+        pairs = [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text().splitlines()]
+        asked = {p["prompt"][0]["content"] for p in pairs}
+        assert pairs and (asked <= held_out if questions else not asked & held_out), name
+        for p in pairs:
+            assert grade(p["prompt"][0]["content"], p["chosen"][0]["content"]) == "right"
+            assert grade(p["prompt"][0]["content"], p["rejected"][0]["content"]) != "right"
+    for name in ("sft", "prompts"):
+        text = (out / "data" / f"{name}.jsonl").read_text()
+        assert not [q for q in held_out if q in text], name
+    # A second demo into the same folder is refused, in one line.
+    assert main(["demo", "assistant", "--quick", "--out", str(out)]) == 2
+    assert "already holds a demo" in capsys.readouterr().err
