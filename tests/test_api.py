@@ -91,3 +91,14 @@ def test_every_module_and_main_entry_point_says_what_it_is_for():
     for obj in (main, GPT, build_model, load_tokenizer, train_tokenizer, Trainer, Trainer.train,
                 Trainer.request_stop):
         assert inspect.getdoc(obj), obj
+
+
+def test_the_assistant_stages_are_package_functions_that_check_their_input(char_run, tmp_path):
+    for stage, kwargs in ((tinygpt.sft, dict(base=str(char_run), data=str(tmp_path / "none.jsonl"))),
+                          (tinygpt.reward, dict(base=str(char_run), data=str(tmp_path / "none.jsonl"))),
+                          (tinygpt.rl, dict(sft_run=str(char_run), prompts=str(tmp_path / "none.jsonl"),
+                                            reward="no_such_module:f"))):
+        with pytest.raises(tinygpt.TinyGPTError) as e:
+            stage(**kwargs, out=str(tmp_path / stage.__name__))
+        assert "\n" not in str(e.value)
+        assert not (tmp_path / stage.__name__).exists()  # nothing written

@@ -7,6 +7,11 @@
     print(run.evaluate())
     tinygpt.import_gpt2("hf:openai-community/gpt2", "runs/gpt2")   # GPT-2's weights, as a run
     tinygpt.export("runs/rhyme", to="hf", out="exports/rhyme")      # for transformers (or to="gguf")
+
+    tinygpt.sft("runs/base", data="chats.jsonl", out="runs/sft")                  # from document completer
+    tinygpt.reward("runs/sft", data="pairs.jsonl", out="runs/reward")             # to assistant
+    tinygpt.rl("runs/sft", prompts="prompts.jsonl", reward="runs/reward", out="runs/rl")
+    tinygpt.load("runs/rl").chat([{"role": "user", "content": "What is 2 + 3?"}])
 """
 
 __version__ = "0.1.0"
@@ -50,4 +55,29 @@ def export(run_dir: str, to: str = "hf", out: str | None = None, force: bool = F
     return write(run_dir, to, out, force)
 
 
-__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2", "export"]
+def sft(base: str, data: str, **settings):
+    """Supervised fine-tuning of the run `base` on the conversations in `data` (`tinygpt sft`): out=,
+    resume=, and the settings of `tinygpt train`. Returns a `TrainResult`."""
+    from .training.sft import sft as fine_tune
+
+    return fine_tune(base, data, **settings)
+
+
+def reward(base: str, data: str, **settings):
+    """A reward model from the run `base`, trained on the preference pairs in `data` (`tinygpt reward`):
+    out=, resume=, and the settings of `tinygpt train`. Returns a `TrainResult`."""
+    from .training.reward import reward as train_reward
+
+    return train_reward(base, data, **settings)
+
+
+def rl(sft_run: str, prompts: str, reward: str, **settings):
+    """Reinforcement learning of the sft run `sft_run` on `prompts` against `reward` (a reward run, or
+    module:function) (`tinygpt rl`): algorithm="ppo" or "grpo", out=, resume=, the RL settings and
+    those of `tinygpt train`. Returns a `TrainResult`."""
+    from .training.rl import rl as reinforce
+
+    return reinforce(sft_run, prompts, reward, **settings)
+
+
+__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2", "export", "sft", "reward", "rl"]
