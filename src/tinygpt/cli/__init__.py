@@ -8,6 +8,7 @@
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
     tinygpt import FOLDER|hf:NAME [--out DIR]
+    tinygpt export RUN --to hf|gguf [--out PATH] [--force]
     tinygpt sft BASE_RUN --data FILE.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
     tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
@@ -18,7 +19,7 @@
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain
-    recipes.py  import, presets, lesson
+    recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
     args.py     the parser and the arguments several verbs share
