@@ -6,8 +6,9 @@
 Each seed is one `tinygpt demo assistant --seed S` in a subprocess, timed from the outside (so the
 wall time counts start-up and imports), with the load average before and after. The targets:
 the demo within 10 minutes; sft at least 40 points above the base; rl above sft by more than the
-spread (max - min) of the three seeds' scores; reward accuracy >= 0.90; the KL reported and bounded
-(here: below 2 nats per reply). Results go to benchmarks/results/demo_assistant.json.
+spread (max - min) of the three seeds' scores, read strictly (the mean gain against the larger of the
+sft and rl spreads) and leniently (every seed's gain against the rl spread); reward accuracy >= 0.90;
+the KL reported and bounded (here: below 2 nats per reply). Results go to benchmarks/results/demo_assistant.json.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def summary(runs: list[dict]) -> dict:
         return [r[stage]["score"] for r in runs]
 
     base, sft, rl = scores("base"), scores("sft"), scores("rl")
-    spread = max(max(s) - min(s) for s in (sft, rl))
+    spreads = {"sft": max(sft) - min(sft), "rl": max(rl) - min(rl)}
     gains = [b - a for a, b in zip(sft, rl)]
     accuracy = [r["reward_accuracy"] for r in runs]
     kl = [r["rl"]["kl"] for r in runs]
@@ -56,11 +57,15 @@ def summary(runs: list[dict]) -> dict:
         "median": {"base": statistics.median(base), "sft": statistics.median(sft), "rl": statistics.median(rl),
                    "reward_accuracy": statistics.median(accuracy), "kl": statistics.median(kl),
                    "wall_s": statistics.median(walls)},
-        "spread_of_seeds": spread,
+        "spread_of_seeds": spreads,
+        "rl_minus_sft": gains,
         "targets": {
             "end_to_end_at_most_600_s": max(walls) <= 600,
             "sft_40_points_above_base": min(b - a for a, b in zip(base, sft)) >= 40,
-            "rl_above_sft_by_more_than_the_spread": statistics.mean(gains) > spread,
+            # Strict: the mean gain beats the larger spread of the two stages' scores (sft's, here).
+            "rl_above_sft_by_more_than_the_spread": statistics.mean(gains) > max(spreads.values()),
+            # Lenient: every seed's gain beats the spread of the rl scores.
+            "rl_above_sft_on_every_seed_by_more_than_the_rl_spread": min(gains) > spreads["rl"],
             "reward_accuracy_at_least_0.90": min(accuracy) >= 0.90,
             "kl_bounded": max(abs(k) for k in kl) < KL_BOUND,
         },

@@ -27,7 +27,7 @@ def test_held_out_questions_appear_in_no_file_a_stage_trains_on(tmp_path):
         text = files[name].read_text(encoding="utf-8")
         assert not [q for q in held_out if q in text], name
     asked = [json.loads(line)["prompt"] for line in files["prompts"].read_text().splitlines()]
-    assert len(asked) == 180 and len(files["sft"].read_text().splitlines()) == 30
+    assert len(asked) == 180 and len(files["sft"].read_text().splitlines()) == 60
     # Pretraining states every sum, but never as the question or the answer sentence.
     documents = files["documents"].read_text(encoding="utf-8")
     assert "What is" not in documents and "The answer is" not in documents

@@ -35,7 +35,10 @@ def demo(args) -> int:
         raise TinyGPTError(f"{out} already holds a demo; remove it or pass another --out")
     results = run_demo(out, seed=args.seed, quick=args.quick, log=lambda m: print(m, flush=True))
     print(table(results))
-    q, sample = next(iter(results["samples"].items()))
+    samples = results["samples"]
+    # A question the stages answer differently shows most; the first one when they all agree.
+    q = next((q for q, r in samples.items() if len({r["base"], r["sft"], r["rl"]}) == 3), next(iter(samples)))
+    sample = samples[q]
     print(f"\nheld-out question {q!r}:")
     for stage in ("base", "sft", "rl"):
         print(f"  {stage:>4}: {json.dumps(sample[stage])}")

@@ -48,8 +48,8 @@ class Recipe:
     # tinygpt train's --threads. One: on the shared 2-core machine, two threads per process waited for each
     # other (the pretraining did not reach step 500 in 160 CPU-seconds; one thread ran 100 steps in 9 s).
     threads: int = 1
-    sft_questions: int = 30  # demonstrations, taken from the training questions
-    samples_per_question: int = 4  # sft replies sampled per training question, for the preference pairs
+    sft_questions: int = 60  # demonstrations, a third of the training questions
+    samples_per_question: int = 8  # sft replies sampled per training question, for the preference pairs
     samples_per_held_out: int = 8  # the same for the held-out questions (the reward model's test)
     document_copies: int = 30
     model: dict = field(default_factory=lambda: dict(
@@ -64,7 +64,7 @@ class Recipe:
         lr=1e-3, batch_size=32, max_iters=300, warmup_iters=20, eval_interval=100, val_fraction=0.05))
     rl: dict = field(default_factory=lambda: dict(
         algorithm="grpo", group_size=8, batch_size=32, epochs=1, rollout_batches=1, temperature=1.0, kl_coef=0.05,
-        max_new_tokens=MAX_REPLY_TOKENS, lr=3e-4, warmup_iters=5, max_iters=200, eval_interval=100,
+        max_new_tokens=MAX_REPLY_TOKENS, lr=3e-4, warmup_iters=5, max_iters=600, eval_interval=200,
         val_fraction=0.1))
 
 
@@ -96,15 +96,15 @@ def write_data(world: World, recipe: Recipe, folder: Path) -> dict[str, Path]:
             "pairs": folder / "pairs.jsonl", "held_out_pairs": folder / "held_out_pairs.jsonl"}
 
 
-def load_policy(run: RunDir, chat: ChatFormat | None = None):
-    """The model of `run`, best weights, in eval mode; with `chat` (a plain pretrained run): its weights
-    with rows for the chat tokens, as `tinygpt sft` starts from them."""
+def load_policy(run: RunDir, chat: ChatFormat | None = None, which: str = "best"):
+    """The model of `run` (`which`: its best or latest weights), in eval mode; with `chat` (a plain
+    pretrained run): its weights with rows for the chat tokens, as `tinygpt sft` starts from them."""
     import dataclasses
 
     from ..training.sft import grow_vocabulary
 
     config = run.read_config().model
-    state, path = run.read_weights("best")
+    state, path = run.read_weights(which)
     if chat is not None:
         config = dataclasses.replace(config, vocab_size=chat.tokenizer.vocab_size)
         state = grow_vocabulary(state, chat.tokenizer.vocab_size)
@@ -222,7 +222,9 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
     def reinforcement():
         reinforce(str(out / "sft"), prompts=str(files["prompts"]), reward=REWARD_FUNCTION, **recipe.rl,
                   **stages.common("rl"))
-        graded = grade_model(load_policy(RunDir(out / "rl")), sft_chat(out / "rl"), world.held_out)
+        # The last policy, not the best: its greedy replies to the few validation prompts are all right
+        # long before the rollouts stop improving, and the first of equal scores would be kept.
+        graded = grade_model(load_policy(RunDir(out / "rl"), which="latest"), sft_chat(out / "rl"), world.held_out)
         metrics = [m for m in RunDir(out / "rl").read_metrics() if m.get("kl") is not None]
         graded["kl"] = metrics[-1]["kl"]
         return graded
