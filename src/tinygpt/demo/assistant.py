@@ -11,8 +11,9 @@ Four stages, each through the verb a user would run, on the arithmetic world of 
    temperature 1), and every reply the grader finds wrong or malformed becomes a preference pair, the
    answer sentence chosen over it: what labellers do when they rank a model's own samples (InstructGPT).
    A reward model learns from these pairs;
-4. rl (`tinygpt rl`): the sft model answers every training question itself and is rewarded by the
-   grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to the sft model.
+4. rl (`tinygpt rl`): the sft model answers the training questions itself (no answers given) and is
+   rewarded by the grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to
+   the sft model.
 
 After each stage the demo grades greedy replies to the held-out questions, which no stage trains
 on. The base model is graded through the same chat template: its weights with the chat tokens'
