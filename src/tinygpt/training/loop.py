@@ -234,10 +234,9 @@ class Trainer:
         # A resumed run starts from the restored optimizer's rate, and from the evaluation of the
         # step it resumes at if that was recorded (so resuming a finished run adds no duplicate).
         lr, last = self.optimizer.param_groups[0]["lr"], None
-        if self.resume and self.records is not None and (previous := self.records.last()) is not None:
-            last = previous if previous.get("step") == self.step else None
         if self.resume:
-            last = self._agree_on(last)
+            previous = self.records.last() if self.records is not None else None  # the main process reads it
+            last = self._agree_on(previous if previous and previous.get("step") == self.step else None)
         try:
             with self.stop:
                 if dist.is_main:
