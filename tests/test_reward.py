@@ -220,7 +220,7 @@ def test_a_bad_line_is_named_by_file_and_line(capsys, char_run, tmp_path, case):
 
 def test_no_data_a_missing_file_or_a_base_that_is_not_a_gpt_is_refused(capsys, char_run, reward_run, tmp_path):
     for args, problem in (([str(char_run)], "--data FILE.jsonl"),
-                          ([str(char_run), "--data", str(tmp_path / "nope.jsonl")], "preference file"),
+                          ([str(char_run), "--data", str(tmp_path / "nope.jsonl")], "preference pair file"),
                           ([str(reward_run), "--data", str(tmp_path / "nope.jsonl")], "is a reward model; a reward "
                                                                                      "model starts from a GPT's trunk"),
                           ([str(char_run), "--data", "x.jsonl", "--sample-tokens", "5"], "leave out --sample-tokens")):

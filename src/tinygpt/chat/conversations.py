@@ -15,12 +15,10 @@ are skipped. A bad line is one error naming its file and line number.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import TinyGPTError
+from .jsonl import read_jsonl
 from .template import check_messages
 
 
@@ -33,50 +31,17 @@ class Conversation:
     where: str
 
 
-def conversation_files(spec: str) -> list[Path]:
-    """The .jsonl files `spec` names: itself, or every one under a folder (sorted by path)."""
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
-        if not files:
-            raise TinyGPTError(f"{path} is a folder with no .jsonl files; pass a JSON Lines file of conversations "
-                               "or a folder of them")
-        return files
-    if not path.is_file():
-        raise TinyGPTError(f"conversation file {path} does not exist; pass a .jsonl file with one "
-                           '{"messages": [...]} or {"prompt": ..., "completion": ...} object per line')
-    return [path]
+SHAPE = '{"messages": [...]} or {"prompt": ..., "completion": ...} object'
 
 
 def read_conversations(spec: str) -> tuple[list[Conversation], str]:
     """Every conversation in `spec` (a file or a folder), and the sha256 of the files' bytes."""
-    digest = hashlib.sha256()
-    conversations = []
-    for path in conversation_files(spec):
-        raw = path.read_bytes()
-        digest.update(raw)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise TinyGPTError(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x}); convert the file to "
-                               "UTF-8") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                where = f"{path}:{number}"
-                conversations.append(parse_line(line, where))
-    if not conversations:
-        raise TinyGPTError(f"{spec} holds no conversations (every line is blank); add one JSON object per line")
-    return conversations, digest.hexdigest()
+    docs, sha256 = read_jsonl(spec, "conversation", SHAPE)
+    return [parse_conversation(doc, where) for doc, where in docs], sha256
 
 
-def parse_line(line: str, where: str) -> Conversation:
-    """One line as a Conversation; a line that is not one is a TinyGPTError starting with `where`."""
-    try:
-        doc = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise TinyGPTError(f"{where}: not valid JSON ({e.msg}, column {e.colno}); each line must be one JSON "
-                           "object") from None
+def parse_conversation(doc, where: str) -> Conversation:
+    """One line's JSON document as a Conversation; one that is not is a TinyGPTError starting with `where`."""
     try:
         messages, train = _messages(doc)
     except TinyGPTError as e:

@@ -20,15 +20,13 @@ are skipped. A bad line is one error naming its file and line number.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import TinyGPTError
+from .jsonl import read_jsonl
 from .template import check_messages
 
-FORMAT = '{"prompt": ..., "chosen": ..., "rejected": ...} object per line (the prompt may be left out)'
+SHAPE = '{"prompt": ..., "chosen": ..., "rejected": ...} object (the prompt may be left out)'
 
 
 @dataclass
@@ -46,48 +44,14 @@ class Pair:
         return isinstance(self.chosen, list)
 
 
-def pair_files(spec: str) -> list[Path]:
-    """The .jsonl files `spec` names: itself, or every one under a folder (sorted by path)."""
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
-        if not files:
-            raise TinyGPTError(f"{path} is a folder with no .jsonl files; pass a JSON Lines file of preference pairs "
-                               "or a folder of them")
-        return files
-    if not path.is_file():
-        raise TinyGPTError(f"preference file {path} does not exist; pass a .jsonl file with one {FORMAT}")
-    return [path]
-
-
 def read_pairs(spec: str) -> tuple[list[Pair], str]:
     """Every pair in `spec` (a file or a folder), and the sha256 of the files' bytes."""
-    digest = hashlib.sha256()
-    pairs = []
-    for path in pair_files(spec):
-        raw = path.read_bytes()
-        digest.update(raw)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise TinyGPTError(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x}); convert the file to "
-                               "UTF-8") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                pairs.append(parse_pair(line, f"{path}:{number}"))
-    if not pairs:
-        raise TinyGPTError(f"{spec} holds no preference pairs (every line is blank); add one {FORMAT}")
-    return pairs, digest.hexdigest()
+    docs, sha256 = read_jsonl(spec, "preference pair", SHAPE)
+    return [parse_pair(doc, where) for doc, where in docs], sha256
 
 
-def parse_pair(line: str, where: str) -> Pair:
-    """One line as a Pair; a line that is not one is a TinyGPTError starting with `where`."""
-    try:
-        doc = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise TinyGPTError(f"{where}: not valid JSON ({e.msg}, column {e.colno}); each line must be one JSON "
-                           "object") from None
+def parse_pair(doc, where: str) -> Pair:
+    """One line's JSON document as a Pair; one that is not is a TinyGPTError starting with `where`."""
     try:
         prompt, chosen, rejected = _parts(doc)
     except TinyGPTError as e:
@@ -98,7 +62,7 @@ def parse_pair(line: str, where: str) -> Pair:
 def _parts(doc) -> tuple[str, str | list[dict], str | list[dict]]:
     """(prompt, chosen, rejected) of one JSON document: plain texts, or "" and two whole conversations."""
     if not isinstance(doc, dict) or "chosen" not in doc or "rejected" not in doc:
-        raise TinyGPTError(f"expected one {FORMAT}")
+        raise TinyGPTError(f"expected one {SHAPE} per line")
     prompt = doc.get("prompt", "")
     parts = (prompt, doc["chosen"], doc["rejected"])
     for name, value in zip(("prompt", "chosen", "rejected"), parts):
