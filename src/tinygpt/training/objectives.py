@@ -115,6 +115,17 @@ class Objective(ABC):
         return {}
 
 
+def resumed_config(resume: str, verb: str):
+    """The saved settings of the run `resume`, which the verb `verb` (sft, reward, rl) must have made:
+    a run continues only with the command that started it."""
+    saved = RunDir(resume).read_config()
+    made_by = saved.data.get("verb", "train")
+    if made_by != verb:
+        raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
+                           f"`tinygpt {made_by} --resume {resume}`")
+    return saved
+
+
 def choose_tokenizer(cfg: TrainConfig, run: RunDir, resume: bool, text_for, log):
     """The run's tokenizer and its text: a resumed run keeps its own, a fine-tuning run takes its
     source's, a pretrained one is loaded, and char/word/bpe are trained on the text.

@@ -43,7 +43,7 @@ from ..errors import TinyGPTError
 from ..model.reward import reward_weights
 from ..rundir import RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, Objective
+from .objectives import Evaluation, Objective, resumed_config
 from .sft import grow_vocabulary
 
 
@@ -247,12 +247,7 @@ def reward(base: str = "", data: str = "", out: str = "", resume: str = "", conf
         settings["init_from"] = str(base)
     saved_sha256 = None
     if resume:
-        saved = RunDir(resume).read_config()
-        if saved.data.get("verb") != PreferencePairs.verb:
-            made_by = saved.data.get("verb", "train")
-            raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
-                               f"`tinygpt {made_by} --resume {resume}`")
-        saved_sha256 = saved.data.get("sha256")
+        saved_sha256 = resumed_config(resume, PreferencePairs.verb).data.get("sha256")
     else:
         if not base:
             raise TinyGPTError("name the trained run to start from: tinygpt reward RUN --data FILE")

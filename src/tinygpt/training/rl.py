@@ -56,7 +56,7 @@ from ..data import corpus_name
 from ..errors import TinyGPTError
 from ..model import build_model
 from ..rundir import RunDir
-from .objectives import Evaluation, Objective
+from .objectives import Evaluation, Objective, resumed_config
 from .rewards import load_reward
 from .rollouts import (
     Rollout,
@@ -352,11 +352,7 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
         asked["reward"] = str(reward)
     saved = None
     if resume:
-        saved = RunDir(resume).read_config().data
-        if saved.get("verb") != ReinforcementLearning.verb:
-            made_by = saved.get("verb", "train")
-            raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
-                               f"`tinygpt {made_by} --resume {resume}`")
+        saved = resumed_config(resume, ReinforcementLearning.verb).data
         rl_cfg = RLConfig(**saved["rl"])
         changed = [name for name, value in asked.items() if value != getattr(rl_cfg, name)]
         if changed:

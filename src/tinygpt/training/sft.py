@@ -36,7 +36,7 @@ from ..data import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, Objective
+from .objectives import Evaluation, Objective, resumed_config
 
 IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
 
@@ -233,12 +233,7 @@ def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config:
         settings["init_from"] = str(base)
     saved_sha256 = None
     if resume:
-        saved = RunDir(resume).read_config()
-        if saved.data.get("verb") != SupervisedFineTuning.verb:
-            made_by = saved.data.get("verb", "train")
-            raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
-                               f"`tinygpt {made_by} --resume {resume}`")
-        saved_sha256 = saved.data.get("sha256")
+        saved_sha256 = resumed_config(resume, SupervisedFineTuning.verb).data.get("sha256")
     else:
         if not base:
             raise TinyGPTError("name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE")
