@@ -187,3 +187,21 @@ def merge_qkv(state: dict, prefix: str, n_head: int) -> dict:
             parts.append(torch.cat([state.pop(f"{prefix}heads.{h}.{name}.{kind}") for h in range(n_head)], dim=0))
         state[prefix + "qkv." + kind] = torch.cat(parts, dim=0)  # (3C, C) or (3C,)
     return state
+
+
+def to_fused_layout(state: dict, cfg: ModelConfig) -> dict:
+    """A model's state dict in the checkpoint layout: one fused query/key/value per block, whatever the
+    attention path (the teaching path's per-head tensors merged)."""
+    if cfg.attention == "heads":
+        for i in range(cfg.n_layer):
+            merge_qkv(state, f"blocks.{i}.attn.", cfg.n_head)
+    return state
+
+
+def from_fused_layout(state: dict, cfg: ModelConfig) -> dict:
+    """The inverse of `to_fused_layout`: the checkpoint layout as this attention path's state dict."""
+    if cfg.attention == "heads":
+        for i in range(cfg.n_layer):
+            split_qkv(state, f"blocks.{i}.attn.", cfg.n_head)
+    return state
+

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, MultiHeadAttention, merge_qkv, split_qkv
+from .attention import CausalSelfAttention, MultiHeadAttention, from_fused_layout, to_fused_layout
 from .kv_cache import KVCache
 from .layers import MLP, Linear, Rotary, make_norm
 
@@ -132,16 +132,10 @@ class GPT(nn.Module):
         state = {k: v.detach() for k, v in self.state_dict().items()}
         if self.config.tie_weights:
             state.pop("lm_head.weight")
-        if self.config.attention == "heads":
-            for i in range(self.config.n_layer):
-                merge_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
-        return state
+        return to_fused_layout(state, self.config)
 
     def load_canonical_state_dict(self, state: dict[str, torch.Tensor]):
-        state = dict(state)
-        if self.config.attention == "heads":
-            for i in range(self.config.n_layer):
-                split_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
+        state = from_fused_layout(dict(state), self.config)
         if self.config.tie_weights:
             state["lm_head.weight"] = state["tok_emb.weight"]
         self.load_state_dict(state, strict=True)

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from ..errors import TinyGPTError
-from .attention import merge_qkv, split_qkv
+from .attention import from_fused_layout, to_fused_layout
 from .gpt import GPT
 
 
@@ -87,16 +87,10 @@ class RewardModel(nn.Module):
     # The same layout as GPT's checkpoints (one fused query/key/value whatever the attention path).
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: v.detach() for k, v in self.state_dict().items()}
-        if self.config.attention == "heads":
-            for i in range(self.config.n_layer):
-                merge_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
-        return state
+        return to_fused_layout(state, self.config)
 
     def load_canonical_state_dict(self, state: dict[str, torch.Tensor]):
-        state = dict(state)
-        if self.config.attention == "heads":
-            for i in range(self.config.n_layer):
-                split_qkv(state, f"blocks.{i}.attn.", self.config.n_head)
+        state = from_fused_layout(dict(state), self.config)
         self.load_state_dict(state, strict=True)
 
 
