@@ -28,7 +28,6 @@ of each): the loss, and the pairwise accuracy, the share of pairs whose chosen r
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -282,6 +281,6 @@ def evaluate_reward_run(run, data: str | None = None) -> dict:
         split, picked = "val", torch.arange(objective.n_train, objective.n_train + objective.n_val)
     else:
         split, picked = ("all" if data is not None else "train"), torch.arange(objective.n_train)
-    runtime = Runtime(run.device, ddp.DistInfo(), torch.get_num_threads(), contextlib.nullcontext)
+    runtime = Runtime.local(run.device)
     total, right, count = objective.pair_results(run.model, picked, runtime)
     return {"split": split, "val_loss": total / count, "val_accuracy": right / count, "pairs": count}

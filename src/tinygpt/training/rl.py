@@ -332,7 +332,7 @@ def evaluate_rl_run(run, data: str | None = None) -> dict:
                                               RunDir(run.dir), resume=True, saved=saved if data is None else None)
     objective.reward.check(objective.chat, objective.block_size)
     objective.reward.to(run.device)
-    result = objective.evaluate(run.model, Runtime(run.device, None, 0, None), final=True)
+    result = objective.evaluate(run.model, Runtime.local(run.device), final=True)
     return {"split": "val" if data is None and saved.get("held_out_prompts") else "all",
             "reward": result.losses["eval_reward"], "reply_tokens": result.losses["eval_reply_tokens"],
             "prompts": len(objective.eval_prompts), "reward_spec": objective.rl.reward}

@@ -19,6 +19,13 @@ class Runtime:
     threads: int
     autocast: object  # a context-manager factory: `with runtime.autocast(): ...`
 
+    @classmethod
+    def local(cls, device: torch.device) -> "Runtime":
+        """One process, as it is, full precision: what `tinygpt eval` measures a loaded run with."""
+        import contextlib
+
+        return cls(device, ddp.DistInfo(), torch.get_num_threads(), contextlib.nullcontext)
+
     def use_threads(self, threads: int):
         self.threads = threads
         torch.set_num_threads(threads)

@@ -8,15 +8,11 @@ conversations would no longer be known), and `data` scores every conversation of
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 
-import torch
-
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from . import distributed as ddp
 from .runtime import Runtime
 from .sft import SupervisedFineTuning, reply_loss
 
@@ -35,7 +31,7 @@ def evaluate_sft_run(run, data: str | None = None) -> dict:
         split, x, y = "val", objective.val_x, objective.val_y
     else:
         split, x, y = ("all" if data is not None else "train"), objective.train_x, objective.train_y
-    runtime = Runtime(run.device, ddp.DistInfo(), torch.get_num_threads(), contextlib.nullcontext)
+    runtime = Runtime.local(run.device)
     total, count = reply_loss(run.model, x, y, runtime)
     loss = total / count
     return {"split": split, "val_loss": loss, "tokens": count, "conversations": len(x), "perplexity": math.exp(loss)}
