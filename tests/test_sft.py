@@ -104,10 +104,14 @@ def test_a_rendered_conversation_encodes_to_exactly_the_ids_trained_on(char_run,
     assert rows(objective) == expected
     assert expected[0][0][:3] == [CHAT_IDS[0], *tokenizer.encode("be")]
     x, y = objective.batch(torch.Generator().manual_seed(0))  # what the loop trains on
-    assert x.shape == y.shape == (4, 16)
+    lengths = []
     for xr, yr in zip(x.tolist(), y.tolist()):
         n = len(next(r for r in expected if r[0] == xr[: len(r[0])])[0])
-        assert (xr[:n], yr[:n]) in expected and set(yr[n:]) == {-100}  # padding is never a target
+        assert (xr[:n], yr[:n]) in expected and set(yr[n:]) <= {-100}  # padding is never a target
+        lengths.append(n)
+    # Padded to the longest conversation drawn, not to block_size; the tokens counted leave padding out.
+    assert x.shape == y.shape == (4, max(lengths)) and max(lengths) < objective.block_size
+    assert objective.tokens_per_batch == sum(lengths)
 
 
 def test_new_token_rows_start_at_the_mean_and_leave_the_old_predictions_alone(char_run, tmp_path):
@@ -139,14 +143,14 @@ def test_the_loss_is_the_cross_entropy_of_the_assistant_tokens_alone(char_run, t
 
     model.lm_head.register_forward_hook(keep)
     loss = objective.loss(model, (x, y))
-    logits = seen[0]  # (4, 16, 27)
+    logits = seen[0]  # (4, 12, 27): the batch ends with the conversation's last target
     # "<|user|>mary<|end|><|assistant|>" is 7 tokens, so positions 6..11 predict "had a" and <|end|>.
     reply = objective.tokenizer.encode("had a") + [CHAT_IDS[3]]
     by_hand = F.cross_entropy(logits[:, 6:12].reshape(-1, 27), torch.tensor(reply).repeat(4))
     assert torch.allclose(loss, by_hand, atol=1e-6)
     loss.backward()
-    grad = logits.grad.abs().sum(dim=-1)  # (4, 16): how much each position's prediction moves the loss
-    assert grad[:, 6:12].min() > 0 and grad[:, :6].max() == 0 and grad[:, 12:].max() == 0
+    grad = logits.grad.abs().sum(dim=-1)  # (4, 12): how much each position's prediction moves the loss
+    assert grad.shape == (4, 12) and grad[:, 6:12].min() > 0 and grad[:, :6].max() == 0
 
 
 def test_a_user_turn_is_context_not_a_target(char_run, tmp_path):

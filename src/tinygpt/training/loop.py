@@ -172,13 +172,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step, one evaluation
 
-    def train_step(self) -> tuple[torch.Tensor, float]:
+    def train_step(self) -> tuple[torch.Tensor, float, int]:
+        """One optimizer step over grad_accum batches; returns the last loss, the rate and the tokens seen."""
         cfg, dist = self.cfg, self.runtime.dist
+        tokens = 0
         lr = set_lr(self.optimizer, lr_factor(cfg, self.step, self.schedule.fraction(self.step)))
         per_rank = cfg.batch_size // dist.world_size
         lo = dist.rank * per_rank
         for micro in range(cfg.grad_accum):
             batch = self.objective.batch(self.batch_gen)  # the global batch, the same on every process
+            tokens += self.objective.tokens_per_batch  # of that batch: an objective may vary it per batch
             batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
             # Under DDP, gradients are averaged across processes only on the last micro-batch.
             sync = micro == cfg.grad_accum - 1 or not dist.enabled
@@ -192,8 +195,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.progress.step = self.step
-        self.progress.tokens += self.objective.tokens_per_batch * cfg.grad_accum
-        return loss.detach(), lr
+        self.progress.tokens += tokens
+        return loss.detach(), lr, tokens
 
     def save(self, best: bool, record: dict | None = None):
         """Checkpoint this step (and write its evaluation's record, if any, before latest)."""
@@ -246,9 +249,9 @@ class Trainer:
                     last = self.evaluate_and_save(set_lr(self.optimizer, lr_factor(cfg, 0, 0.0)))
                 while not self.done():
                     step_start = time.perf_counter()
-                    loss, lr = self.train_step()
+                    loss, lr, tokens = self.train_step()
                     self.schedule.step_seconds = time.perf_counter() - step_start
-                    self._bar.update(self.step, self.objective.tokens_per_batch * cfg.grad_accum, loss, lr,
+                    self._bar.update(self.step, tokens, loss, lr,
                                      self.objective.status())
                     if self.step % cfg.eval_interval == 0:
                         last = self.evaluate_and_save(lr)

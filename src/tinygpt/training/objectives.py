@@ -46,7 +46,9 @@ class Evaluation:
 
 class Objective(ABC):
     """The interface the loop trains through. Subclasses set `tokenizer`, `block_size` (the context
-    the data allows), `tokens_per_batch`, `data_info` (recorded in config.json) and `notes`."""
+    the data allows), `tokens_per_batch` (the tokens of the batch `batch()` last drew, counted in the
+    metrics and the throughput: fixed for text, the real tokens of each batch for padded
+    conversations), `data_info` (recorded in config.json) and `notes`."""
 
     tokenizer = None
     block_size: int = 0

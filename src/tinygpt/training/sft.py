@@ -11,8 +11,10 @@ target is the next token where it belongs to a learnt assistant reply (its `<|en
 what the assistant says: system and user turns are context.
 
 Batches: `batch_size` training conversations drawn at random, one per row, padded on the right to
-block_size (padding targets -100). The model is causal, so no token sees the padding after it, and
-no conversation sees another. `tokens` in the metrics counts the positions computed, padding included.
+the longest of them (padding targets -100). The model is causal, so no token sees the padding after
+it, and no conversation sees another. Padding to the batch's longest rather than to block_size keeps
+the work close to the tokens learnt from: `tokens` in the metrics counts the conversations' own
+tokens, not the padding, so its rate compares with pretraining's (benchmarks/sft_throughput.py).
 
 Too long: a conversation of more than block_size + 1 tokens (a context of block_size and the one
 token predicted after it) keeps its turns up to the end of the last learnt reply that fits, and the
@@ -54,8 +56,11 @@ class SupervisedFineTuning(Objective):
         n_train = len(x) - n_val
         self.train_x, self.train_y = x[:n_train], y[:n_train]  # (N_train, T) each
         self.val_x, self.val_y = (x[n_train:], y[n_train:]) if n_val else (None, None)  # (N_val, T) or None
+        # Each training row's length, up to its last target: what comes after (padding, or a user turn
+        # that no reply follows) changes no loss, as no earlier position sees it.
+        self.train_lengths = (y[:n_train] != IGNORE).int().cumsum(1).argmax(1) + 1  # (N_train,)
         self.block_size = x.shape[1]
-        self.tokens_per_batch = cfg.batch_size * self.block_size
+        self.tokens_per_batch = 0  # set by each batch()
         self.data_info = data_info
         self.notes = notes
         self.has_validation = n_val > 0
@@ -119,7 +124,10 @@ class SupervisedFineTuning(Objective):
 
     def batch(self, generator):
         rows = torch.randint(len(self.train_x), (self.cfg.batch_size,), generator=generator)  # (B,)
-        return self.train_x[rows].long(), self.train_y[rows].long()  # (B, T) each
+        lengths = self.train_lengths[rows]  # (B,)
+        self.tokens_per_batch = int(lengths.sum())
+        T = int(lengths.max())  # the positions after every row's last target only hold padding
+        return self.train_x[rows, :T].long(), self.train_y[rows, :T].long()  # (B, T) each
 
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
         """The mean loss per assistant token on the validation conversations and on as many training ones."""
