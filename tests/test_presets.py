@@ -229,17 +229,6 @@ def test_the_handwritten_layernorm_is_selectable_in_the_model_config():
 # ---- the lessons, from the command line ----------------------------------------------------------
 
 
-def test_lesson_basics_prints_its_worked_numbers(capsys):
-    assert main(["lesson", "basics"]) == 0
-    out = capsys.readouterr().out
-    assert "output = max(0, 0.50) = 0.50" in out  # one neuron
-    assert "loss = (0.50 - 1.0)^2 = 0.2500" in out
-    assert re.search(r"dL/dw\s+= .* = -0\.7200", out) and "torch autograd gives dL/dw = -0.7200" in out
-    assert "step  1: slope -4.0000, w <- w - 0.1*slope = 1.4000" in out  # gradient descent on (w - 3)^2
-    final = float(re.search(r"after 10 steps the output is (\d\.\d+)", out).group(1))
-    assert 0.999 < final <= 1.0
-
-
 def test_lesson_attention_prints_the_four_ways_and_the_scaling(capsys):
     assert main(["lesson", "attention"]) == 0
     out = capsys.readouterr().out

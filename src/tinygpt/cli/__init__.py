@@ -15,7 +15,7 @@
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
     tinygpt presets
-    tinygpt lesson basics|attention
+    tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, ...)
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain
