@@ -33,14 +33,12 @@ class Lesson:
 
 # In the order a learner meets them.
 LESSONS = (
-    Lesson("basics", "the tutorial's worked numbers: a neuron, a 2-2-1 network, its loss, the chain rule, "
-                     "gradient descent, a PyTorch training loop"),
-    Lesson("data", "the lecture's path from text to batches: vocabulary, encode/decode, the 90/10 split, "
-                   "the seed-1337 batch, the untrained bigram's loss (--data FILE: your text)", takes_data=True),
-    Lesson("attention", "the averaging trick four ways, the lecture's a @ b toy, why scores are divided by "
-                        "sqrt(head_size), softmax going one-hot"),
-    Lesson("norms", "LayerNorm by hand from BatchNorm, checked against nn.LayerNorm; residual paths as a "
-                    "gradient superhighway in a deep stack"),
+    Lesson("basics", "the tutorial's worked numbers: a neuron, a 2-2-1 network, loss, chain rule, descent,"
+                     " a torch loop"),
+    Lesson("data", "the lecture's text -> batches: vocabulary, encode, 90/10 split, the seed-1337 batch (--data FILE)",
+           takes_data=True),
+    Lesson("attention", "averaging the past four ways, the a @ b toy, why scores are divided by sqrt(head_size)"),
+    Lesson("norms", "LayerNorm by hand from BatchNorm; residual paths as a gradient superhighway in a deep stack"),
 )
 
 
