@@ -128,7 +128,8 @@ def rhyme_windows(run_dir: Path) -> dict:
     return samples
 
 
-def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, logs_dir: Path) -> dict:
+def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, logs_dir: Path,
+              threads: int = 0) -> dict:
     doc = load_preset(name)
     check = doc.get("check", {})
     out = runs_dir / label
@@ -141,6 +142,8 @@ def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, 
             cmd.append(f"--{flag}" if coerce(key, value) else f"--no-{flag}")
         else:
             cmd += [f"--{flag}", value]
+    if threads:  # how many cores compute the recipe, not part of it: the run is still judged
+        cmd += ["--threads", str(threads)]
     log = logs_dir / f"{label}.log"
     load_before = os.getloadavg()
     print(f"[{label}] {' '.join(cmd)}  (log: {log})", flush=True)
@@ -222,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "reproduce"), help="where the runs go")
     parser.add_argument("--results", default=str(RESULTS), help="JSON file the results are merged into")
     parser.add_argument("--force", action="store_true", help="run GPU presets even without a GPU")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: the trainer's "
+                        "one per core; 1 is far faster on a loaded shared machine)")
     parser.add_argument("--table", action="store_true", help="print the saved results; train nothing")
     args = parser.parse_args(argv)
 
@@ -247,7 +252,7 @@ def main(argv=None) -> int:
                 and not args.force:
             print(f"[{label}] skipped: needs a GPU (--force runs it anyway)", flush=True)
             continue
-        result = reproduce(name, label, overrides, runs_dir, logs_dir)
+        result = reproduce(name, label, overrides, runs_dir, logs_dir, args.threads)
         save(results_path, result)
         done[label] = result
         print_table(done, [label])

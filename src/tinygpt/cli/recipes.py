@@ -60,6 +60,8 @@ def presets(args) -> int:
         print(f"{name:<{width}}  {doc.get('description', '')}")
         print(f"{pad}reproduces: {doc.get('reproduces', '-')}")
         print(f"{pad}expect:     {doc.get('expect', '-')}")
+        if doc.get("measured"):
+            print(f"{pad}measured:   {doc['measured']}")
     print("run one with: tinygpt train --preset NAME (with no preset, `tinygpt train` runs rhyme)")
     return 0
 

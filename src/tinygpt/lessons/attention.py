@@ -198,9 +198,9 @@ def run(out=print) -> dict:
     lecture_draw = {"var_k": small_k.var().item(), "var_q": small_q.var().item(), "var_wei": small_wei.var().item(),
                     "var_unscaled": (small_q @ small_k.transpose(-2, -1)).var().item()}
     out(f"  var(k) = {lecture_draw['var_k']:.4f}, var(q) = {lecture_draw['var_q']:.4f},"
-        f" var(q @ k^T / sqrt({HEAD_SIZE})) = {lecture_draw['var_wei']:.4f}"
+        f" var(wei) = {lecture_draw['var_wei']:.4f} for wei = q @ k^T / sqrt({HEAD_SIZE})"
         f"  (the lecture, unseeded: 1.0449, 1.0700, 1.0918)")
-    out(f"  unscaled, var(q @ k^T) = {lecture_draw['var_unscaled']:.4f}: about head_size.")
+    out(f"  without the division the scores' variance is {lecture_draw['var_unscaled']:.4f}: about head_size.")
     out(f"  {B * T * T} scores are too few for steady numbers (each draw differs); over {VAR_B * VAR_T * VAR_T:,}:")
     q = torch.randn(VAR_B, VAR_T, HEAD_SIZE)  # (B, T, hs) unit-variance queries
     k = torch.randn(VAR_B, VAR_T, HEAD_SIZE)  # (B, T, hs) unit-variance keys
