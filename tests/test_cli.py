@@ -262,7 +262,8 @@ def test_eval_prints_a_readable_line(capsys, rhyme_run):
 
 
 def test_sample_streams_the_prompt_and_its_continuation_then_stops(capsys, rhyme_run):
-    code, out, _ = run_cli(capsys, "sample", rhyme_run.out_dir, "--prompt", "it", "--temperature", "0",
+    # "it followed" (not "it", which the rhyme continues two ways) so the greedy path is the rhyme's one
+    code, out, _ = run_cli(capsys, "sample", rhyme_run.out_dir, "--prompt", "it followed", "--temperature", "0",
                            "--max-new-tokens", "30", "--stop", "school")
     assert code == 0
     assert out == "it followed her to \n"

@@ -33,7 +33,7 @@ RHYME_WORDS = ["mary", "the", "it", "little", "lamb"]
 def model_for(preset: str, **changes):
     """The preset's network, untrained, with the vocabulary its data would give."""
     model_cfg, _, _, _ = resolve(preset, overrides=changes)
-    model_cfg.vocab_size = 35 if preset == "rhyme" else 65  # distinct words of the rhyme / characters
+    model_cfg.vocab_size = 35 if preset.startswith("rhyme") else 65  # distinct words of the rhyme / characters
     return build_model(model_cfg)
 
 
@@ -75,15 +75,48 @@ def test_presets_command_lists_each_preset_with_what_it_reproduces_and_expects(c
     assert "expect:     209,729 parameters; val loss <= 1.83" in out
 
 
+def settings_apart(a: str, b: str) -> dict:
+    """The settings in which two presets differ: {name: (a's value, b's value)}."""
+    sa, sb = load_preset(a)["settings"], load_preset(b)["settings"]
+    return {k: (sa.get(k), sb.get(k)) for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)}
+
+
+def test_the_rhyme_preset_keeps_the_tutorials_score_scale_and_its_variant_the_correct_one():
+    # SPEC 1: the tutorial divides by sqrt(n_embd) = sqrt(32) although its heads are 16 wide
+    assert settings_apart("rhyme", "rhyme-head-size") == {"attn_scale": ("n_embd", "head_size")}
+
+
+def test_the_no_residual_preset_is_lecture_residual_without_its_residual_paths():
+    assert settings_apart("lecture-residual", "lecture-noresidual") == {"residual": (True, False)}
+    check = load_preset("lecture-noresidual")["check"]
+    residual = load_preset("lecture-residual")["check"]
+    assert check["min"] == pytest.approx(residual["published"] + residual["within"])  # worse than all it allows
+    measured = json.loads(MEASURED.read_text())
+    assert measured["lecture-noresidual"]["measured"] >= check["min"]
+    assert measured["lecture-noresidual"]["measured"] > measured["lecture-residual"]["measured"] + 0.1
+
+
+def test_a_presets_measured_line_is_its_latest_reproduce_result(capsys):
+    measured = json.loads(MEASURED.read_text())
+    stated = {name: load_preset(name)["measured"] for name in preset_names() if "measured" in load_preset(name)}
+    assert {"rhyme", "rhyme-head-size", "lecture-noresidual", "lecture-residual", "lecture-small"} <= set(stated)
+    for name, line in stated.items():
+        assert f"{measured[name]['measured']:.4f} at step {measured[name]['steps']}" in line, name
+    assert main(["presets"]) == 0
+    assert f"measured:   {stated['lecture-noresidual']}" in capsys.readouterr().out
+
+
 # ---- parameter counts ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name, params", [
     ("rhyme", 27_747),           # SPEC 1
+    ("rhyme-head-size", 27_747),
     ("bigram", 4_225),           # 65 x 65 table
     ("lecture-1head", 7_553),
     ("lecture-multihead", 7_553),  # 4 heads of 8 have the same q/k/v weights as one head of 32
     ("lecture-ffwd", 8_609),     # + one 32 -> 32 linear
+    ("lecture-noresidual", 41_921),  # the same weights; only the paths between them differ
     ("lecture-residual", 41_921),
     ("lecture-layernorm", 42_369),
     ("lecture-small", 209_729),  # SPEC 2, the lecture's printout
@@ -227,17 +260,6 @@ def test_the_handwritten_layernorm_is_selectable_in_the_model_config():
 
 
 # ---- the lessons, from the command line ----------------------------------------------------------
-
-
-def test_lesson_basics_prints_its_worked_numbers(capsys):
-    assert main(["lesson", "basics"]) == 0
-    out = capsys.readouterr().out
-    assert "output = max(0, 0.50) = 0.50" in out  # one neuron
-    assert "loss = (0.50 - 1.0)^2 = 0.2500" in out
-    assert re.search(r"dL/dw\s+= .* = -0\.7200", out) and "torch autograd gives dL/dw = -0.7200" in out
-    assert "step  1: slope -4.0000, w <- w - 0.1*slope = 1.4000" in out  # gradient descent on (w - 3)^2
-    final = float(re.search(r"after 10 steps the output is (\d\.\d+)", out).group(1))
-    assert 0.999 < final <= 1.0
 
 
 def test_lesson_attention_prints_the_four_ways_and_the_scaling(capsys):

@@ -228,7 +228,8 @@ def test_explain_follows_the_prompt_through_the_model_with_its_real_numbers(rhym
     assert "mary | had | a | little (4 tokens)" in text
     assert f"mary={ids[0]}, had={ids[1]}, a={ids[2]}, little={ids[3]}" in text
     assert "(35 x 32)" in text and "(6 x 32)" in text and "shape (4, 32)" in text
-    assert "Block 1 of 2" in text and "Block 2 of 2" in text and "sqrt(16)" in text
+    assert "Block 1 of 2" in text and "Block 2 of 2" in text
+    assert "softmax(query . key / sqrt(32))" in text  # the rhyme keeps the tutorial's sqrt(n_embd) scale
     assert "32 -> 128" in text
     top = probe.top_k(rhyme, PROMPT, k=1)["positions"][0]["top"][0]
     assert result["next_token"] == top["token"] == "lamb"

@@ -7,6 +7,7 @@
                     [--neighbours TOKEN] [--embeddings FILE.png] [--json]
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
+    tinygpt params [RUN | --preset NAME] [--json]
     tinygpt import FOLDER|hf:NAME [--out DIR]
     tinygpt export RUN --to hf|gguf [--out PATH] [--force]
     tinygpt sft BASE_RUN --data FILE.jsonl [--SETTING VALUE ...] [--resume DIR]
@@ -15,10 +16,10 @@
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
     tinygpt presets
-    tinygpt lesson basics|attention
+    tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, ...)
 
     train.py    train                 sample.py   sample, eval
-    look.py     inspect, plot, explain
+    look.py     inspect, plot, explain, params
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant

@@ -1,5 +1,6 @@
 """Looking inside: `tinygpt inspect` (tokens, probabilities, pictures), `tinygpt explain` (a prompt's
-way through the model in words) and `tinygpt plot` (loss curves of runs)."""
+way through the model in words), `tinygpt params` (where the parameters are) and `tinygpt plot` (loss
+curves of runs)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ def add_parsers(sub):
     add_chat(p)
     add_loading(p)
     p.set_defaults(func=explain)
+
+
+    p = sub.add_parser("params", help="where a model's parameters are: per component and per layer, against GPT-2 "
+                       "and GPT-3", description="Count a model's parameters per component (embeddings, attention, "
+                       "feed-forward, norms, head) and per layer, summing to the total, with each one's share; "
+                       "then its scale against GPT-2 and GPT-3 and the data each was trained on.")
+    add_run(p, optional=True)
+    p.add_argument("--preset", default=None, metavar="NAME", help="count the model a preset builds, untrained "
+                   "(e.g. lecture, 10.8M), instead of a run")
+    p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    p.set_defaults(func=params)
 
 
 def add_chat(parser):
@@ -100,4 +112,46 @@ def explain(args) -> int:
 
     run, prompt = _run_and_prompt(args)
     walk_through(run, prompt)
+    return 0
+
+
+def _model_to_count(args):
+    """(what it is, model config, train config, tokens in its text) of a run, or of a preset's model."""
+    if args.preset is None:
+        from ..rundir import RunDir
+        from ..viz.subject import default_run
+
+        run_dir = default_run() if args.run is None else args.run
+        config = RunDir(run_dir).read_config()
+        return str(run_dir), config.model, config.train, (config.data or {}).get("tokens")
+    if args.run is not None:
+        raise TinyGPTError(f"count either a run or a preset, not both: tinygpt params {args.run}, or "
+                           f"tinygpt params --preset {args.preset}")
+    from ..config.resolve import resolve
+    from ..data import encode_corpus, read_corpus
+    from ..tokenizers import train_tokenizer
+
+    model_cfg, train_cfg, _, _ = resolve(args.preset)
+    text = read_corpus(train_cfg.data, train_cfg.tokenizer, train_cfg.sentence_end)
+    tokenizer = train_tokenizer(train_cfg.tokenizer, text, train_cfg.vocab_size, train_cfg.sentence_end)
+    model_cfg.vocab_size = tokenizer.vocab_size
+    return f"preset {args.preset}", model_cfg, train_cfg, len(encode_corpus(tokenizer, text))
+
+
+def params(args) -> int:
+    from ..model import build_model
+    from ..viz.params import as_text, count_parameters, scale
+
+    what, model_cfg, train_cfg, data_tokens = _model_to_count(args)
+    counts = count_parameters(build_model(model_cfg), tied=model_cfg.tie_weights)
+    training = (train_cfg.max_iters, train_cfg.batch_size * train_cfg.grad_accum, model_cfg.block_size)
+    compared = scale(counts["total"], training if train_cfg.max_iters else None, data_tokens)
+    m = model_cfg
+    shape = ("a bigram table" if m.arch == "bigram" else
+             f"{m.n_layer} layers, {m.n_head} heads, n_embd {m.n_embd}, block_size {m.block_size}")
+    title = f"{what}: {counts['total']:,} parameters ({shape}, vocabulary {m.vocab_size:,})"
+    if args.json:
+        print(json.dumps({"what": what, **counts, "scale": compared}))
+    else:
+        print("\n".join(as_text(title, counts, compared)))
     return 0

@@ -4,6 +4,8 @@ lesson` (the teaching texts, runnable)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 
@@ -32,9 +34,18 @@ def add_parsers(sub):
                        description="List the named recipes, a line each.")
     p.set_defaults(func=presets)
 
-    p = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
-                       description="Print a lesson step by step, with its real numbers.")
-    p.add_argument("name", choices=("basics", "attention"), help="which lesson")
+    from ..lessons import LESSONS
+
+    width = max(len(lesson.name) for lesson in LESSONS)
+    p = sub.add_parser("lesson", help=f"run a small lesson with the teaching texts' numbers: "
+                       f"{', '.join(lesson.name for lesson in LESSONS)}",
+                       description="Print a lesson step by step, with its real numbers. The lessons:\n"
+                                   + "\n".join(f"  {lesson.name:<{width}}  {lesson.summary}" for lesson in LESSONS),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME", choices=[lesson.name for lesson in LESSONS], help="which lesson")
+    p.add_argument("--json", action="store_true", help="print the lesson's numbers as one JSON object instead")
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="the data lesson on your own text (a UTF-8 file) instead of tiny Shakespeare")
     p.set_defaults(func=lesson)
 
 
@@ -49,6 +60,8 @@ def presets(args) -> int:
         print(f"{name:<{width}}  {doc.get('description', '')}")
         print(f"{pad}reproduces: {doc.get('reproduces', '-')}")
         print(f"{pad}expect:     {doc.get('expect', '-')}")
+        if doc.get("measured"):
+            print(f"{pad}measured:   {doc['measured']}")
     print("run one with: tinygpt train --preset NAME (with no preset, `tinygpt train` runs rhyme)")
     return 0
 
@@ -88,9 +101,12 @@ def export_run(args) -> int:
 
 
 def lesson(args) -> int:
-    if args.name == "basics":
-        from ..lessons import basics as chosen
+    from ..lessons import as_data
+    from ..lessons import lesson as named
+
+    chosen = named(args.name)
+    if args.json:
+        print(json.dumps(as_data(chosen.run(out=lambda line: None, data=args.data))))
     else:
-        from ..lessons import attention as chosen
-    chosen.run()
+        chosen.run(data=args.data)
     return 0

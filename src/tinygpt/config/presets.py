@@ -1,7 +1,8 @@
 """Named recipes: YAML files in tinygpt/presets/, one per system we reproduce or recommend.
 
 Each file has a one-line `description`, what it `reproduces` (the published number), what to
-`expect` from tinygpt, and the `settings` it sets (any setting of `tinygpt train --help`).
+`expect` from tinygpt, what it `measured` when benchmarks/reproduce.py last trained it, and the
+`settings` it sets (any setting of `tinygpt train --help`).
 """
 
 from __future__ import annotations
@@ -50,4 +51,4 @@ def load_yaml_settings(path: str | Path) -> dict:
     settings = doc.get("settings", doc)
     if not isinstance(settings, dict):
         raise TinyGPTError(f"config file {path}: `settings` must be a mapping of setting: value")
-    return {k: v for k, v in settings.items() if k not in ("description", "reproduces", "expect")}
+    return {k: v for k, v in settings.items() if k not in ("description", "reproduces", "expect", "measured")}

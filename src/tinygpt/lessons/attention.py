@@ -8,7 +8,8 @@ simplest way to let a position gather information from its past is to average it
 computes that running average four ways and shows they agree:
 
 1. an explicit Python loop: position t takes the mean of x[0..t];
-2. one matrix product with a lower-triangular matrix whose rows sum to 1;
+2. one matrix product with a lower-triangular matrix whose rows sum to 1 (first on the lecture's
+   3 x 3 toy, `a @ b`, where such a matrix turns running sums into running averages);
 3. the same matrix made by a softmax over scores that are 0 on and below the diagonal and -inf above
    (exp(-inf) = 0, so future positions get weight 0 and the rest share the weight equally);
 4. real single-head self-attention: the scores are no longer all 0 but come from the data, as the
@@ -23,7 +24,10 @@ The second half is about scale. A score is a sum of head_size products q_i * k_i
 unit variance, each product does too, and the sum of head_size of them has variance head_size.
 Large scores make the softmax saturate: it puts nearly all weight on the largest score, so each
 position listens to one other position and gradients through the other weights vanish. Dividing
-the scores by sqrt(head_size) brings their variance back to about 1.
+the scores by sqrt(head_size) brings their variance back to about 1. The lecture shows it on one
+small draw (4 x 8 positions, heads of 16: it prints 1.0449, 1.0700 and 1.0918 from unseeded draws);
+this lesson prints the same three numbers from a seeded draw, then over 262,144 scores, and ends
+with the lecture's softmax([0.1, -0.2, 0.3, -0.2, 0.5]) against the same scores times 8.
 """
 
 import torch
@@ -37,6 +41,8 @@ HEAD_SIZE = 16
 # The variance demo wants many samples so its numbers are stable: 256 * 32 * 32 = 262,144 scores.
 VAR_B, VAR_T = 256, 32
 SHARPEN = 8.0  # how much the saturation demo multiplies its scores by
+SOFTMAX_SCORES = (0.1, -0.2, 0.3, -0.2, 0.5)  # the lecture's row of scores
+TOY_SEED = 42  # the lecture's seed for its a @ b toy
 # float32 sums in a different order differ in the last bits (about 1e-8 here), and allclose's
 # default tolerance is relative, which is too strict for averages that land near 0.
 ATOL = 1e-6
@@ -46,6 +52,11 @@ def _matrix_text(m: torch.Tensor, decimals: int = 4) -> list[str]:
     """Rows of a 2-D tensor as aligned text lines (local formatting, so global print options stay as they are)."""
     width = decimals + 4
     return ["  [" + " ".join(f"{v:{width}.{decimals}f}" for v in row) + " ]" for row in m.tolist()]
+
+
+def _row_text(row: torch.Tensor, decimals: int = 4) -> str:
+    """A 1-D tensor as "[0.1925, 0.1426, ...]", every number to the same precision."""
+    return "[" + ", ".join(f"{v:.{decimals}f}" for v in row.tolist()) + "]"
 
 
 def _causal_mask(size: int) -> torch.Tensor:
@@ -68,6 +79,15 @@ def averaging_weights_matmul(size: int) -> torch.Tensor:
     1/(t+1) on positions 0..t and 0 after."""
     wei = _causal_mask(size)  # (T, T)
     return wei / wei.sum(dim=1, keepdim=True)  # (T, T), rows sum to 1
+
+
+def toy_matmul() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The lecture's toy: a (3, 3) matrix times b, a (3, 2) matrix of small random integers.
+    Returns (ones @ b, a @ b with a = the row-normalised lower triangle, a, b): with all ones every
+    row of the product is the sum of b's rows; with a, row t is the mean of b's rows 0..t."""
+    b = torch.randint(0, 10, (3, 2), generator=torch.Generator().manual_seed(TOY_SEED)).float()  # (3, 2)
+    a = averaging_weights_matmul(3)  # (3, 3)
+    return torch.ones(3, 3) @ b, a @ b, a, b  # (3, 2), (3, 2)
 
 
 def averaging_weights_softmax(size: int) -> torch.Tensor:
@@ -122,7 +142,14 @@ def run(out=print) -> dict:
 
     # ---- 2. Matrix product --------------------------------------------------------------------
     out("")
-    out("Way 2. One matrix product with a row-normalised lower-triangular matrix:")
+    out(f"Way 2. One matrix product. The lecture's toy first (b from torch.manual_seed({TOY_SEED})):")
+    sums, averages, a, b = toy_matmul()
+    for name, left, product in (("ones(3, 3)", torch.ones(3, 3), sums), ("a", a, averages)):
+        out(f"  {name} @ b,: {[[round(v, 4) for v in r] for r in left.tolist()]}"
+            f" @ {b.long().tolist()} = {[[round(v, 4) for v in r] for r in product.tolist()]}")
+    out("  all ones gives every row the sum of b's rows; the lower triangle of ones, each row divided by")
+    out("  its count, gives row t the mean of b's rows 0..t: a running average in one product.")
+    out(f"  The same {T} x {T} matrix for x:")
     wei2 = averaging_weights_matmul(T)  # (T, T)
     for line in _matrix_text(wei2):
         out(line)
@@ -162,7 +189,19 @@ def run(out=print) -> dict:
 
     # ---- 5. Why divide by sqrt(head_size) -----------------------------------------------------
     out("")
-    out(f"Why the scores are divided by sqrt(head_size): {VAR_B * VAR_T * VAR_T:,} sampled scores")
+    out(f"Why the scores are divided by sqrt(head_size). The lecture's draw: B, T = {B}, {T}, heads of {HEAD_SIZE},"
+        f" here seeded with {SEED}:")
+    g = torch.Generator().manual_seed(SEED)
+    small_k = torch.randn(B, T, HEAD_SIZE, generator=g)  # (B, T, hs)
+    small_q = torch.randn(B, T, HEAD_SIZE, generator=g)  # (B, T, hs)
+    small_wei = small_q @ small_k.transpose(-2, -1) * HEAD_SIZE**-0.5  # (B, T, T)
+    lecture_draw = {"var_k": small_k.var().item(), "var_q": small_q.var().item(), "var_wei": small_wei.var().item(),
+                    "var_unscaled": (small_q @ small_k.transpose(-2, -1)).var().item()}
+    out(f"  var(k) = {lecture_draw['var_k']:.4f}, var(q) = {lecture_draw['var_q']:.4f},"
+        f" var(wei) = {lecture_draw['var_wei']:.4f} for wei = q @ k^T / sqrt({HEAD_SIZE})"
+        f"  (the lecture, unseeded: 1.0449, 1.0700, 1.0918)")
+    out(f"  without the division the scores' variance is {lecture_draw['var_unscaled']:.4f}: about head_size.")
+    out(f"  {B * T * T} scores are too few for steady numbers (each draw differs); over {VAR_B * VAR_T * VAR_T:,}:")
     q = torch.randn(VAR_B, VAR_T, HEAD_SIZE)  # (B, T, hs) unit-variance queries
     k = torch.randn(VAR_B, VAR_T, HEAD_SIZE)  # (B, T, hs) unit-variance keys
     raw = q @ k.transpose(-2, -1)  # (B, T, T)
@@ -182,14 +221,12 @@ def run(out=print) -> dict:
 
     out("")
     out(f"Saturation: the same five scores, and the same scores times {SHARPEN:g}")
-    demo = torch.tensor([0.2, -0.3, 0.4, 0.1, -0.2])  # (5,) a hand-picked row of scores
+    demo = torch.tensor(SOFTMAX_SCORES)  # (5,) the lecture's row of scores
     soft = F.softmax(demo, dim=-1)  # (5,)
     sharp = F.softmax(demo * SHARPEN, dim=-1)  # (5,)
-    out(f"  scores             {[round(v, 4) for v in demo.tolist()]}")
-    out(f"  softmax(scores)    {[round(v, 4) for v in soft.tolist()]}  max weight {soft.max().item():.4f}")
-    out(
-        f"  softmax(scores*{SHARPEN:g})  {[round(v, 4) for v in sharp.tolist()]}  max weight {sharp.max().item():.4f}"
-    )
+    out(f"  scores             {_row_text(demo, 1)}")
+    out(f"  softmax(scores)    {_row_text(soft)}  max weight {soft.max().item():.4f}")
+    out(f"  softmax(scores*{SHARPEN:g})  {_row_text(sharp)}  max weight {sharp.max().item():.4f}")
     out("  the bigger the scores, the closer the softmax gets to one-hot: one position takes everything.")
 
     return {
@@ -212,6 +249,12 @@ def run(out=print) -> dict:
         "var_scaled": var_scaled,
         "top_weight_unscaled": top_raw,
         "top_weight_scaled": top_scaled,
+        "toy_b": b,
+        "toy_sums": sums,
+        "toy_averages": averages,
+        "lecture_draw": lecture_draw,
+        "softmax": soft,
+        "softmax_sharpened": sharp,
         "softmax_max_weight": soft.max().item(),
         "softmax_sharpened_max_weight": sharp.max().item(),
     }
