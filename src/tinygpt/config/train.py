@@ -25,6 +25,9 @@ class TrainConfig:
     vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
+    mask_fraction: float = _setting(
+        0.15, "--arch encoder: fraction of tokens hidden and predicted from both sides (BERT's recipe: 80% become "
+        "<mask>, 10% a random token, 10% stay)")
     init_from: str = _setting(
         "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
         "optimizer, schedule and run directory; --data defaults to the run's own text)")
@@ -92,6 +95,8 @@ class TrainConfig:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TinyGPTError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 < self.mask_fraction < 1.0:
+            raise TinyGPTError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if not 0.0 <= self.cooldown_frac <= 1.0:
             raise TinyGPTError(f"cooldown_frac must be in [0, 1], got {self.cooldown_frac}")
         for name in ("beta1", "beta2", "muon_momentum"):

@@ -32,7 +32,7 @@ from ..errors import TinyGPTError
 from ..model import build_model
 from ..rundir import RunConfig, RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, LanguageModeling, Objective
+from .objectives import Evaluation, LanguageModeling, Objective, text_objective
 from .optim import build_optimizer, lr_factor, set_lr
 from .progress import Clock, ProgressBar, Schedule, StopRequest
 from .records import Records
@@ -125,7 +125,7 @@ class Trainer:
             raise TinyGPTError("a reward model is trained on preference pairs, not on text: "
                                "tinygpt reward RUN --data PAIRS.jsonl (RUN: a trained GPT to start from)")
         if self.objective is None:
-            self.objective = LanguageModeling.prepare(
+            self.objective = text_objective(self.model_cfg.arch).prepare(
                 cfg, self.model_cfg.block_size, run, self.resume, self.log, fixed_context=bool(cfg.init_from),
                 saved_sha256=saved.data.get("sha256") if saved else None)
         objective = self.objective
@@ -300,7 +300,7 @@ class Trainer:
 
     def final_samples(self) -> list[str]:
         cfg = self.cfg
-        if not cfg.sample_tokens or not cfg.num_samples:
+        if not cfg.sample_tokens or not cfg.num_samples or not self.objective.generates_text:
             return []
         from ..run import Run
 

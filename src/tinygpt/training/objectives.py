@@ -54,6 +54,7 @@ class Objective(ABC):
     data_info: dict = {}
     notes: list[str] = []
     has_validation: bool = False
+    generates_text: bool = True  # the run's model continues text (the loop samples it at the end)
     verb: str = "train"  # the tinygpt command that trains it, and resumes it (`tinygpt VERB --resume RUN`)
 
     @abstractmethod
@@ -113,6 +114,20 @@ class Objective(ABC):
     def status(self) -> dict[str, str]:
         """What the progress bar shows beside the loss (reinforcement learning: the latest reward); nothing here."""
         return {}
+
+
+def text_objective(arch: str) -> type["LanguageModeling"]:
+    """What `tinygpt train --data FILE` trains a model of this arch for: next tokens (a GPT), hidden tokens
+    (an encoder: masked.py) or targets from sources (an encoder-decoder: seq2seq.py)."""
+    if arch == "encoder":
+        from .masked import MaskedLanguageModeling
+
+        return MaskedLanguageModeling
+    if arch == "encoder-decoder":
+        from .seq2seq import Translation
+
+        return Translation
+    return LanguageModeling
 
 
 def resumed_config(resume: str, verb: str):
