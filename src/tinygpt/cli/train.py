@@ -32,5 +32,7 @@ def run(args) -> int:
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}{val}, {result.elapsed_s:.1f}s; "
           f"saved in {result.out_dir}")
-    print(f"next: tinygpt sample {result.out_dir} --prompt ...   |   tinygpt eval {result.out_dir}")
+    use = {"encoder": "fill {} --prompt '... <mask> ...'", "encoder-decoder": "translate {} --source ..."}
+    print(f"next: tinygpt {use.get(model_cfg.arch, 'sample {} --prompt ...').format(result.out_dir)}   |   "
+          f"tinygpt eval {result.out_dir}")
     return 0
