@@ -119,11 +119,10 @@ def merge_cross(state: dict, prefix: str, n_head: int) -> dict:
         if f"{prefix}heads.0.query.{kind}" not in state:
             continue
 
-        def joined(name):
-            return torch.cat([state.pop(f"{prefix}heads.{h}.{name}.{kind}") for h in range(n_head)], dim=0)
-
-        state[f"{prefix}q.{kind}"] = joined("query")
-        state[f"{prefix}kv.{kind}"] = torch.cat((joined("key"), joined("value")), dim=0)
+        q, k, v = (torch.cat([state.pop(f"{prefix}heads.{h}.{name}.{kind}") for h in range(n_head)], dim=0)
+                   for name in ("query", "key", "value"))
+        state[f"{prefix}q.{kind}"] = q  # (C, C) or (C,)
+        state[f"{prefix}kv.{kind}"] = torch.cat((k, v), dim=0)  # (2C, C) or (2C,)
     return state
 
 
