@@ -281,3 +281,23 @@ def test_the_demo_task_is_deterministic_distinct_and_rewrites_and_reorders():
     year, month, day = source.split("-")
     assert target.split()[0] == str(int(day)) and target.split()[2] == year and target.split()[1].isalpha()
     assert exact_match(["a", "b"], ["a", "c"]) == 50.0
+
+
+# ---- the lesson -----------------------------------------------------------------------------------------
+
+
+def test_the_transformer_lesson_shows_three_masks_a_cross_step_by_hand_and_measured_gradients():
+    from tinygpt.lessons import transformer
+
+    lines = []
+    r = transformer.run(out=lines.append)
+    masks = r["masks"]
+    assert torch.equal(masks["causal"], torch.tril(torch.ones(3, 3, dtype=torch.bool)))
+    assert masks["none"].all() and masks["cross"].all() and masks["cross"].shape == (3, 4)
+    step = r["cross"]
+    torch.testing.assert_close(step["weights"].sum(-1), torch.ones(3))
+    torch.testing.assert_close(step["by_hand"], step["module"], atol=1e-6, rtol=0)
+    grads = r["gradients"]
+    assert all(g["first"] > 0 and g["last"] > 0 for g in grads.values())
+    assert grads["pre"]["first"] != grads["post"]["first"]  # the same start, a different arrangement
+    assert any("the module (CrossHead) gives the same output? True" in line for line in lines)

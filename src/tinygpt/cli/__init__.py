@@ -17,7 +17,7 @@
     tinygpt translate RUN [--source TEXT] [--num-beams N] [--temperature T] ...   (or sources on stdin)
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
     tinygpt presets
-    tinygpt lesson basics|attention
+    tinygpt lesson basics|attention|transformer
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain

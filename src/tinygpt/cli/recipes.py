@@ -32,9 +32,10 @@ def add_parsers(sub):
                        description="List the named recipes, a line each.")
     p.set_defaults(func=presets)
 
-    p = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients) or attention",
+    p = sub.add_parser("lesson", help="run a small lesson: basics (neurons, gradients), attention, or transformer "
+                       "(encoder, cross-attention, post-norm)",
                        description="Print a lesson step by step, with its real numbers.")
-    p.add_argument("name", choices=("basics", "attention"), help="which lesson")
+    p.add_argument("name", choices=("basics", "attention", "transformer"), help="which lesson")
     p.set_defaults(func=lesson)
 
 
@@ -90,6 +91,8 @@ def export_run(args) -> int:
 def lesson(args) -> int:
     if args.name == "basics":
         from ..lessons import basics as chosen
+    elif args.name == "transformer":
+        from ..lessons import transformer as chosen
     else:
         from ..lessons import attention as chosen
     chosen.run()
