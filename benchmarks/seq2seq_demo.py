@@ -10,11 +10,13 @@ For each seed, side by side on the same machine:
 - a decoder-only GPT with about the same parameter count (5 blocks of 64 against 2 + 2), trained on the
   same 4,500 training pairs written as text lines `SOURCE=TARGET`, with a time budget equal to the
   encoder-decoder's own measured training time (so: the same CPU time, on the same machine, one thread
-  each); held-out exact match of greedy `sample` from `\\nSOURCE=` up to the line's end.
+  each); held-out exact match of greedy `sample` from `\\nSOURCE=` up to the line's end. For the first
+  seed, the same GPT also trained LONGER (5) times as long, to see how far the gap is from closing.
 
-Then, on seed 0's encoder-decoder, decoding speed in target tokens per second, one source at a time:
-the encoder run once with the KV cache (what `translate` does), the encoder run once without the
-cache, and the encoder re-run at every step. Results go to benchmarks/results/seq2seq_demo.json.
+Then, on the first seed's encoder-decoder, decoding speed in target tokens per second over 100
+held-out sources, one at a time and as one batch: the encoder run once (what `translate` does) or
+re-run at every step, each with and without the self-attention KV cache, and whether all four write
+the same tokens. Results go to benchmarks/results/seq2seq_demo.json.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tinygpt.generation.sampling import SamplingConfig
 from tinygpt.generation.seq2seq import translate_ids
 
 HERE = Path(__file__).resolve().parent
+LONGER = 5  # the first seed's decoder-only GPT is also trained this many times as long
 GPT = dict(n_layer=5, n_head=4, n_embd=64, block_size=32, tokenizer="char", batch_size=32, lr=2e-3,
            warmup_iters=50, threads=1, eval_interval=100000, sample_tokens=0, val_fraction=0.0)
 
@@ -55,10 +58,10 @@ def encoder_decoder(seed: int, folder: Path) -> dict:
             "wrong": [(s, o) for (s, t), o in zip(held, outputs) if o != t][:5], "out": str(out)}
 
 
-def decoder_only(seed: int, seconds: float, folder: Path) -> dict:
+def decoder_only(seed: int, seconds: float, folder: Path, name: str = "gpt") -> dict:
     text = folder / "dates-as-text.txt"
     text.write_text("".join(f"{s}={t}\n" for s, t in date_pairs()[:-HELD_OUT]))
-    out = folder / f"gpt-{seed}"
+    out = folder / f"{name}-{seed}"
     result = tinygpt.train(data=str(text), out=str(out), seed=seed, time_budget=f"{seconds:.0f}s", progress=False,
                            log=quiet, **GPT)
     run = tinygpt.load(out)
@@ -71,24 +74,32 @@ def decoder_only(seed: int, seconds: float, folder: Path) -> dict:
 
 
 def decoding_speed(run_dir: str, n: int = 100, repeats: int = 3) -> dict:
+    """Target tokens per second (median of `repeats`) for the n held-out sources, one at a time and as one
+    batch, with the encoder run once or at every step, with and without the self-attention cache."""
     run = tinygpt.load(run_dir)
     bos, eos = run.tokenizer.token_to_id(BOS), run.tokenizer.token_to_id(EOS)
     sources = [run.encode(s) for s, _ in date_pairs()[-n:]]
     sampling = SamplingConfig(24, temperature=0.0)
     modes = {"encoder once, KV cache": {}, "encoder once, no cache": {"use_cache": False},
+             "encoder every step, KV cache": {"encode_every_step": True},
              "encoder every step, no cache": {"use_cache": False, "encode_every_step": True}}
-    speeds, tokens = {}, {}
-    for name, options in modes.items():
-        rates = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            outs = [translate_ids(run.model, [s], sampling, bos, eos, **options)[0] for s in sources]
-            count = sum(len(o) + 1 for o in outs)  # each target's tokens and its <|eos|>
-            rates.append(count / (time.perf_counter() - t0))
-        tokens[name] = [len(o) for o in outs]
-        speeds[name] = round(statistics.median(rates), 1)
-    same = len({tuple(t) for t in tokens.values()}) == 1
-    return {"tokens_per_s": speeds, "same_tokens": same, "sources": n, "threads": torch.get_num_threads()}
+    result, tokens = {}, {}
+    for batch in (1, n):
+        speeds = {}
+        for name, options in modes.items():
+            rates = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                outs = []
+                for start in range(0, n, batch):
+                    outs += translate_ids(run.model, sources[start : start + batch], sampling, bos, eos, **options)
+                count = sum(len(o) + 1 for o in outs)  # each target's tokens and its <|eos|>
+                rates.append(count / (time.perf_counter() - t0))
+            tokens[(batch, name)] = outs
+            speeds[name] = round(statistics.median(rates), 1)
+        result[f"batch {batch}"] = speeds
+    same = len({str(t) for t in tokens.values()}) == 1
+    return {"tokens_per_s": result, "same_tokens": same, "sources": n, "threads": torch.get_num_threads()}
 
 
 def main():
@@ -110,6 +121,10 @@ def main():
                   f"in {gpt['train_s']} s, exact match {gpt['exact_match']:.1f}%; load {doc['seeds'][seed]['load']}",
                   flush=True)
             if seed == args.seeds[0]:
+                longer = decoder_only(seed, LONGER * ed["train_s"], folder, name="gpt-longer")
+                doc["decoder_only_longer"] = {"times": LONGER, **longer}
+                print(f"decoder-only with {LONGER}x the time: {longer['steps']} steps in {longer['train_s']} s, exact "
+                      f"match {longer['exact_match']:.1f}%", flush=True)
                 doc["decoding"] = decoding_speed(ed["out"])
                 doc["decoding"]["load"] = round(os.getloadavg()[0], 2)
                 print(f"decoding: {doc['decoding']}", flush=True)

@@ -215,9 +215,15 @@ def test_masking_hides_about_the_fraction_and_scores_only_what_it_hid():
     assert 0.75 < (inputs[hidden] == 50).float().mean() < 0.85  # 80% of the hidden become <mask>
 
 
-def test_fill_lists_likely_words_for_a_mask_in_the_rhyme(tmp_path, capsys):
-    r = tinygpt.train(preset="rhyme", arch="encoder", max_iters=400, out=str(tmp_path / "enc"), progress=False,
-                      threads=1, log=lambda line: None)
+@pytest.fixture(scope="module")
+def rhyme_encoder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rhyme-encoder"
+    return tinygpt.train(preset="rhyme", arch="encoder", max_iters=400, out=str(out), progress=False, threads=1,
+                         log=lambda line: None)
+
+
+def test_fill_lists_likely_words_for_a_mask_in_the_rhyme(rhyme_encoder, capsys):
+    r = rhyme_encoder
     assert main(["fill", str(r.out_dir), "--prompt", "mary had a <mask> lamb", "--top-k", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "<mask> 1 (token 3):" and len(out) == 4
@@ -227,6 +233,25 @@ def test_fill_lists_likely_words_for_a_mask_in_the_rhyme(tmp_path, capsys):
     assert "<mask>" not in [x["token"] for x in rows[0]["top"]]
     assert main(["sample", str(r.out_dir), "--prompt", "mary"]) == 2
     assert "is an encoder" in capsys.readouterr().err
+
+
+def test_an_encoders_attention_maps_are_full_and_explain_points_elsewhere(rhyme_encoder, tmp_path, capsys):
+    png = tmp_path / "attention.png"
+    assert main(["inspect", str(rhyme_encoder.out_dir), "--prompt", "mary had a little lamb", "--attention", str(png),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    weights = torch.tensor(result["attention"]["weights"])  # (L, nh, T, T)
+    assert weights.shape == (2, 2, 5, 5)
+    assert torch.triu(weights, diagonal=1).sum() > 0.5  # earlier positions read later ones
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 5), atol=1e-5, rtol=0)
+    assert result["reads"] == "at"
+    assert main(["explain", str(rhyme_encoder.out_dir), "--prompt", "mary"]) == 2
+    assert "is an encoder, which fills in hidden tokens" in capsys.readouterr().err
+
+
+def test_an_encoder_decoder_on_plain_text_asks_for_pairs(tmp_path):
+    with pytest.raises(TinyGPTError, match="an encoder-decoder trains on source/target pairs, not on the text 'rhyme'"):
+        tinygpt.train(arch="encoder-decoder", data="rhyme", out=str(tmp_path / "x"), progress=False)
 
 
 # ---- bad inputs: one line each ------------------------------------------------------------------------
@@ -272,6 +297,8 @@ def test_the_wrong_kind_of_run_is_one_line(dates_run, rhyme_run, capsys):
     assert "a source is empty" in capsys.readouterr().err
     assert main(["export", str(dates_run.out_dir), "--to", "hf", "--out", str(dates_run.out_dir) + "-hf"]) == 2
     assert "encoder-decoder model, not a decoder-only language model" in capsys.readouterr().err
+    assert main(["sft", str(dates_run.out_dir), "--data", "chats.jsonl"]) == 2
+    assert "is an encoder-decoder model; tinygpt sft trains a decoder-only GPT" in capsys.readouterr().err
 
 
 def test_the_demo_task_is_deterministic_distinct_and_rewrites_and_reorders():

@@ -26,8 +26,8 @@ class TrainConfig:
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
     mask_fraction: float = _setting(
-        0.15, "--arch encoder: fraction of tokens hidden and predicted from both sides (BERT's recipe: 80% become "
-        "<mask>, 10% a random token, 10% stay)")
+        0.15, "--arch encoder: fraction of tokens hidden and predicted from both sides (BERT's recipe: of those, "
+        "8 in 10 become <mask>, 1 in 10 a random token, 1 in 10 stay)")
     init_from: str = _setting(
         "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
         "optimizer, schedule and run directory; --data defaults to the run's own text)")

@@ -116,7 +116,7 @@ class Objective(ABC):
         return {}
 
 
-def text_objective(arch: str) -> type["LanguageModeling"]:
+def text_objective(arch: str) -> type[Objective]:
     """What `tinygpt train --data FILE` trains a model of this arch for: next tokens (a GPT), hidden tokens
     (an encoder: masked.py) or targets from sources (an encoder-decoder: seq2seq.py)."""
     if arch == "encoder":

@@ -78,6 +78,9 @@ class Translation(Objective):
     @classmethod
     def prepare(cls, cfg, block_size: int, run: RunDir, resume: bool, log, fixed_context: bool = False,
                 saved_sha256: str | None = None) -> "Translation":
+        if cfg.data in ("rhyme", "shakespeare"):
+            raise TinyGPTError(f"an encoder-decoder trains on source/target pairs, not on the text {cfg.data!r}: pass "
+                               "--data PAIRS.jsonl or PAIRS.tsv, or --data dates (the built-in task)")
         pairs, sha256 = read_pairs(cfg.data)
         if saved_sha256 is not None and sha256 != saved_sha256:
             raise TinyGPTError(f"the pairs ({cfg.data}) changed since this run started; resume with the same data "

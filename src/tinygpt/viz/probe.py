@@ -40,7 +40,8 @@ class Prompt:
 
 def encode_prompt(run, prompt: str) -> Prompt:
     """The prompt's ids, cut to the model's context; unknown tokens fail in the tokenizer, by name."""
-    run.require_text_model("be inspected or explained (they look at next-token probabilities)")
+    if run.model_config.arch != "encoder":  # an encoder's outputs are its guesses at each position's own token
+        run.require_text_model("be inspected or explained (they look at next-token probabilities)")
     if not prompt or not prompt.strip() and run.tokenizer.kind == "word":
         raise TinyGPTError("the prompt is empty; pass some text with --prompt, e.g. --prompt 'mary had a little'")
     ids = run.tokenizer.encode(prompt)
@@ -79,7 +80,9 @@ def top_k(run, prompt: str, k: int = 5, all_positions: bool = False) -> dict:
         top = [{"token": display_token(run.tokenizer.token(i)), "id": i, "prob": v}
                for v, i in zip(values.tolist(), order.tolist())]
         rows.append({"position": t, "token": p.tokens[t], "top": top})
-    return {"tokens": p.tokens, "ids": p.ids, "note": p.note, "positions": rows}
+    # A decoder's output at position t guesses the token after it; an encoder's, the token at t itself.
+    reads = "at" if run.model_config.arch == "encoder" else "after"
+    return {"tokens": p.tokens, "ids": p.ids, "note": p.note, "positions": rows, "reads": reads}
 
 
 # ----------------------------------------------------------------------------- one forward pass, recorded
@@ -117,6 +120,9 @@ class Trace:
 
 
 def _require_gpt(model):
+    if model.config.arch == "encoder-decoder":
+        raise TinyGPTError("this run is an encoder-decoder: look at which source tokens its target read with "
+                           "tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png")
     if not hasattr(model, "blocks"):
         raise TinyGPTError("this run is the bigram model: a lookup table with no attention or blocks to look into; "
                            "inspect a GPT run instead (e.g. tinygpt train --preset rhyme)")

@@ -65,7 +65,10 @@ def as_text(result: dict) -> list[str]:
         lines.append(f"  {pos:>3}  {tok:<{width}}  {i}")
     for row in result["positions"]:
         lines.append("")
-        lines.append(f"next token after {row['token']!r} (position {row['position']}):")
+        if result.get("reads") == "at":
+            lines.append(f"token at position {row['position']} ({row['token']!r}), read from both sides:")
+        else:
+            lines.append(f"next token after {row['token']!r} (position {row['position']}):")
         w = max(5, *(len(x["token"]) for x in row["top"]))
         lines.append(f"  rank  {'token':<{w}}  {'id':>5}  probability")
         for rank, x in enumerate(row["top"], 1):
