@@ -328,3 +328,17 @@ def test_the_transformer_lesson_shows_three_masks_a_cross_step_by_hand_and_measu
     assert all(g["first"] > 0 and g["last"] > 0 for g in grads.values())
     assert grads["pre"]["first"] != grads["post"]["first"]  # the same start, a different arrangement
     assert any("the module (CrossHead) gives the same output? True" in line for line in lines)
+
+
+def test_sources_can_have_a_tokenizer_of_their_own(tmp_path):
+    out = tmp_path / "own"
+    result = tinygpt.train(preset="seq2seq-demo", out=str(out), source_tokenizer="char", tokenizer="word",
+                           n_embd=32, n_layer=1, max_iters=30, eval_interval=30, progress=False, log=lambda line: None)
+    run = tinygpt.load(out)
+    assert run.source_tokenizer.kind == "char" and run.tokenizer.kind == "word"
+    assert run.model_config.source_vocab_size == run.source_tokenizer.vocab_size == 12  # digits, '-', a line break
+    assert run.model.src_emb.weight.shape == (12, 32)
+    assert "november" in run.tokenizer.stoi and run.tokenizer.encode("5 november 1987") != []
+    assert len(run.translate("1987-11-05").split()) >= 1
+    resumed = tinygpt.train(resume=str(out), max_iters=40)
+    assert resumed.step == 40 and resumed.num_params == result.num_params

@@ -25,10 +25,12 @@ from .training.devices import pick_device
 class Run:
     """A model, its tokenizer and its settings, ready to sample and evaluate."""
 
-    def __init__(self, run_dir: Path, model, tokenizer, config: RunConfig, device: torch.device):
+    def __init__(self, run_dir: Path, model, tokenizer, config: RunConfig, device: torch.device,
+                 source_tokenizer=None):
         self.dir = run_dir
         self.model = model
         self.tokenizer = tokenizer
+        self.source_tokenizer = source_tokenizer or tokenizer  # an encoder-decoder's sources may have their own
         self.config = config
         self.device = device
 
@@ -96,7 +98,7 @@ class Run:
         for text in sources:
             if not text.strip():
                 raise TinyGPTError("a source is empty; give the text to translate")
-            ids.append(self.tokenizer.encode(text))
+            ids.append(self.source_tokenizer.encode(text))
             if len(ids[-1]) > self.model_config.block_size:
                 raise TinyGPTError(f"the source {text[:40]!r} is {len(ids[-1])} tokens, longer than the model's "
                                    f"context ({self.model_config.block_size}); shorten it")
@@ -237,12 +239,16 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise TinyGPTError(f"{run.tokenizer_path} has {tokenizer.vocab_size} tokens but the model expects "
                            f"{model_cfg.vocab_size}; the run directory is inconsistent")
+    source_tokenizer = run.read_source_tokenizer()
+    if source_tokenizer is not None and source_tokenizer.vocab_size != model_cfg.source_vocab_size:
+        raise TinyGPTError(f"{run.source_tokenizer_path} has {source_tokenizer.vocab_size} tokens but the model "
+                           f"expects {model_cfg.source_vocab_size}; the run directory is inconsistent")
     dev = pick_device(device)
     model = build_model(model_cfg)
     state, path = run.read_weights(checkpoint)
     load_weights_into(model, state, path)
     model.to(dev).eval()
-    return Run(run.path, model, tokenizer, config, dev)
+    return Run(run.path, model, tokenizer, config, dev, source_tokenizer)
 
 
 def _choose_path(cfg: ModelConfig, attention: str | None, norm: str | None) -> ModelConfig:

@@ -24,6 +24,9 @@ class ModelConfig:
         "masked tokens: `tinygpt fill`) or the original encoder-decoder Transformer (trained on source/target pairs: "
         "`tinygpt translate`)", ("gpt", "bigram", "reward", "encoder", "encoder-decoder"))
     vocab_size: int = _setting(0, "number of token ids; set from the tokenizer, never by hand")
+    source_vocab_size: int = _setting(
+        0, "encoder-decoder with a source tokenizer of its own: its number of ids (0: the sources share the "
+        "target's tokenizer and token table); set from the tokenizer, never by hand")
     block_size: int = _setting(64, "context length: how many tokens the model sees at once")
     n_layer: int = _setting(4, "number of transformer blocks (of the decoder, in an encoder-decoder)")
     n_encoder_layer: int = _setting(0, "encoder-decoder: number of encoder blocks; 0 = as many as n_layer")
@@ -92,6 +95,8 @@ class ModelConfig:
             raise TinyGPTError("an MLP without an output projection needs mlp_ratio 1")
         if not self.residual and self.zero_init_proj:
             raise TinyGPTError("zero_init_proj needs residual connections (the block would output zeros)")
+        if self.source_vocab_size and self.arch != "encoder-decoder":
+            raise TinyGPTError("a source vocabulary of its own is for --arch encoder-decoder")
         if self.n_encoder_layer < 0:
             raise TinyGPTError(f"n_encoder_layer must be 0 (as many as n_layer) or more, got {self.n_encoder_layer}")
         if self.n_encoder_layer and self.arch != "encoder-decoder":

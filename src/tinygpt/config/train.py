@@ -23,6 +23,9 @@ class TrainConfig:
                                       "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
                                       "Face Hub (e.g. hf:gpt2)")
     vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
+    source_tokenizer: str = _setting(
+        "", "encoder-decoder: a tokenizer of its own for the sources (char, word or bpe built from them, or "
+        "pretrained, as --tokenizer); empty: one tokenizer, built from both sides, for both")
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
     mask_fraction: float = _setting(

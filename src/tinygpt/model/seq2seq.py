@@ -13,8 +13,9 @@ writes the target, and cross-attention in every decoder block reads the encoder'
 
 The blocks are the GPT's (`Block`, with causal=False in the encoder); a decoder block adds one
 residual step, the cross-attention (model/cross_attention.py). One tokenizer serves both sides, so
-one token table embeds both (and, with tie_weights, is the head too). `norm_position` post is the
-paper's arrangement, pre the GPTs'.
+one token table embeds both (and, with tie_weights, is the head too), unless the sources have a
+tokenizer of their own (`source_tokenizer`) and so a token table of their own (`src_emb`).
+`norm_position` post is the paper's arrangement, pre the GPTs'.
 
 Decoding computes the memory and its cross keys/values once per source (`encode`), then runs the
 decoder one token at a time with the self-attention KV cache (`decode`): generation/seq2seq.py.
@@ -77,6 +78,8 @@ class EncoderDecoder(nn.Module):
         self.config = cfg
         C = cfg.n_embd
         self.tok_emb = nn.Embedding(cfg.vocab_size, C)
+        # Sources with a tokenizer of their own have a token table of their own; otherwise they share this one.
+        self.src_emb = nn.Embedding(cfg.source_vocab_size, C) if cfg.source_vocab_size else None
         learned = cfg.pos_emb == "learned"
         self.enc_pos_emb = nn.Embedding(cfg.block_size, C) if learned else None
         self.pos_emb = nn.Embedding(cfg.block_size, C) if learned else None
@@ -91,8 +94,8 @@ class EncoderDecoder(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         init_weights(self, cfg, 2 * cfg.encoder_layers + 3 * cfg.n_layer)
 
-    def _embed(self, idx, pos_emb, start: int):
-        x = self.tok_emb(idx)  # (B, T, C)
+    def _embed(self, idx, pos_emb, start: int, table: nn.Embedding):
+        x = table(idx)  # (B, T, C)
         if pos_emb is not None:
             x = x + pos_emb(torch.arange(start, start + idx.size(1), device=idx.device))  # (T, C) broadcast
         return self.drop(x) if self.training else x
@@ -104,7 +107,7 @@ class EncoderDecoder(nn.Module):
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> Memory:
         """Source ids (B, S), src_mask (B, S) True at real tokens -> the memory every decoding step reads."""
         self._check_length(src.size(1), "source")
-        x = self._embed(src, self.enc_pos_emb, 0)  # (B, S, C)
+        x = self._embed(src, self.enc_pos_emb, 0, self.src_emb or self.tok_emb)  # (B, S, C)
         for block in self.encoder:
             x = block(x, None, 0, src_mask)  # (B, S, C)
         memory = self.enc_ln(x)  # (B, S, C)
@@ -114,7 +117,7 @@ class EncoderDecoder(nn.Module):
         """Target ids (B, T) after the cache's tokens (if any) -> logits (B, T, vocab_size)."""
         start = cache.pos if cache is not None else 0  # every row of a target batch has one length
         self._check_length(start + idx.size(1), "target")
-        x = self._embed(idx, self.pos_emb, start)  # (B, T, C)
+        x = self._embed(idx, self.pos_emb, start, self.tok_emb)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, memory, cache, i)  # (B, T, C)
         if cache is not None:

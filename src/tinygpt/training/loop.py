@@ -133,6 +133,8 @@ class Trainer:
             self.log(f"note: {note}")
         self.model_cfg.block_size = objective.block_size
         self.model_cfg.vocab_size = objective.tokenizer.vocab_size
+        for name, value in objective.model_settings().items():
+            setattr(self.model_cfg, name, value)
         self.model_cfg.validate()
 
         self.model = build_model(self.model_cfg).to(rt.device)

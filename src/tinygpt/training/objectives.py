@@ -82,6 +82,10 @@ class Objective(ABC):
         unless the objective changes the model's shape (new special tokens grow the embeddings)."""
         return state
 
+    def model_settings(self) -> dict:
+        """Model settings the data decides, beside vocab_size (a source vocabulary of its own); none here."""
+        return {}
+
     def write_files(self, run: RunDir):
         """Files of the objective's own that a new run directory keeps (a chat template); none here."""
         return None

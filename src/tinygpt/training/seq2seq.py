@@ -3,8 +3,9 @@
     objective = Translation.prepare(train_cfg, block_size, RunDir(out), resume, log)
 
 Pairs come from data/pairs.py (JSON Lines, TSV or the built-in `dates`). One tokenizer, built from
-every source and target (or pretrained), serves both sides; it gets `<|bos|>` and `<|eos|>`. Each
-pair becomes three rows:
+every source and target (or pretrained), serves both sides, or with `source_tokenizer` the sources
+get one of their own (built from the sources alone) and `tokenizer` is built from the targets alone.
+The target's tokenizer gets `<|bos|>` and `<|eos|>`. Each pair becomes three rows:
 
     source   the source's ids, padded on the right (a mask says which positions are real)
     input    <|bos|> + the target's ids               what the decoder reads
@@ -29,13 +30,15 @@ from .objectives import Evaluation, Objective, choose_tokenizer
 IGNORE = -100
 
 
-def encode_pairs(tokenizer, pairs, block_size: int):
-    """The pairs' rows: source (N, S), source mask (N, S), decoder input (N, T), targets (N, T)."""
+def encode_pairs(tokenizer, pairs, block_size: int, source_tokenizer=None):
+    """The pairs' rows: source (N, S), source mask (N, S), decoder input (N, T), targets (N, T).
+    source_tokenizer: the sources' own (None: `tokenizer` for both sides)."""
     bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    source_tokenizer = source_tokenizer or tokenizer
     sources, targets = [], []
     for pair in pairs:
         try:
-            src, tgt = tokenizer.encode(pair.source), tokenizer.encode(pair.target)
+            src, tgt = source_tokenizer.encode(pair.source), tokenizer.encode(pair.target)
         except TinyGPTError as e:  # a word or character the tokenizer does not know
             raise TinyGPTError(f"{pair.where}: {e}") from None
         need = max(len(src), len(tgt) + 1)
@@ -46,7 +49,7 @@ def encode_pairs(tokenizer, pairs, block_size: int):
         targets.append(tgt)
     S = max(len(s) for s in sources)
     T = max(len(t) for t in targets) + 1
-    src = torch.full((len(pairs), S), eos, dtype=torch.int32)  # (N, S); the padding is masked
+    src = torch.zeros((len(pairs), S), dtype=torch.int32)  # (N, S); any id pads: the padding is masked
     dec_in = torch.full((len(pairs), T), eos, dtype=torch.int32)  # (N, T); causal: no token sees the padding
     dec_out = torch.full((len(pairs), T), IGNORE, dtype=torch.int32)  # (N, T)
     for row, (s, t) in enumerate(zip(sources, targets)):
@@ -63,9 +66,11 @@ class Translation(Objective):
 
     generates_text = False  # it translates: the loop's text samples do not apply
 
-    def __init__(self, cfg, tokenizer, rows, n_val: int, block_size: int, data_info: dict, notes: list[str]):
+    def __init__(self, cfg, tokenizer, rows, n_val: int, block_size: int, data_info: dict, notes: list[str],
+                 source_tokenizer=None):
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.source_tokenizer = source_tokenizer  # None: the sources use `tokenizer`
         n_train = len(rows[0]) - n_val
         self.train_rows = tuple(r[:n_train] for r in rows)
         self.val_rows = tuple(r[n_train:] for r in rows) if n_val else None
@@ -85,10 +90,15 @@ class Translation(Objective):
         if saved_sha256 is not None and sha256 != saved_sha256:
             raise TinyGPTError(f"the pairs ({cfg.data}) changed since this run started; resume with the same data "
                                "or start a new run")
-        text = "\n".join(f"{p.source}\n{p.target}" for p in pairs)
+        source_tokenizer = None
+        if cfg.source_tokenizer:
+            source_tokenizer = own_source_tokenizer(cfg, run, resume, "\n".join(p.source for p in pairs))
+            text = "\n".join(p.target for p in pairs)
+        else:
+            text = "\n".join(f"{p.source}\n{p.target}" for p in pairs)
         tokenizer, _ = choose_tokenizer(cfg, run, resume, lambda kind: text, log)
         tokenizer.add_special_tokens([BOS, EOS])  # appended: no id moves
-        rows = encode_pairs(tokenizer, pairs, block_size)
+        rows = encode_pairs(tokenizer, pairs, block_size, source_tokenizer)
         n_val = min(int(len(pairs) * cfg.val_fraction), len(pairs) - 1)
         notes = []
         if cfg.val_fraction and not n_val:
@@ -98,12 +108,19 @@ class Translation(Objective):
         info = {"name": corpus_name(cfg.data), "objective": "translation", "sha256": sha256, "pairs": len(pairs),
                 "train_pairs": n_train, "val_pairs": n_val,
                 "target_tokens": int((rows[3][:n_train] != IGNORE).sum()), "notes": notes}
-        return cls(cfg, tokenizer, rows, n_val, block_size, info, notes)
+        return cls(cfg, tokenizer, rows, n_val, block_size, info, notes, source_tokenizer)
 
     def describe(self) -> str:
         d = self.data_info
         return (f"data {d['name']}: {d['train_pairs']:,} train / {d['val_pairs']:,} val pairs, "
                 f"{d['target_tokens']:,} target tokens to learn")
+
+    def model_settings(self) -> dict:
+        return {"source_vocab_size": self.source_tokenizer.vocab_size if self.source_tokenizer else 0}
+
+    def write_files(self, run: RunDir):
+        if self.source_tokenizer is not None:
+            run.write_source_tokenizer(self.source_tokenizer)
 
     def batch(self, generator):
         rows = torch.randint(len(self.train_rows[0]), (self.cfg.batch_size,), generator=generator)  # (B,)
@@ -126,6 +143,19 @@ class Translation(Objective):
 
     def report(self, record: dict) -> str:
         return super().report(record) + " (per target token)"
+
+
+def own_source_tokenizer(cfg, run: RunDir, resume: bool, text: str):
+    """The sources' own tokenizer: a resumed run's, a fine-tuned run's source's, or built from the sources."""
+    from ..tokenizers import train_tokenizer
+
+    for kept in ((run,) if resume else (RunDir(cfg.init_from),) if cfg.init_from else ()):
+        tokenizer = kept.read_source_tokenizer()
+        if tokenizer is None:
+            raise TinyGPTError(f"{kept} has no source_tokenizer.json; its sources share tokenizer.json "
+                               "(leave --source-tokenizer out)")
+        return tokenizer
+    return train_tokenizer(cfg.source_tokenizer, text, cfg.vocab_size, cfg.sentence_end)
 
 
 @torch.no_grad()
@@ -173,7 +203,8 @@ def evaluate_translation_run(run, data: str | None = None, exact: bool = True) -
     n_val = min(int(len(pairs) * cfg.val_fraction), len(pairs) - 1)
     split = "val" if n_val else ("all" if data is not None else "train")
     chosen = pairs[len(pairs) - n_val:] if n_val else pairs
-    rows = encode_pairs(run.tokenizer, chosen, run.model_config.block_size)
+    source_tokenizer = run.source_tokenizer if run.source_tokenizer is not run.tokenizer else None
+    rows = encode_pairs(run.tokenizer, chosen, run.model_config.block_size, source_tokenizer)
     total, count = target_loss(run.model, rows, Runtime.local(run.device))
     chars = sum(len(p.target) + 1 for p in chosen)  # each target's characters and its end
     result = {"split": split, "val_loss": total / count, "tokens": count, "pairs": len(chosen), "characters": chars,

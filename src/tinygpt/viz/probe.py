@@ -226,7 +226,7 @@ def cross_attention(run, source: str, target: str) -> dict:
                            "--cross-attention needs an encoder-decoder run (tinygpt train --arch encoder-decoder)")
     if not source.strip():
         raise TinyGPTError("the source is empty; give --source TEXT (and --target TEXT)")
-    src, tgt = tok.encode(source), tok.encode(target)
+    src, tgt = run.source_tokenizer.encode(source), tok.encode(target)
     idx = [tok.token_to_id(BOS)] + tgt
     if max(len(src), len(idx)) > run.model_config.block_size:
         raise TinyGPTError(f"the source or target is longer than the model's context ({run.model_config.block_size} "
@@ -243,7 +243,8 @@ def cross_attention(run, source: str, target: str) -> dict:
     weights = torch.stack([cross_weights(block.cross, seen[i], memory.kv[i])[0]
                            for i, block in enumerate(model.blocks)])  # (L, nh, T, S)
     rows = [display_token(tok.token(i)) for i in tgt] + [EOS]
-    return {"weights": weights.float().cpu(), "rows": rows, "columns": [display_token(tok.token(i)) for i in src]}
+    columns = [display_token(run.source_tokenizer.token(i)) for i in src]
+    return {"weights": weights.float().cpu(), "rows": rows, "columns": columns}
 
 
 def _cpu(t):
