@@ -5,6 +5,7 @@
     tinygpt eval RUN [--data FILE] [--json]
     tinygpt inspect [RUN] --prompt TEXT [--top-k K] [--all-positions] [--attention FILE.png]
                     [--neighbours TOKEN] [--embeddings FILE.png] [--json]
+    tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png   (an encoder-decoder run)
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
     tinygpt import FOLDER|hf:NAME [--out DIR]

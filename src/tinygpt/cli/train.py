@@ -12,7 +12,8 @@ def add_parser(sub):
                        description="Train a GPT. Settings come from --preset, then --config, then flags.")
     p.add_argument("--preset", default="", help="a named recipe (see `tinygpt presets`); default: rhyme")
     p.add_argument("--config", default="", help="a YAML file of settings (flat, or under `settings:`)")
-    p.add_argument("--data", default=None, help="text to train on: a UTF-8 file, 'rhyme' or 'shakespeare'")
+    p.add_argument("--data", default=None, help="text to train on: a UTF-8 file, 'rhyme' or 'shakespeare' "
+                   "(--arch encoder-decoder: pairs, a .jsonl or TSV file, or 'dates')")
     p.add_argument("--out", default=None, help="run directory (default: runs/<preset or data name>)")
     p.add_argument("--resume", default="", metavar="DIR", help="continue the run saved in DIR")
     add_settings(p)

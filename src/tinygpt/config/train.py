@@ -18,7 +18,8 @@ class TrainConfig:
     """Everything about a training run except the network's shape."""
 
     # Data and tokenizer.
-    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare'")
+    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare' "
+                         "(an encoder-decoder: source/target pairs, a .jsonl or TSV file, or 'dates')")
     tokenizer: str = _setting("char", "how text becomes token ids: char, word or bpe, built from the training text; "
                                       "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
                                       "Face Hub (e.g. hf:gpt2)")
