@@ -292,7 +292,8 @@ class Trainer:
     def describe(self) -> str:
         m, c, rt = self.model_cfg, self.cfg, self.runtime
         where = f"{rt.device}" + (f" x{rt.dist.world_size} processes" if rt.dist.enabled else "")
-        shape = "bigram table" if m.arch == "bigram" else f"{m.n_layer} layers, {m.n_head} heads, n_embd {m.n_embd}"
+        layers = f"{m.encoder_layers} encoder + {m.n_layer} decoder" if m.arch == "encoder-decoder" else f"{m.n_layer}"
+        shape = "bigram table" if m.arch == "bigram" else f"{layers} layers, {m.n_head} heads, n_embd {m.n_embd}"
         budget = f"time budget {c.time_budget}" if c.time_budget else f"{c.max_iters} steps"
         if c.init_from:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
