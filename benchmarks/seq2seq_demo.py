@@ -102,11 +102,26 @@ def decoding_speed(run_dir: str, n: int = 100, repeats: int = 3) -> dict:
     return {"tokens_per_s": result, "same_tokens": same, "sources": n, "threads": torch.get_num_threads()}
 
 
+def decoding_only(seed: int):
+    path = HERE / "results" / "seq2seq_demo.json"
+    doc = json.loads(path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        ed = encoder_decoder(seed, Path(tmp))
+        doc["decoding"] = {**decoding_speed(ed["out"]), "load": round(os.getloadavg()[0], 2),
+                           "command": f"python benchmarks/seq2seq_demo.py --decoding-only --seeds {seed}"}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc["decoding"], indent=1))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--decoding-only", action="store_true", help="train the first seed's encoder-decoder and "
+                        "measure decoding speed only, replacing that part of the results file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.decoding_only:
+        return decoding_only(args.seeds[0])
     doc = {"command": "python benchmarks/seq2seq_demo.py --seeds " + " ".join(map(str, args.seeds)), "seeds": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

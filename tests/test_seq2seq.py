@@ -130,6 +130,22 @@ def test_cached_uncached_and_reencoding_decoders_write_the_same_tokens(dates_run
         assert all(len(c) > 3 for c in cached)
 
 
+def test_translate_runs_the_encoder_once_per_batch_of_sources(dates_run):
+    run = tinygpt.load(dates_run.out_dir)
+    calls = []
+    hook = run.model.encoder[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        outputs = run.translate(["1987-11-05", "2001-02-03", "1950-12-31"])
+        assert calls == [3]  # one pass over the three sources, then only the decoder, one token a step
+        calls.clear()
+        bos, eos = run.tokenizer.token_to_id("<|bos|>"), run.tokenizer.token_to_id("<|eos|>")
+        translate_ids(run.model, [run.encode("1987-11-05")], SamplingConfig(30, temperature=0.0), bos, eos,
+                      encode_every_step=True)
+        assert len(calls) == len(outputs[0]) + 1  # re-encoding: once for every token written, and the end
+    finally:
+        hook.remove()
+
+
 def test_one_beam_is_greedy_and_more_beams_score_at_least_as_well(dates_run):
     run = tinygpt.load(dates_run.out_dir)
     bos, eos = run.tokenizer.token_to_id("<|bos|>"), run.tokenizer.token_to_id("<|eos|>")

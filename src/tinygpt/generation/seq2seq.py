@@ -37,7 +37,7 @@ def translate_ids(model, sources: list[list[int]], sampling: SamplingConfig, bos
     each row from its own generator (a list of one per source, or None: torch's global one)."""
     device = next(model.parameters()).device
     src, mask = source_batch(sources, device)
-    memory = model.encode(src, mask)
+    memory = None if encode_every_step else model.encode(src, mask)
     generators = list(generators) if generators is not None else [None] * len(sources)
     limit = min(sampling.max_new_tokens, model.config.block_size - 1)  # <|bos|> takes a position
     out = [[bos] for _ in sources]
