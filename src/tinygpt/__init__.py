@@ -12,6 +12,9 @@
     tinygpt.reward("runs/sft", data="pairs.jsonl", out="runs/reward")             # to assistant
     tinygpt.rl("runs/sft", prompts="prompts.jsonl", reward="runs/reward", out="runs/rl")
     tinygpt.load("runs/rl").chat([{"role": "user", "content": "What is 2 + 3?"}])
+
+    tinygpt.train(preset="seq2seq-demo", out="runs/dates")                        # an encoder-decoder
+    tinygpt.load("runs/dates").translate("1987-11-05")                           # '5 november 1987'
 """
 
 __version__ = "0.1.0"

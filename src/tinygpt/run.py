@@ -25,10 +25,12 @@ from .training.devices import pick_device
 class Run:
     """A model, its tokenizer and its settings, ready to sample and evaluate."""
 
-    def __init__(self, run_dir: Path, model, tokenizer, config: RunConfig, device: torch.device):
+    def __init__(self, run_dir: Path, model, tokenizer, config: RunConfig, device: torch.device,
+                 source_tokenizer=None):
         self.dir = run_dir
         self.model = model
         self.tokenizer = tokenizer
+        self.source_tokenizer = source_tokenizer or tokenizer  # an encoder-decoder's sources may have their own
         self.config = config
         self.device = device
 
@@ -43,11 +45,76 @@ class Run:
         return self.tokenizer.decode(ids)
 
     def require_text_model(self, what: str):
-        """A reward run scores texts; it cannot continue one. Say so in one line."""
-        if self.model_config.arch == "reward":
+        """A reward run scores texts, an encoder fills gaps, an encoder-decoder translates: none continues
+        a text. Say so in one line."""
+        arch = self.model_config.arch
+        if arch == "reward":
             raise TinyGPTError(f"{self.dir} is a reward model: it scores a text with one number and writes none, "
                                f"so it cannot {what}; score with `tinygpt eval {self.dir}` or "
                                "tinygpt.load(RUN).model.score(ids, lengths)")
+        if arch == "encoder":
+            raise TinyGPTError(f"{self.dir} is an encoder: it sees a text both ways and fills in hidden tokens, so it "
+                               f"cannot {what}; try tinygpt fill {self.dir} --prompt 'some <mask> text'")
+        if arch == "encoder-decoder":
+            raise TinyGPTError(f"{self.dir} is an encoder-decoder: it writes a target for a source, so it cannot "
+                               f"{what}; try tinygpt translate {self.dir} --source TEXT")
+
+    def fill(self, prompt: str, top_k: int = 5) -> list[dict]:
+        """The likeliest tokens, with probabilities, for each <mask> in `prompt` (an encoder run): a list of
+        {"position", "top": [{"token", "id", "prob"}, ...]}, one per <mask>."""
+        from .generation.fill import fill_masks
+
+        if self.model_config.arch != "encoder":
+            what = ("an encoder-decoder: it writes a target for a source" if self.model_config.arch == "encoder-decoder"
+                    else f"a {self.model_config.arch} model: it reads a text from the left only")
+            raise TinyGPTError(f"{self.dir} is {what} and has no <mask> token to fill; train an encoder "
+                               "(tinygpt train --arch encoder --data FILE) to fill masks")
+        return fill_masks(self.model, self.tokenizer, prompt, top_k)
+
+    def translate(self, source: str | list[str], max_new_tokens: int = 100, temperature: float = 0.0,
+                  top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, num_beams: int = 1,
+                  seed: int | None = None, use_cache: bool = True):
+        """The target an encoder-decoder run writes for `source` (a list: one each, decoded in one batch).
+
+        Greedy at temperature 0 (the default), sampled otherwise (source i draws from seed + i), or
+        beam search with num_beams > 1 (greedy scoring: the sampling knobs must stay off).
+        """
+        from .data.pairs import BOS, EOS
+        from .generation.beam import beam_search
+        from .generation.seq2seq import translate_ids
+
+        if self.model_config.arch != "encoder-decoder":
+            kind = "an encoder" if self.model_config.arch == "encoder" else f"a {self.model_config.arch} model"
+            raise TinyGPTError(f"{self.dir} is {kind}, not an encoder-decoder: it has no source to translate from; "
+                               "train one with tinygpt train --arch encoder-decoder --data PAIRS (or continue text "
+                               "with tinygpt sample)")
+        sources = [source] if isinstance(source, str) else list(source)
+        if not sources or not all(isinstance(s, str) for s in sources):
+            raise TinyGPTError(f"source must be a string or a list of strings, got {source!r}")
+        sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty).validate()
+        if num_beams < 1:
+            raise TinyGPTError(f"num_beams must be at least 1, got {num_beams}")
+        ids = []
+        for text in sources:
+            if not text.strip():
+                raise TinyGPTError("a source is empty; give the text to translate")
+            ids.append(self.source_tokenizer.encode(text))
+            if len(ids[-1]) > self.model_config.block_size:
+                raise TinyGPTError(f"the source {text[:40]!r} is {len(ids[-1])} tokens, longer than the model's "
+                                   f"context ({self.model_config.block_size}); shorten it")
+        bos, eos = self.tokenizer.token_to_id(BOS), self.tokenizer.token_to_id(EOS)
+        if num_beams > 1:
+            if (temperature, top_k, top_p, repetition_penalty) != (0.0, 0, 1.0, 1.0):
+                raise TinyGPTError("beam search keeps the likeliest targets; leave the sampling knobs (temperature, "
+                                   "top_k, top_p, repetition_penalty) at their defaults with num_beams > 1")
+            outs = [beam_search(self.model, s, num_beams, max_new_tokens, bos, eos) for s in ids]
+        else:
+            generators = None
+            if seed is not None:
+                generators = [torch.Generator(device=self.device).manual_seed(seed + i) for i in range(len(ids))]
+            outs = translate_ids(self.model, ids, sampling, bos, eos, generators, use_cache)
+        texts = [self.tokenizer.decode(o, skip_special_tokens=True) for o in outs]
+        return texts[0] if isinstance(source, str) else texts
 
     def start_ids(self, prompt: str) -> list[int]:
         """Token ids to start from; an empty prompt starts where the tokenizer says a text starts
@@ -172,12 +239,16 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise TinyGPTError(f"{run.tokenizer_path} has {tokenizer.vocab_size} tokens but the model expects "
                            f"{model_cfg.vocab_size}; the run directory is inconsistent")
+    source_tokenizer = run.read_source_tokenizer()
+    if source_tokenizer is not None and source_tokenizer.vocab_size != model_cfg.source_vocab_size:
+        raise TinyGPTError(f"{run.source_tokenizer_path} has {source_tokenizer.vocab_size} tokens but the model "
+                           f"expects {model_cfg.source_vocab_size}; the run directory is inconsistent")
     dev = pick_device(device)
     model = build_model(model_cfg)
     state, path = run.read_weights(checkpoint)
     load_weights_into(model, state, path)
     model.to(dev).eval()
-    return Run(run.path, model, tokenizer, config, dev)
+    return Run(run.path, model, tokenizer, config, dev, source_tokenizer)
 
 
 def _choose_path(cfg: ModelConfig, attention: str | None, norm: str | None) -> ModelConfig:

@@ -3,6 +3,7 @@
     RUN/
       config.json                    model settings, training settings, data fingerprint, version
       tokenizer.json                 the exact tokenizer (Hugging Face format for BPE)
+      source_tokenizer.json          an encoder-decoder's tokenizer for its sources, when they have their own
       chat_template.jinja            how conversations are written (runs fine-tuned on them: `tinygpt sft`)
       model.safetensors              best weights so far (what `tinygpt sample/eval` load)
       metrics.jsonl                  one JSON object per evaluation
@@ -84,6 +85,10 @@ class RunDir:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / "tokenizer.json"
+
+    @property
+    def source_tokenizer_path(self) -> Path:
+        return self.path / "source_tokenizer.json"
 
     @property
     def chat_template_path(self) -> Path:
@@ -172,6 +177,17 @@ class RunDir:
 
     def write_tokenizer(self, tokenizer):
         atomic_write_json(self.tokenizer_path, tokenizer.to_json())
+
+    def read_source_tokenizer(self):
+        """An encoder-decoder's tokenizer for its sources, or None: the sources use tokenizer.json too."""
+        if not self.source_tokenizer_path.is_file():
+            return None
+        from .tokenizers import load_tokenizer
+
+        return load_tokenizer(self.source_tokenizer_path)
+
+    def write_source_tokenizer(self, tokenizer):
+        atomic_write_json(self.source_tokenizer_path, tokenizer.to_json())
 
     # ------------------------------------------------------------------ chat template
 

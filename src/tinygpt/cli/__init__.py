@@ -5,6 +5,7 @@
     tinygpt eval RUN [--data FILE] [--json]
     tinygpt inspect [RUN] --prompt TEXT [--top-k K] [--all-positions] [--attention FILE.png]
                     [--neighbours TOKEN] [--embeddings FILE.png] [--json]
+    tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png   (an encoder-decoder run)
     tinygpt plot RUN [RUN ...] [-o FILE.png] [--x step|tokens|seconds] [--log]
     tinygpt explain [RUN] [--prompt TEXT]
     tinygpt params [RUN | --preset NAME] [--json]
@@ -14,15 +15,18 @@
     tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
     tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
+    tinygpt fill RUN --prompt "mary had a <mask> lamb" [--top-k K]
+    tinygpt translate RUN [--source TEXT] [--num-beams N] [--temperature T] ...   (or sources on stdin)
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
     tinygpt presets
-    tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, ...)
+    tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, transformer)
 
     train.py    train                 sample.py   sample, eval
     look.py     inspect, plot, explain, params
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
+    seq2seq.py  fill, translate
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -35,7 +39,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, demo, look, recipes, reward, rl, sample, train
+from . import chat, demo, look, recipes, reward, rl, sample, seq2seq, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -57,6 +61,7 @@ def build_parser() -> Parser:
     rl.add_parser(sub)
     reward.add_parsers(sub)
     demo.add_parsers(sub)
+    seq2seq.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 

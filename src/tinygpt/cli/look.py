@@ -22,6 +22,11 @@ def add_parsers(sub):
                    "not only the last")
     p.add_argument("--attention", default="", metavar="FILE.png",
                    help="draw every layer x head attention map for the prompt into this picture")
+    p.add_argument("--source", default=None, help="an encoder-decoder run: the source to look at (with --target)")
+    p.add_argument("--target", default=None, help="an encoder-decoder run: the target written for --source")
+    p.add_argument("--cross-attention", default="", metavar="FILE.png",
+                   help="an encoder-decoder run: draw, per decoder layer and head, which source tokens each target "
+                   "token read (with --source and --target)")
     p.add_argument("--neighbours", default="", metavar="TOKEN",
                    help="list the tokens whose embeddings are closest to TOKEN (cosine similarity)")
     p.add_argument("--embeddings", default="", metavar="FILE.png",
@@ -90,12 +95,30 @@ def _run_and_prompt(args):
 
 
 def inspect(args) -> int:
-    from ..viz.report import as_text, inspect_run
+    from ..viz.report import as_text, inspect_cross_attention, inspect_run
 
+    if args.cross_attention or args.source is not None or args.target is not None:
+        return cross_attention(args, inspect_cross_attention)
     run, prompt = _run_and_prompt(args)
     result = inspect_run(run, prompt, args.top_k, args.all_positions, args.attention, args.neighbours,
                          args.embeddings)
     print(json.dumps(result) if args.json else "\n".join(as_text(result)))
+    return 0
+
+
+def cross_attention(args, inspect_cross_attention) -> int:
+    from ..run import load
+
+    if not args.cross_attention or args.source is None or args.target is None or args.run is None:
+        raise TinyGPTError("the cross-attention picture needs all of RUN, --source TEXT, --target TEXT and "
+                           "--cross-attention FILE.png")
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    result = inspect_cross_attention(run, args.source, args.target, args.cross_attention)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"drew {result['layers']} layers x {result['heads']} heads of cross-attention ({len(result['rows'])} "
+              f"target x {len(result['columns'])} source tokens) into {result['file']}")
     return 0
 
 

@@ -71,8 +71,16 @@ def evaluate(args) -> int:
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     result = run.evaluate(data=args.data)
     verb = run.config.data.get("verb", "train")  # what kind of run, so what was measured
+    arch = run.model_config.arch
     if args.json:
         print(json.dumps(result))
+    elif arch == "encoder-decoder":
+        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} target tokens of "
+              f"{result['pairs']:,} pairs; {result['bits_per_char']:.4f} bits per target character; "
+              f"exact match {result['exact_match']:.1f}% (greedy)")
+    elif arch == "encoder":
+        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} hidden tokens; "
+              f"perplexity {result['perplexity']:.2f}")
     elif verb == "reward":
         print(f"{result['split']} accuracy {result['val_accuracy']:.4f} over {result['pairs']:,} preference pairs "
               f"(the share whose chosen reply scores higher); loss {result['val_loss']:.4f}")

@@ -7,6 +7,7 @@ typo or a wrong type is one clear line, whatever layer it came from.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from dataclasses import fields
 from typing import Any
@@ -15,7 +16,8 @@ from ..errors import TinyGPTError
 from .model import ModelConfig
 from .train import TrainConfig
 
-MODEL_FIELDS = {f.name: f for f in fields(ModelConfig) if f.name != "vocab_size"}
+DERIVED = ("vocab_size", "source_vocab_size")  # the model's, from its tokenizers; never a user setting
+MODEL_FIELDS = {f.name: f for f in fields(ModelConfig) if f.name not in DERIVED}
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # `vocab_size` as a user setting means the BPE target; the model's is derived from the tokenizer.
 ALL_FIELDS = {**MODEL_FIELDS, **TRAIN_FIELDS}
@@ -25,7 +27,7 @@ def coerce(name: str, value: Any) -> Any:
     """Convert a value from YAML or the command line to the type of setting `name`."""
     f = ALL_FIELDS.get(name)
     if f is None:
-        close = [k for k in ALL_FIELDS if k.startswith(name[:3])]
+        close = difflib.get_close_matches(name, ALL_FIELDS, n=3) or [k for k in ALL_FIELDS if k.startswith(name[:3])]
         hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
         raise TinyGPTError(f"unknown setting {name!r}{hint}; `tinygpt train --help` lists them all")
     kind = type(f.default)
@@ -70,7 +72,7 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
     if unknown:
         raise TinyGPTError(f"config.json has settings this tinygpt does not know: {', '.join(sorted(unknown))}")
     try:
-        cfg = ModelConfig(**{k: coerce(k, v) if k != "vocab_size" else int(v) for k, v in d.items()})
+        cfg = ModelConfig(**{k: coerce(k, v) if k not in DERIVED else int(v) for k, v in d.items()})
     except (TypeError, ValueError) as e:
         raise TinyGPTError(f"config.json is not a valid model config: {e}") from None
     if cfg.vocab_size < 1:

@@ -16,13 +16,20 @@ from .fields import setting as _setting
 
 @dataclass
 class ModelConfig:
-    """The shape and wiring of a decoder-only GPT (or the bigram baseline)."""
+    """The shape and wiring of a GPT, an encoder, an encoder-decoder (or the bigram baseline)."""
 
-    arch: str = _setting("gpt", "model family: a GPT, the lecture's bigram lookup table, or a reward model (a GPT "
-                         "trunk scoring text, made by `tinygpt reward`)", ("gpt", "bigram", "reward"))
+    arch: str = _setting(
+        "gpt", "model family: a GPT (decoder), the lecture's bigram lookup table, a reward model (a GPT trunk scoring "
+        "text, made by `tinygpt reward`), an encoder (the same blocks without the causal mask, trained to fill in "
+        "masked tokens: `tinygpt fill`) or the original encoder-decoder Transformer (trained on source/target pairs: "
+        "`tinygpt translate`)", ("gpt", "bigram", "reward", "encoder", "encoder-decoder"))
     vocab_size: int = _setting(0, "number of token ids; set from the tokenizer, never by hand")
+    source_vocab_size: int = _setting(
+        0, "encoder-decoder with a source tokenizer of its own: its number of ids (0: the sources share the "
+        "target's tokenizer and token table); set from the tokenizer, never by hand")
     block_size: int = _setting(64, "context length: how many tokens the model sees at once")
-    n_layer: int = _setting(4, "number of transformer blocks")
+    n_layer: int = _setting(4, "number of transformer blocks (of the decoder, in an encoder-decoder)")
+    n_encoder_layer: int = _setting(0, "encoder-decoder: number of encoder blocks; 0 = as many as n_layer")
     n_head: int = _setting(4, "attention heads per block (n_embd must divide by it)")
     n_embd: int = _setting(128, "width of the embeddings and the residual stream")
     dropout: float = _setting(0.0, "dropout probability in [0, 1) (attention weights, projections, MLP)")
@@ -36,6 +43,9 @@ class ModelConfig:
     norm: str = _setting(
         "layernorm", "normalisation before attention/MLP and after the last block",
         ("layernorm", "handwritten", "rmsnorm", "none"))
+    norm_position: str = _setting(
+        "pre", "where each block normalises: pre (before attention and MLP, as GPTs do) or post (after each residual "
+        "sum, as the original Transformer did; then no final norm)", ("pre", "post"))
     # Switches that let the lecture's build-up steps be expressed as configurations.
     residual: bool = _setting(True, "add each block's attention and MLP output to its input")
     attn_proj: bool = _setting(True, "project the concatenated heads back to n_embd")
@@ -61,6 +71,11 @@ class ModelConfig:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def encoder_layers(self) -> int:
+        """How many encoder blocks an encoder-decoder has."""
+        return self.n_encoder_layer or self.n_layer
+
     def validate(self) -> "ModelConfig":
         check_choices(self)
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
@@ -80,6 +95,14 @@ class ModelConfig:
             raise TinyGPTError("an MLP without an output projection needs mlp_ratio 1")
         if not self.residual and self.zero_init_proj:
             raise TinyGPTError("zero_init_proj needs residual connections (the block would output zeros)")
+        if self.source_vocab_size and self.arch != "encoder-decoder":
+            raise TinyGPTError("a source vocabulary of its own is for --arch encoder-decoder")
+        if self.n_encoder_layer < 0:
+            raise TinyGPTError(f"n_encoder_layer must be 0 (as many as n_layer) or more, got {self.n_encoder_layer}")
+        if self.n_encoder_layer and self.arch != "encoder-decoder":
+            raise TinyGPTError(f"n_encoder_layer is for --arch encoder-decoder; a {self.arch} model has n_layer blocks")
+        if self.norm_position == "post" and self.norm == "none":
+            raise TinyGPTError("norm_position post needs a norm to place; choose --norm layernorm (or rmsnorm)")
         if self.pos_emb == "rope" and self.head_size % 2:
             raise TinyGPTError(f"rotary embeddings need an even head size, got {self.head_size}")
         return self

@@ -16,12 +16,12 @@ from pathlib import Path
 from ..data.corpus import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from .layers import MODEL_FIELDS, build_configs, coerce
+from .layers import DERIVED, MODEL_FIELDS, build_configs, coerce
 from .presets import load_preset, load_yaml_settings
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
-FIXED_ON_RESUME = ("data", "tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed", "batch_size",
-                   "init_from")
+FIXED_ON_RESUME = ("data", "tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed",
+                   "batch_size", "init_from")
 # Model settings a fine-tuning run may change: they leave the trained function as it is.
 FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
 
@@ -48,7 +48,7 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
 def resume_settings(run: RunDir, overrides: dict):
     """The saved settings of `run`, with the changes a resumed run allows."""
     saved = run.read_config()
-    saved_model = {k: v for k, v in saved.model.__dict__.items() if k != "vocab_size"}
+    saved_model = {k: v for k, v in saved.model.__dict__.items() if k not in DERIVED}
     changed = [k for k in overrides if k in MODEL_FIELDS and coerce(k, overrides[k]) != saved_model.get(k)]
     if changed:
         raise TinyGPTError(f"cannot change model setting(s) {', '.join(changed)} when resuming; "
@@ -70,7 +70,7 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
     """
     source = RunDir(overrides["init_from"])
     saved = source.read_config()
-    saved_model = {k: v for k, v in saved.model.__dict__.items() if k != "vocab_size"}
+    saved_model = {k: v for k, v in saved.model.__dict__.items() if k not in DERIVED}
     base = load_preset(preset)["settings"] if preset else {}
     from_file = load_yaml_settings(config_file) if config_file else {}
     asked = {**base, **from_file, **overrides}
@@ -83,7 +83,8 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
     if "tokenizer" in asked and str(asked["tokenizer"]) != saved_train.tokenizer:
         raise TinyGPTError(f"the tokenizer comes from {source} when fine-tuning it; leave --tokenizer out")
     # The run's tokenizer (and how its corpus was marked up) goes with its weights; its text is the default.
-    inherited = {"tokenizer": saved_train.tokenizer, "vocab_size": saved_train.vocab_size,
+    inherited = {"tokenizer": saved_train.tokenizer, "source_tokenizer": saved_train.source_tokenizer,
+                 "vocab_size": saved_train.vocab_size,
                  "sentence_end": saved_train.sentence_end}
     if "data" not in asked and not saved_train.data:
         raise TinyGPTError(f"{source} has no training text of its own (it was imported); pass --data FILE")

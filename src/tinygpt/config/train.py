@@ -18,13 +18,20 @@ class TrainConfig:
     """Everything about a training run except the network's shape."""
 
     # Data and tokenizer.
-    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare'")
+    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare' "
+                         "(an encoder-decoder: source/target pairs, a .jsonl or TSV file, or 'dates')")
     tokenizer: str = _setting("char", "how text becomes token ids: char, word or bpe, built from the training text; "
                                       "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
                                       "Face Hub (e.g. hf:gpt2)")
     vocab_size: int = _setting(512, "vocabulary size for --tokenizer bpe")
+    source_tokenizer: str = _setting(
+        "", "encoder-decoder: a tokenizer of its own for the sources (char, word or bpe built from them, or "
+        "pretrained, as --tokenizer); empty: one tokenizer, built from both sides, for both")
     sentence_end: str = _setting("", "word tokenizer: mark the end of each line with this token, e.g. '<END>'")
     val_fraction: float = _setting(0.1, "fraction of the text (its end) held out for validation; 0 = none")
+    mask_fraction: float = _setting(
+        0.15, "--arch encoder: fraction of tokens hidden and predicted from both sides (BERT's recipe: of those, "
+        "8 in 10 become <mask>, 1 in 10 a random token, 1 in 10 stay)")
     init_from: str = _setting(
         "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
         "optimizer, schedule and run directory; --data defaults to the run's own text)")
@@ -92,6 +99,8 @@ class TrainConfig:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise TinyGPTError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 < self.mask_fraction < 1.0:
+            raise TinyGPTError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
         if not 0.0 <= self.cooldown_frac <= 1.0:
             raise TinyGPTError(f"cooldown_frac must be in [0, 1], got {self.cooldown_frac}")
         for name in ("beta1", "beta2", "muon_momentum"):

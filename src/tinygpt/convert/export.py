@@ -70,6 +70,9 @@ def read_source(run_dir) -> Source:
 
     run = RunDir(run_dir).require()
     cfg = run.read_config().model
+    if cfg.arch in ("encoder", "encoder-decoder"):
+        raise TinyGPTError(f"{run} is an {cfg.arch} model, not a decoder-only language model: the GPT-2 and GGUF "
+                           "formats export writes hold only those; use the run with tinygpt itself")
     if cfg.arch not in LANGUAGE_MODELS:
         raise TinyGPTError(f"{run} is a {cfg.arch} model, not a language model; export writes GPT and bigram "
                            "language models")

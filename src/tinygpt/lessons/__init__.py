@@ -39,6 +39,7 @@ LESSONS = (
            takes_data=True),
     Lesson("attention", "averaging the past four ways, the a @ b toy, why scores are divided by sqrt(head_size)"),
     Lesson("norms", "LayerNorm by hand from BatchNorm; residual paths as a gradient superhighway in a deep stack"),
+    Lesson("transformer", "the rest of the Transformer: the three masks, cross-attention by hand, post- vs pre-norm"),
 )
 
 

@@ -1,16 +1,19 @@
-"""The networks: a GPT (fast and teaching paths), the bigram baseline and the reward model."""
+"""The networks: a GPT (fast and teaching paths), the bigram baseline, the reward model, the encoder
+and the encoder-decoder."""
 
 from ..config import ModelConfig
 from .bigram import BigramLM
+from .encoder import Encoder
 from .gpt import GPT
 from .reward import RewardModel
+from .seq2seq import EncoderDecoder
+
+ARCHS = {"gpt": GPT, "bigram": BigramLM, "reward": RewardModel, "encoder": Encoder, "encoder-decoder": EncoderDecoder}
 
 
 def build_model(cfg: ModelConfig):
     """A freshly initialised model for a validated config (vocab_size already set)."""
-    if cfg.arch == "reward":
-        return RewardModel(cfg)
-    return BigramLM(cfg) if cfg.arch == "bigram" else GPT(cfg)
+    return ARCHS[cfg.arch](cfg)
 
 
-__all__ = ["GPT", "BigramLM", "RewardModel", "build_model"]
+__all__ = ["GPT", "BigramLM", "RewardModel", "Encoder", "EncoderDecoder", "build_model"]

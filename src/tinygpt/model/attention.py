@@ -1,4 +1,4 @@
-"""Causal self-attention, twice: the fast path and the teaching path.
+"""Self-attention, twice: the fast path and the teaching path.
 
 Both compute the same function from the same weights (tests/test_model.py proves it):
 
@@ -8,6 +8,8 @@ Both compute the same function from the same weights (tests/test_model.py proves
   its own key, query and value projections and its own lower-triangular mask, the heads'
   outputs concatenated and projected. Slower, but every step is a line you can read.
 
+Both are causal in a decoder (a position sees only itself and earlier ones) and see every position
+in an encoder (`causal=False`), where `key_mask` (B, T) hides the padding of shorter rows.
 Checkpoints are always stored in the fused layout; `split_qkv`/`merge_qkv` convert.
 """
 
@@ -37,11 +39,22 @@ def causal_mask(T: int, start: int, device) -> torch.Tensor:
     return k_pos <= q_pos
 
 
-class CausalSelfAttention(nn.Module):
-    """All heads at once: one qkv projection and one scaled_dot_product_attention call."""
+def padding_mask(key_mask: torch.Tensor | None, heads: bool = True) -> torch.Tensor | None:
+    """(B, L) booleans, True at real keys -> the mask attention takes: (B, 1, 1, L), or (B, 1, L) for one head."""
+    if key_mask is None:
+        return None
+    return key_mask[:, None, None, :] if heads else key_mask[:, None, :]
 
-    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+
+class CausalSelfAttention(nn.Module):
+    """All heads at once: one qkv projection and one scaled_dot_product_attention call.
+
+    causal=False (an encoder): no mask, every position attends to every other.
+    """
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None, causal: bool = True):
         super().__init__()
+        self.causal = causal
         self.n_head, self.head_size = cfg.n_head, cfg.head_size
         self.qkv = Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)
         self.proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
@@ -51,7 +64,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, key_mask: torch.Tensor | None = None):
         B, T, C = x.shape
         # One view and one permute for all three: fewer operations per token when sampling.
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
@@ -62,7 +75,10 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, L, hs)
         dropout = self.dropout if self.training else 0.0
-        if start is None:  # each row sees its own keys up to its own position
+        if not self.causal:  # an encoder: every real position is visible to every position
+            mask = padding_mask(key_mask)  # (B, 1, 1, T) or None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        elif start is None:  # each row sees its own keys up to its own position
             mask = cache.visible[:, None]  # (B, 1, T, L), the same for every head
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
         elif start == 0:
@@ -110,10 +126,11 @@ def rotate_rows(rotary, x, positions):
 
 
 class Head(nn.Module):
-    """One head of self-attention, written out as the lecture does."""
+    """One head of self-attention, written out as the lecture does (causal=False: no triangle)."""
 
-    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None, causal: bool = True):
         super().__init__()
+        self.causal = causal
         hs = cfg.head_size
         self.key = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
         self.query = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
@@ -125,7 +142,8 @@ class Head(nn.Module):
         self.scale = score_scale(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, index: int = 0):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, index: int = 0,
+                key_mask: torch.Tensor | None = None):
         B, T, C = x.shape
         k = self.key(x)  # (B, T, hs)
         q = self.query(x)  # (B, T, hs)
@@ -137,7 +155,10 @@ class Head(nn.Module):
             k, v = k[:, 0], v[:, 0]  # (B, L, hs)
         L = k.size(1)
         wei = q @ k.transpose(-2, -1) * self.scale  # (B, T, hs) @ (B, hs, L) -> (B, T, L): affinities
-        if start is None:  # each row sees its own past only
+        if not self.causal:  # an encoder: all positions, only the padding hidden
+            if key_mask is not None:
+                wei = wei.masked_fill(~padding_mask(key_mask, heads=False), float("-inf"))  # (B, 1, L)
+        elif start is None:  # each row sees its own past only
             wei = wei.masked_fill(~cache.visible, float("-inf"))  # visible: (B, T, L)
         else:
             wei = wei.masked_fill(self.tril[start : start + T, :L] == 0, float("-inf"))  # no peeking ahead
@@ -149,14 +170,15 @@ class Head(nn.Module):
 class MultiHeadAttention(nn.Module):
     """Several heads side by side, concatenated, then projected back into the residual stream."""
 
-    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None):
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None, causal: bool = True):
         super().__init__()
-        self.heads = nn.ModuleList(Head(cfg, rotary) for _ in range(cfg.n_head))
+        self.causal = causal
+        self.heads = nn.ModuleList(Head(cfg, rotary, causal) for _ in range(cfg.n_head))
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
-        out = torch.cat([h(x, cache, layer, i) for i, h in enumerate(self.heads)], dim=-1)  # (B, T, C)
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, key_mask: torch.Tensor | None = None):
+        out = torch.cat([h(x, cache, layer, i, key_mask) for i, h in enumerate(self.heads)], dim=-1)  # (B, T, C)
         if self.proj is not None:
             out = self.dropout(self.proj(out))
         return out
@@ -189,19 +211,20 @@ def merge_qkv(state: dict, prefix: str, n_head: int) -> dict:
     return state
 
 
-def to_fused_layout(state: dict, cfg: ModelConfig) -> dict:
+def to_fused_layout(state: dict, cfg: ModelConfig, prefixes=None) -> dict:
     """A model's state dict in the checkpoint layout: one fused query/key/value per block, whatever the
-    attention path (the teaching path's per-head tensors merged)."""
+    attention path (the teaching path's per-head tensors merged). prefixes: the self-attention modules'
+    names (default: a GPT's, `blocks.{i}.attn.`)."""
     if cfg.attention == "heads":
-        for i in range(cfg.n_layer):
-            merge_qkv(state, f"blocks.{i}.attn.", cfg.n_head)
+        for prefix in prefixes or [f"blocks.{i}.attn." for i in range(cfg.n_layer)]:
+            merge_qkv(state, prefix, cfg.n_head)
     return state
 
 
-def from_fused_layout(state: dict, cfg: ModelConfig) -> dict:
+def from_fused_layout(state: dict, cfg: ModelConfig, prefixes=None) -> dict:
     """The inverse of `to_fused_layout`: the checkpoint layout as this attention path's state dict."""
     if cfg.attention == "heads":
-        for i in range(cfg.n_layer):
-            split_qkv(state, f"blocks.{i}.attn.", cfg.n_head)
+        for prefix in prefixes or [f"blocks.{i}.attn." for i in range(cfg.n_layer)]:
+            split_qkv(state, prefix, cfg.n_head)
     return state
 

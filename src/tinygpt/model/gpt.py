@@ -5,6 +5,9 @@
       -> n_layer blocks: x + attention(norm(x)), then x + mlp(norm(x))  (B, T, C)
       -> final norm -> linear head                                       (B, T, vocab_size)
 
+(norm_position post, the original Transformer's: norm(x + attention(x)), then norm(x + mlp(x)),
+and no final norm. The encoder, model/encoder.py, is this network without the causal mask.)
+
 Everything optional is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
 nanoGPT's recipe, the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
 projections, tied embeddings) and GPT-2 itself (query/key/value biases, GELU's tanh approximation,
@@ -26,30 +29,70 @@ from .layers import MLP, Linear, Rotary, make_norm
 
 
 class Block(nn.Module):
-    """Communication (attention across positions), then computation (MLP per position)."""
+    """Communication (attention across positions), then computation (MLP per position).
 
-    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None):
+    causal=False: the encoder's block, where every position attends to every other.
+    """
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None, causal: bool = True):
         super().__init__()
         self.residual = cfg.residual
+        self.post_norm = cfg.norm_position == "post"
         self.ln1 = make_norm(cfg)
         attention = CausalSelfAttention if cfg.attention == "fused" else MultiHeadAttention
-        self.attn = attention(cfg, rotary)
+        self.attn = attention(cfg, rotary, causal)
         self.ln2 = make_norm(cfg) if cfg.mlp_ratio else None
         self.mlp = MLP(cfg) if cfg.mlp_ratio else None
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):  # (B, T, C)
-        a = self.attn(self.ln1(x), cache, layer)
-        x = x + a if self.residual else a
+    def sublayer(self, x, norm: nn.Module, f):
+        """One residual step: x + f(norm(x)) (pre-norm), or norm(x + f(x)) (post-norm, the paper's)."""
+        if self.post_norm:
+            y = f(x)
+            return norm(x + y if self.residual else y)
+        y = f(norm(x))
+        return x + y if self.residual else y
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, key_mask=None):  # (B, T, C)
+        x = self.sublayer(x, self.ln1, lambda h: self.attn(h, cache, layer, key_mask))
         if self.mlp is not None:
-            m = self.mlp(self.ln2(x))
-            x = x + m if self.residual else m
+            x = self.sublayer(x, self.ln2, self.mlp)
         return x
+
+
+def final_norm(cfg: ModelConfig) -> nn.Module:
+    """The norm after the last block: pre-norm blocks leave the stream unnormalised; post-norm ones
+    end with a norm already."""
+    return make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, cfg: ModelConfig, residual_branches: int):
+    """Every tensor's starting value, in one place (for the GPT, the encoder and the encoder-decoder).
+
+    normal: GPT-2's N(0, 0.02) for weights and embeddings, zero biases, and residual projections
+            scaled by 1/sqrt(residual_branches) so the residual stream's variance does not grow with depth.
+    torch:  PyTorch's layer defaults (what the teaching texts' code used).
+    zero_init_proj: residual projections start at zero, so each block starts as the identity.
+    """
+    if cfg.init == "normal":
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for name, p in model.named_parameters():
+        if name.endswith(("attn.proj.weight", "mlp.proj.weight", "cross.proj.weight")):
+            if cfg.zero_init_proj:
+                nn.init.zeros_(p)
+            elif cfg.init == "normal":
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(residual_branches))
 
 
 class GPT(nn.Module):
     """The decoder-only transformer: embeddings, n_layer blocks, a final norm and a linear head."""
 
     supports_cache = True
+    causal = True  # the encoder (model/encoder.py) is this class with False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -59,35 +102,16 @@ class GPT(nn.Module):
         # One rotary table shared by every attention layer (its buffers are not saved).
         self.rotary = Rotary(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.pos_emb == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, self.rotary) for _ in range(cfg.n_layer))
-        self.ln_f = make_norm(cfg)
+        self.blocks = nn.ModuleList(Block(cfg, self.rotary, self.causal) for _ in range(cfg.n_layer))
+        self.ln_f = final_norm(cfg)
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
         self.init_weights()
 
-    @torch.no_grad()
     def init_weights(self):
-        """Every tensor's starting value, in one place.
-
-        normal: GPT-2's N(0, 0.02) for weights and embeddings, zero biases, and residual projections
-                scaled by 1/sqrt(2 * n_layer) so the residual stream's variance does not grow with depth.
-        torch:  PyTorch's layer defaults (what the teaching texts' code used).
-        zero_init_proj: residual projections start at zero, so each block starts as the identity.
-        """
-        cfg = self.config
-        if cfg.init == "normal":
-            for module in self.modules():
-                if isinstance(module, (nn.Linear, nn.Embedding)):
-                    nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if isinstance(module, nn.Linear) and module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        for name, p in self.named_parameters():
-            if name.endswith(("attn.proj.weight", "mlp.proj.weight")):
-                if cfg.zero_init_proj:
-                    nn.init.zeros_(p)
-                elif cfg.init == "normal":
-                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        """See `init_weights`: two residual branches (attention, MLP) per block."""
+        init_weights(self, self.config, 2 * self.config.n_layer)
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, vocab_size) and the mean loss (or None).

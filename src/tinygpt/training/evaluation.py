@@ -83,6 +83,14 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
     accuracy on its held-out pairs (reward.py); an rl run's mean reward of greedy replies to its held-out
     prompts (rl.py). `data` is then a file of conversations, pairs or prompts."""
     verb = run.config.data.get("verb", "train")
+    if run.model_config.arch == "encoder-decoder":
+        from .seq2seq import evaluate_translation_run
+
+        return evaluate_translation_run(run, data)
+    if run.model_config.arch == "encoder":
+        from .masked import evaluate_masked_run
+
+        return evaluate_masked_run(run, data)
     if verb == "sft":
         from .sft_eval import evaluate_sft_run
 

@@ -32,7 +32,7 @@ from ..errors import TinyGPTError
 from ..model import build_model
 from ..rundir import RunConfig, RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, LanguageModeling, Objective
+from .objectives import Evaluation, LanguageModeling, Objective, text_objective
 from .optim import build_optimizer, lr_factor, set_lr
 from .progress import Clock, ProgressBar, Schedule, StopRequest
 from .records import Records
@@ -125,7 +125,7 @@ class Trainer:
             raise TinyGPTError("a reward model is trained on preference pairs, not on text: "
                                "tinygpt reward RUN --data PAIRS.jsonl (RUN: a trained GPT to start from)")
         if self.objective is None:
-            self.objective = LanguageModeling.prepare(
+            self.objective = text_objective(self.model_cfg.arch).prepare(
                 cfg, self.model_cfg.block_size, run, self.resume, self.log, fixed_context=bool(cfg.init_from),
                 saved_sha256=saved.data.get("sha256") if saved else None)
         objective = self.objective
@@ -133,6 +133,8 @@ class Trainer:
             self.log(f"note: {note}")
         self.model_cfg.block_size = objective.block_size
         self.model_cfg.vocab_size = objective.tokenizer.vocab_size
+        for name, value in objective.model_settings().items():
+            setattr(self.model_cfg, name, value)
         self.model_cfg.validate()
 
         self.model = build_model(self.model_cfg).to(rt.device)
@@ -293,7 +295,8 @@ class Trainer:
     def describe(self) -> str:
         m, c, rt = self.model_cfg, self.cfg, self.runtime
         where = f"{rt.device}" + (f" x{rt.dist.world_size} processes" if rt.dist.enabled else "")
-        shape = "bigram table" if m.arch == "bigram" else f"{m.n_layer} layers, {m.n_head} heads, n_embd {m.n_embd}"
+        layers = f"{m.encoder_layers} encoder + {m.n_layer} decoder" if m.arch == "encoder-decoder" else f"{m.n_layer}"
+        shape = "bigram table" if m.arch == "bigram" else f"{layers} layers, {m.n_head} heads, n_embd {m.n_embd}"
         budget = f"time budget {c.time_budget}" if c.time_budget else f"{c.max_iters} steps"
         if c.init_from:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
@@ -303,7 +306,7 @@ class Trainer:
 
     def final_samples(self) -> list[str]:
         cfg = self.cfg
-        if not cfg.sample_tokens or not cfg.num_samples:
+        if not cfg.sample_tokens or not cfg.num_samples or not self.objective.generates_text:
             return []
         from ..run import Run
 

@@ -56,6 +56,7 @@ class Objective(ABC):
     data_info: dict = {}
     notes: list[str] = []
     has_validation: bool = False
+    generates_text: bool = True  # the run's model continues text (the loop samples it at the end)
     verb: str = "train"  # the tinygpt command that trains it, and resumes it (`tinygpt VERB --resume RUN`)
 
     @abstractmethod
@@ -82,6 +83,10 @@ class Objective(ABC):
         """The weights a fine-tuning run starts from, given its source run's (`init_from`): as they are,
         unless the objective changes the model's shape (new special tokens grow the embeddings)."""
         return state
+
+    def model_settings(self) -> dict:
+        """Model settings the data decides, beside vocab_size (a source vocabulary of its own); none here."""
+        return {}
 
     def write_files(self, run: RunDir):
         """Files of the objective's own that a new run directory keeps (a chat template); none here."""
@@ -115,6 +120,20 @@ class Objective(ABC):
     def status(self) -> dict[str, str]:
         """What the progress bar shows beside the loss (reinforcement learning: the latest reward); nothing here."""
         return {}
+
+
+def text_objective(arch: str) -> type[Objective]:
+    """What `tinygpt train --data FILE` trains a model of this arch for: next tokens (a GPT), hidden tokens
+    (an encoder: masked.py) or targets from sources (an encoder-decoder: seq2seq.py)."""
+    if arch == "encoder":
+        from .masked import MaskedLanguageModeling
+
+        return MaskedLanguageModeling
+    if arch == "encoder-decoder":
+        from .seq2seq import Translation
+
+        return Translation
+    return LanguageModeling
 
 
 def resumed_config(resume: str, verb: str):

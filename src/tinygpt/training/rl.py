@@ -360,7 +360,10 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
     else:
         if not sft_run:
             raise TinyGPTError("name the sft run to train: tinygpt rl SFT_RUN --prompts FILE --reward SPEC")
-        RunDir(sft_run).require()
+        arch = RunDir(sft_run).require().read_config().model.arch
+        if arch in ("encoder", "encoder-decoder"):
+            raise TinyGPTError(f"{sft_run} is an {arch} model; tinygpt rl trains a decoder-only GPT that writes "
+                               "replies (a run of tinygpt train with --arch gpt)")
         if not prompts:
             raise TinyGPTError("pass the prompts to reply to: --prompts FILE.jsonl (or a folder of them)")
         rl_cfg = RLConfig(**asked)

@@ -245,7 +245,10 @@ def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config:
     else:
         if not base:
             raise TinyGPTError("name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE")
-        RunDir(base).require()
+        arch = RunDir(base).require().read_config().model.arch
+        if arch in ("encoder", "encoder-decoder"):
+            raise TinyGPTError(f"{base} is an {arch} model; tinygpt sft trains a decoder-only GPT that writes "
+                               "replies (a run of tinygpt train with --arch gpt)")
         if not data:
             raise TinyGPTError("pass the conversations to learn from: --data FILE.jsonl (or a folder of them)")
         settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(base).name}-sft"))

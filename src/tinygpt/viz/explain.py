@@ -8,6 +8,7 @@ Every number printed comes from `probe.trace`, i.e. from the model's own forward
 
 from __future__ import annotations
 
+from ..errors import TinyGPTError
 from .probe import display_token, trace
 
 SHOW_POSITIONS = 8  # a long prompt is summarised by its last positions
@@ -31,6 +32,9 @@ def _shown(T: int) -> range:
 def explain(run, prompt: str, out=print, top: int = 5) -> dict:
     """Print the walkthrough line by line through `out`; return its key numbers (for tests and tools)."""
     cfg, tok = run.model_config, run.tokenizer
+    if cfg.arch == "encoder":
+        raise TinyGPTError(f"explain follows a GPT's next-token prediction; {run.dir} is an encoder, which fills in "
+                           "hidden tokens: try tinygpt fill RUN --prompt '... <mask> ...', or inspect --attention")
     t = trace(run, prompt)
     T, C, V = len(t.ids), cfg.n_embd, cfg.vocab_size
     shown = _shown(T)

@@ -60,41 +60,47 @@ def _pixel_box(fig: Figure, ax) -> tuple[int, int, int, int]:
 
 # ----------------------------------------------------------------------------- attention
 
-def plot_attention(weights, tokens: list[str], path: str | Path, title: str = "") -> dict:
+def plot_attention(weights, tokens: list[str], path: str | Path, title: str = "", columns: list[str] | None = None,
+                   causal: bool = True, labels: tuple[str, str] = ("query: position t", "key: attended-to position"),
+                   ) -> dict:
     """Every layer x head attention map as a grid of heatmaps: rows are layers, columns heads.
 
-    weights: (n_layer, n_head, T, T) array; row t of a map is how much position t (the query)
-    takes from each position (the key). Above the diagonal is the future, masked: drawn grey.
+    weights: (n_layer, n_head, T, S) array; row t of a map is how much query t takes from each key.
+    Self-attention: S = T, the keys are `tokens` too, and with `causal` the future above the diagonal is
+    masked and drawn grey (an encoder's maps are full). Cross-attention: `columns` are the S source tokens.
     Returns {"weights", "tokens", "panels": [{"layer", "head", "box"}], "size": (width, height)}.
     """
     path = check_output(path)
-    w = np.asarray(weights, dtype=np.float64)  # (L, H, T, T)
-    L, H, T, _ = w.shape
-    panel = min(max(3.0, 0.3 * T + 1.6), 8.0)  # inches: room for T labels on each axis, within reason
-    every = math.ceil(T / 40)  # a long prompt labels every n-th position so the labels stay readable
+    w = np.asarray(weights, dtype=np.float64)  # (L, H, T, S)
+    L, H, T, S = w.shape
+    columns = list(tokens) if columns is None else list(columns)
+    n = max(T, S)
+    panel = min(max(3.0, 0.3 * n + 1.6), 8.0)  # inches: room for the labels on each axis, within reason
+    every = math.ceil(n / 40)  # a long prompt labels every n-th position so the labels stay readable
     fig = _new_figure(panel * H + 1.2, panel * L + 0.6, layout="constrained")
     cmap = ListedColormap(_blues(256)).with_extremes(bad=MASKED)
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    hidden = np.triu(np.ones((T, S), dtype=bool), k=1) if causal else np.zeros((T, S), dtype=bool)
     panels, image = [], None
     for layer in range(L):
         for head in range(H):
             ax = fig.add_subplot(L, H, layer * H + head + 1)
-            shown = np.ma.masked_array(w[layer, head], mask=future)
+            shown = np.ma.masked_array(w[layer, head], mask=hidden)
             image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            ticks = range(0, T, every)
-            ax.set_xticks(ticks, [tokens[i] for i in ticks], rotation=90, fontsize=8)
-            ax.set_yticks(ticks, [tokens[i] for i in ticks], fontsize=8)
+            ax.set_xticks(range(0, S, every), [columns[i] for i in range(0, S, every)], rotation=90, fontsize=8)
+            ax.set_yticks(range(0, T, every), [tokens[i] for i in range(0, T, every)], fontsize=8)
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=10)
-            if T <= 12:  # few enough cells to print each weight in it
+            if n <= 12:  # few enough cells to print each weight in it
                 for i in range(T):
-                    for j in range(i + 1):
+                    for j in range(S):
+                        if hidden[i, j]:
+                            continue
                         value = w[layer, head, i, j]
                         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                                 color="white" if value > 0.55 else "black")
             if head == 0:
-                ax.set_ylabel("query: position t")
+                ax.set_ylabel(labels[0])
             if layer == L - 1:
-                ax.set_xlabel("key: attended-to position")
+                ax.set_xlabel(labels[1])
             panels.append({"layer": layer, "head": head, "ax": ax})
     colorbar = fig.colorbar(image, ax=[p["ax"] for p in panels], shrink=0.8)
     colorbar.set_label("attention weight (each row sums to 1)")
@@ -103,7 +109,8 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
     for p in panels:
         p["box"] = _pixel_box(fig, p.pop("ax"))
     size = _save(fig, path)
-    return {"weights": w, "tokens": list(tokens), "panels": panels, "size": size, "path": str(path)}
+    return {"weights": w, "tokens": list(tokens), "columns": columns, "panels": panels, "size": size,
+            "path": str(path)}
 
 
 def _blues(n: int) -> np.ndarray:

@@ -40,7 +40,8 @@ class Prompt:
 
 def encode_prompt(run, prompt: str) -> Prompt:
     """The prompt's ids, cut to the model's context; unknown tokens fail in the tokenizer, by name."""
-    run.require_text_model("be inspected or explained (they look at next-token probabilities)")
+    if run.model_config.arch != "encoder":  # an encoder's outputs are its guesses at each position's own token
+        run.require_text_model("be inspected or explained (they look at next-token probabilities)")
     if not prompt or not prompt.strip() and run.tokenizer.kind == "word":
         raise TinyGPTError("the prompt is empty; pass some text with --prompt, e.g. --prompt 'mary had a little'")
     ids = run.tokenizer.encode(prompt)
@@ -79,7 +80,9 @@ def top_k(run, prompt: str, k: int = 5, all_positions: bool = False) -> dict:
         top = [{"token": display_token(run.tokenizer.token(i)), "id": i, "prob": v}
                for v, i in zip(values.tolist(), order.tolist())]
         rows.append({"position": t, "token": p.tokens[t], "top": top})
-    return {"tokens": p.tokens, "ids": p.ids, "note": p.note, "positions": rows}
+    # A decoder's output at position t guesses the token after it; an encoder's, the token at t itself.
+    reads = "at" if run.model_config.arch == "encoder" else "after"
+    return {"tokens": p.tokens, "ids": p.ids, "note": p.note, "positions": rows, "reads": reads}
 
 
 # ----------------------------------------------------------------------------- one forward pass, recorded
@@ -117,6 +120,9 @@ class Trace:
 
 
 def _require_gpt(model):
+    if model.config.arch == "encoder-decoder":
+        raise TinyGPTError("this run is an encoder-decoder: look at which source tokens its target read with "
+                           "tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png")
     if not hasattr(model, "blocks"):
         raise TinyGPTError("this run is the bigram model: a lookup table with no attention or blocks to look into; "
                            "inspect a GPT run instead (e.g. tinygpt train --preset rhyme)")
@@ -141,7 +147,8 @@ def attention_weights(attn, x: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.T
         rotary = attn.heads[0].rotary
     q, k = prepare_qk(q, k, cfg.qk_norm, rotary, start=0)
     scores = (q @ k.transpose(-2, -1)).float() * score_scale(cfg)  # (B, nh, T, T)
-    scores = scores.masked_fill(~causal_mask(T, 0, x.device), float("-inf"))  # no peeking ahead
+    if attn.causal:  # a decoder: no peeking ahead (an encoder sees every position)
+        scores = scores.masked_fill(~causal_mask(T, 0, x.device), float("-inf"))
     return F.softmax(scores, dim=-1), v.float()  # (B, nh, T, T), (B, nh, T, hs)
 
 
@@ -203,6 +210,41 @@ def trace(run, prompt: str | list[int]) -> Trace:
     logits = logits[0].float().cpu()  # (T, V)
     return Trace(p.ids, p.tokens, p.note, seen["tok_emb"].cpu(), _cpu(seen.get("pos_emb")), seen["x0"].cpu(),
                  blocks, seen["final"].cpu(), logits, F.softmax(logits, dim=-1))
+
+
+@torch.no_grad()
+def cross_attention(run, source: str, target: str) -> dict:
+    """Which source tokens each target token read, per decoder layer and head, with the target as the
+    model reads it (<|bos|> first) and each row labelled by the token written there (the target's, then
+    <|eos|>). Returns {"weights": (n_layer, n_head, T, S) tensor, rows summing to 1, "rows", "columns"}."""
+    from ..data.pairs import BOS, EOS
+    from ..model.cross_attention import cross_weights
+
+    model, tok = run.model, run.tokenizer
+    if run.model_config.arch != "encoder-decoder":
+        raise TinyGPTError(f"{run.dir} is a {run.model_config.arch} model: it has no cross-attention; "
+                           "--cross-attention needs an encoder-decoder run (tinygpt train --arch encoder-decoder)")
+    if not source.strip():
+        raise TinyGPTError("the source is empty; give --source TEXT (and --target TEXT)")
+    src, tgt = run.source_tokenizer.encode(source), tok.encode(target)
+    idx = [tok.token_to_id(BOS)] + tgt
+    if max(len(src), len(idx)) > run.model_config.block_size:
+        raise TinyGPTError(f"the source or target is longer than the model's context ({run.model_config.block_size} "
+                           "tokens); shorten it")
+    seen = {}
+    hooks = [block.cross.register_forward_pre_hook(lambda m, args, i=i: seen.__setitem__(i, args[0]))
+             for i, block in enumerate(model.blocks)]
+    try:
+        memory = model.encode(torch.tensor([src], device=run.device))
+        model.decode(torch.tensor([idx], device=run.device), memory)
+    finally:
+        for h in hooks:
+            h.remove()
+    weights = torch.stack([cross_weights(block.cross, seen[i], memory.kv[i])[0]
+                           for i, block in enumerate(model.blocks)])  # (L, nh, T, S)
+    rows = [display_token(tok.token(i)) for i in tgt] + [EOS]
+    columns = [display_token(run.source_tokenizer.token(i)) for i in src]
+    return {"weights": weights.float().cpu(), "rows": rows, "columns": columns}
 
 
 def _cpu(t):

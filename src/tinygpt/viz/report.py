@@ -23,8 +23,10 @@ def inspect_run(run, prompt: str, k: int = 5, all_positions: bool = False, atten
     if attention:
         t = probe.trace(run, result["ids"])
         shown = f"the last {len(t.ids)} tokens of {prompt!r}" if result["note"] else repr(prompt)
-        drawn = plots.plot_attention(t.weights.numpy(), t.tokens, attention,
-                                     f"Attention weights for {shown} (grey: later positions, masked)")
+        causal = run.model_config.arch != "encoder"
+        how = "grey: later positions, masked" if causal else "an encoder: every position sees every other"
+        drawn = plots.plot_attention(t.weights.numpy(), t.tokens, attention, f"Attention weights for {shown} ({how})",
+                                     causal=causal)
         result["attention"] = {"file": drawn["path"], "layers": len(t.blocks), "heads": run.model_config.n_head,
                                "weights": drawn["weights"].round(6).tolist()}
     if neighbours:
@@ -39,6 +41,19 @@ def inspect_run(run, prompt: str, k: int = 5, all_positions: bool = False, atten
     return result
 
 
+def inspect_cross_attention(run, source: str, target: str, path: str) -> dict:
+    """`tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png`: the alignment picture."""
+    plots.check_output(path)
+    found = probe.cross_attention(run, source, target)
+    drawn = plots.plot_attention(found["weights"].numpy(), found["rows"], path,
+                                 f"Cross-attention: which source tokens each target token read ({source!r} -> "
+                                 f"{target!r})", columns=found["columns"], causal=False,
+                                 labels=("target token written", "source token read"))
+    return {"run": str(run.dir), "file": drawn["path"], "rows": found["rows"], "columns": found["columns"],
+            "layers": len(run.model.blocks), "heads": run.model_config.n_head,
+            "weights": drawn["weights"].round(6).tolist()}
+
+
 def as_text(result: dict) -> list[str]:
     lines = [f"run: {result['run']}"]
     if result["note"]:
@@ -50,7 +65,10 @@ def as_text(result: dict) -> list[str]:
         lines.append(f"  {pos:>3}  {tok:<{width}}  {i}")
     for row in result["positions"]:
         lines.append("")
-        lines.append(f"next token after {row['token']!r} (position {row['position']}):")
+        if result.get("reads") == "at":
+            lines.append(f"token at position {row['position']} ({row['token']!r}), read from both sides:")
+        else:
+            lines.append(f"next token after {row['token']!r} (position {row['position']}):")
         w = max(5, *(len(x["token"]) for x in row["top"]))
         lines.append(f"  rank  {'token':<{w}}  {'id':>5}  probability")
         for rank, x in enumerate(row["top"], 1):
