@@ -14,7 +14,7 @@ from tinygpt.demo.assistant import Recipe, write_data
 def test_the_same_seed_gives_the_same_world_and_another_seed_another_split():
     a, b, other = World(seed=3), World(seed=3), World(seed=4)
     assert a.held_out == b.held_out and a.documents() == b.documents()
-    assert len(a.held_out) == 45 and len(a.train) == 180  # a fifth of the 225 sums of 0..14
+    assert len(a.held_out) == 68 and len(a.train) == 157  # three tenths of the 225 sums of 0..14
     assert set(a.held_out) != set(other.held_out)
     assert set(a.held_out) | set(a.train) == {(x, y) for x in range(15) for y in range(15)}
 
@@ -27,7 +27,7 @@ def test_held_out_questions_appear_in_no_file_a_stage_trains_on(tmp_path):
         text = files[name].read_text(encoding="utf-8")
         assert not [q for q in held_out if q in text], name
     asked = [json.loads(line)["prompt"] for line in files["prompts"].read_text().splitlines()]
-    assert len(asked) == 180 and len(files["sft"].read_text().splitlines()) == 60
+    assert len(asked) == 157 and len(files["sft"].read_text().splitlines()) == 90
     # Pretraining states every sum, but never as the question or the answer sentence.
     documents = files["documents"].read_text(encoding="utf-8")
     assert "What is" not in documents and "The answer is" not in documents
@@ -49,6 +49,15 @@ def test_the_grader_accepts_only_the_exact_answer_sentence():
         grade("What is 3 times 4?", "The answer is 12.")
 
 
+def test_near_misses_are_answer_sentences_a_little_off_and_never_negative():
+    pairs = World.near_misses([(3, 4), (0, 0), (9, 9)], per_question=2, seed=0)
+    assert len(pairs) == 6 and pairs == World.near_misses([(3, 4), (0, 0), (9, 9)], per_question=2, seed=0)
+    for p, (a, b) in zip(pairs, [(3, 4), (3, 4), (0, 0), (0, 0), (9, 9), (9, 9)]):
+        wrong = int(p["rejected"][0]["content"].removeprefix("The answer is ").removesuffix("."))
+        assert p["chosen"][0]["content"] == f"The answer is {a + b}."
+        assert wrong >= 0 and wrong - (a + b) in (-10, -2, -1, 1, 2, 10)
+
+
 def test_a_preference_pair_chooses_the_answer_sentence_over_the_reply_given():
     assert World.preference_pair(3, 4, "The answer is 8.") == {
         "prompt": [{"role": "user", "content": "What is 3 + 4?"}],
@@ -64,25 +73,32 @@ def test_the_quick_demo_runs_every_stage_and_writes_results(tmp_path, capsys):
     for stage in ("base", "sft", "rl"):
         assert 0.0 <= results[stage]["score"] <= 100.0 and results[stage]["seconds"] > 0
         assert f"{results[stage]['score']:.1f}" in printed
-    held_out_pairs = (out / "data" / "held_out_pairs.jsonl").read_text().splitlines()
-    assert 0.0 <= results["reward_accuracy"] <= 1.0 and results["reward"]["pairs"] == len(held_out_pairs)
+    test_pairs = (out / "data" / "test_pairs.jsonl").read_text().splitlines()
+    unseen_pairs = (out / "data" / "unseen_pairs.jsonl").read_text().splitlines()
+    assert 0.0 <= results["reward_accuracy"] <= 1.0 and results["reward"]["pairs"] == len(test_pairs)
+    assert 0.0 <= results["reward"]["unseen_questions_accuracy"] <= 1.0
+    assert results["reward"]["unseen_questions_pairs"] == len(unseen_pairs)
     assert results["rl"]["kl"] >= -1.0  # a sample of the KL; reported, not yet trained toward
     assert "pairwise accuracy" in printed and "KL to sft" in printed
-    assert len(results["samples"]) == results["held_out_questions"] == 5  # the 25 sums of 0..4, a fifth held out
+    assert len(results["samples"]) == results["held_out_questions"] == 8  # the 25 sums of 0..4, 3/10 held out
     assert all(set(replies) == {"base", "sft", "rl"} for replies in results["samples"].values())
     for stage in ("base", "sft", "reward", "rl"):
         assert (out / stage / "config.json").is_file()
-    # The preference pairs are the sft model's own replies that the grader does not call right: those
-    # to training questions to learn from, those to held-out questions to score the reward model on.
+    # The preference pairs are the sft model's own replies that the grader does not call right (and near
+    # misses): those to training questions to learn from, new ones to them and those to held-out
+    # questions to score the reward model on, none of them trained on.
     world = World(seed=1, size=5)
     held_out = {f"What is {a} + {b}?" for a, b in world.held_out}
-    for name, questions in (("pairs", set()), ("held_out_pairs", held_out)):
+    found = {}
+    for name, unseen in (("pairs", False), ("test_pairs", False), ("unseen_pairs", True)):
         pairs = [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text().splitlines()]
         asked = {p["prompt"][0]["content"] for p in pairs}
-        assert pairs and (asked <= held_out if questions else not asked & held_out), name
+        assert pairs and (asked <= held_out if unseen else not asked & held_out), name
         for p in pairs:
             assert grade(p["prompt"][0]["content"], p["chosen"][0]["content"]) == "right"
             assert grade(p["prompt"][0]["content"], p["rejected"][0]["content"]) != "right"
+        found[name] = {json.dumps(p) for p in pairs}
+    assert not found["test_pairs"] & found["pairs"]
     for name in ("sft", "prompts"):
         text = (out / "data" / f"{name}.jsonl").read_text()
         assert not [q for q in held_out if q in text], name

@@ -5,8 +5,8 @@
     world.conversations(world.train[:30])       # {"messages": [user "What is 3 + 4?", assistant "The answer is 7."]}
     grade("What is 3 + 4?", "The answer is 7.") # "right"; "wrong" for another number, "malformed" otherwise
 
-Every ordered pair (a, b) of numbers below `size` is one question. A seeded shuffle puts a fifth of
-them in `held_out`: they are asked in no conversation, preference pair or RL prompt that a stage
+Every ordered pair (a, b) of numbers below `size` is one question. A seeded shuffle puts three
+tenths of them in `held_out` (68 of 225: enough that one question is 1.5 points of a score): they are asked in no conversation, preference pair or RL prompt that a stage
 trains on, only when the demo grades a stage (and scores the reward model). The pretraining
 documents state every sum, held-out ones included, but never in the question-and-answer form (no
 "What is", no "The answer is"): the base model knows the content, not the format. A reply is
@@ -62,7 +62,7 @@ class World:
 
     seed: int = 0
     size: int = 15  # numbers 0 .. size - 1
-    held_out_fraction: float = 0.2
+    held_out_fraction: float = 0.3
 
     def __post_init__(self):
         pairs = [(a, b) for a in range(self.size) for b in range(self.size)]
@@ -89,6 +89,19 @@ class World:
     def prompts(pairs) -> list[dict]:
         """RL prompts (TRL's prompt-only format): the question alone; the grader knows the answer."""
         return [{"prompt": question(a, b)} for a, b in pairs]
+
+    @staticmethod
+    def near_misses(pairs, per_question: int, seed: int) -> list[dict]:
+        """Preference pairs a labeller writes: for each question, `per_question` answer sentences (at most
+        as many as there are) with a number a little off (1, 2 or 10 either way, never negative), each
+        rejected for the right one."""
+        rng = random.Random(seed)
+        rows = []
+        for a, b in pairs:
+            n = a + b
+            wrong = [n + d for d in (-10, -2, -1, 1, 2, 10) if n + d >= 0]
+            rows += [World.preference_pair(a, b, ANSWER.format(n=m)) for m in rng.sample(wrong, min(per_question, len(wrong)))]
+        return rows
 
     @staticmethod
     def preference_pair(a: int, b: int, rejected: str) -> dict:

@@ -5,25 +5,30 @@
 Four stages, each through the verb a user would run, on the arithmetic world of arithmetic.py:
 
 1. pretrain (`tinygpt.train`): a small character-level GPT reads statements of sums ("3 + 4 = 7.");
-2. sft (`tinygpt sft`): it learns to answer "What is 3 + 4?" with "The answer is 7." from a few
-   demonstrations (a minority of the training questions: demonstrations are what costs people time);
+2. sft (`tinygpt sft`): it learns to answer "What is 3 + 4?" with "The answer is 7." from
+   demonstrations of some of the training questions (90 of 157: demonstrations are what costs people time);
 3. reward (`tinygpt reward`): the sft model answers each training question a few times (sampled,
    temperature 1), and every reply the grader finds wrong or malformed becomes a preference pair, the
    answer sentence chosen over it: what labellers do when they rank a model's own samples (InstructGPT).
-   A reward model learns from these pairs;
+   Labellers also write a few near misses of their own (the number 1, 2 or 10 off), each rejected for
+   the answer. A reward model learns from these pairs;
 4. rl (`tinygpt rl`): the sft model answers the training questions itself (no answers given) and is
    rewarded by the grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to
    the sft model.
 
 After each stage the demo grades greedy replies to the held-out questions, which no stage trains
 on. The base model is graded through the same chat template: its weights with the chat tokens'
-rows added as `tinygpt sft` adds them, i.e. the sft model at step 0. The reward model is scored on
-pairs made the same way from the sft model's replies to the held-out questions.
+rows added as `tinygpt sft` adds them, i.e. the sft model at step 0. The reward model is scored twice,
+on pairs made the same way that it never trained on: new samples of the sft model's replies to the
+training questions (its held-out pairs, as a preference dataset's test split is), and its replies to
+the held-out questions (unseen questions, which ask the reward model to check sums it was never
+shown a verdict on).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +54,11 @@ class Recipe:
     # tinygpt train's --threads. One: on the shared 2-core machine, two threads per process waited for each
     # other (the pretraining did not reach step 500 in 160 CPU-seconds; one thread ran 100 steps in 9 s).
     threads: int = 1
-    sft_questions: int = 60  # demonstrations, a third of the training questions
+    # 90 demonstrations: with 60, the sft score swung from 9 to 84 points with the step count and seed.
+    sft_questions: int = 90
     samples_per_question: int = 8  # sft replies sampled per training question, for the preference pairs
-    samples_per_held_out: int = 8  # the same for the held-out questions (the reward model's test)
+    near_misses: int = 2  # answer sentences a little off written per training question, for more pairs
+    samples_per_test: int = 16  # the same per question for the reward model's two tests
     document_copies: int = 30
     model: dict = field(default_factory=lambda: dict(
         tokenizer="char", block_size=48, n_layer=2, n_head=4, n_embd=96, dropout=0.0, bias=False, norm="rmsnorm",
@@ -60,7 +67,7 @@ class Recipe:
         optimizer="muon", muon_lr=0.02, lr=3e-3, batch_size=32, lr_schedule="wsd", warmup_iters=20,
         cooldown_frac=0.4, min_lr=1e-4, max_iters=1200, eval_interval=400, eval_max_tokens=8192, val_fraction=0.05))
     sft: dict = field(default_factory=lambda: dict(
-        lr=1e-3, batch_size=16, max_iters=100, warmup_iters=10, eval_interval=50, val_fraction=0.1))
+        lr=1e-3, batch_size=16, max_iters=200, warmup_iters=10, eval_interval=50, val_fraction=0.1))
     reward: dict = field(default_factory=lambda: dict(
         lr=1e-3, batch_size=32, max_iters=300, warmup_iters=20, eval_interval=100, val_fraction=0.05))
     rl: dict = field(default_factory=lambda: dict(
@@ -70,7 +77,7 @@ class Recipe:
 
 
 QUICK = Recipe(
-    size=5, sft_questions=10, document_copies=4, samples_per_question=2, samples_per_held_out=2,
+    size=5, sft_questions=10, document_copies=4, samples_per_question=2, near_misses=1, samples_per_test=2,
     model=dict(tokenizer="char", block_size=48, n_layer=1, n_head=2, n_embd=16),
     pretrain=dict(batch_size=8, max_iters=20, eval_interval=10, warmup_iters=2, val_fraction=0.1),
     sft=dict(batch_size=4, max_iters=6, warmup_iters=1, eval_interval=3, val_fraction=0.2),
@@ -94,7 +101,8 @@ def write_data(world: World, recipe: Recipe, folder: Path) -> dict[str, Path]:
     return {"documents": text,
             "sft": write_jsonl(folder / "sft.jsonl", world.conversations(demonstrations)),
             "prompts": write_jsonl(folder / "prompts.jsonl", world.prompts(world.train)),
-            "pairs": folder / "pairs.jsonl", "held_out_pairs": folder / "held_out_pairs.jsonl"}
+            "pairs": folder / "pairs.jsonl", "test_pairs": folder / "test_pairs.jsonl",
+            "unseen_pairs": folder / "unseen_pairs.jsonl"}
 
 
 def load_policy(run: RunDir, chat: ChatFormat | None = None, which: str = "best"):
@@ -131,17 +139,19 @@ def reply_texts(model, chat: ChatFormat, questions: list[str], temperature: floa
     return [chat.tokenizer.decode(r[:-1] if r and r[-1] in stop else r).strip() for r in replies]
 
 
-def sampled_pairs(model, chat: ChatFormat, pairs, samples: int, seed: int) -> list[dict]:
+def sampled_pairs(model, chat: ChatFormat, pairs, samples: int, seed: int, known=()) -> list[dict]:
     """Preference pairs from `model`'s own replies: `samples` replies to each question (temperature 1),
-    and for each distinct one the grader does not call right, the answer sentence chosen over it."""
+    and for each distinct one the grader does not call right, the answer sentence chosen over it.
+    `known`: pairs to leave out (those a test must not share with the training pairs)."""
     questions = [question(a, b) for a, b in pairs for _ in range(samples)]
     seeds = [seed * 1_000_003 + i for i in range(len(questions))]
-    rows, seen = [], set()
+    rows, seen = [], {json.dumps(pair) for pair in known}
     for i, text in enumerate(reply_texts(model, chat, questions, 1.0, seeds)):
         a, b = pairs[i // samples]
-        if text and grade(questions[i], text) != "right" and (a, b, text) not in seen:
-            seen.add((a, b, text))
-            rows.append(World.preference_pair(a, b, text))
+        pair = World.preference_pair(a, b, text)
+        if text and grade(questions[i], text) != "right" and json.dumps(pair) not in seen:
+            seen.add(json.dumps(pair))
+            rows.append(pair)
     return rows
 
 
@@ -209,16 +219,23 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
 
     def preferences():
         model, chat = load_policy(RunDir(out / "sft")), sft_chat(out / "sft")
-        write_jsonl(files["pairs"], sampled_pairs(model, chat, world.train, recipe.samples_per_question, seed))
-        held_out = sampled_pairs(model, chat, world.held_out, recipe.samples_per_held_out, seed + 1)
-        if not held_out:
-            raise TinyGPTError("the sft model answered every held-out question right in every sample: there are no "
-                               "held-out preference pairs to score the reward model on")
-        write_jsonl(files["held_out_pairs"], held_out)
+        pairs = sampled_pairs(model, chat, world.train, recipe.samples_per_question, seed)
+        pairs += World.near_misses(world.train, recipe.near_misses, seed)
+        random.Random(seed).shuffle(pairs)  # the reward run holds out the file's last pairs: a mix of both
+        write_jsonl(files["pairs"], pairs)
+        tests = {"test_pairs": sampled_pairs(model, chat, world.train, recipe.samples_per_test, seed + 2, pairs),
+                 "unseen_pairs": sampled_pairs(model, chat, world.held_out, recipe.samples_per_test, seed + 1)}
+        for name, rows in tests.items():
+            if not rows:
+                raise TinyGPTError(f"the sft model answered every question right in every sample: there are no "
+                                   f"{name.replace('_', ' ')} to score the reward model on")
+            write_jsonl(files[name], rows)
         run = train_reward(str(out / "sft"), data=str(files["pairs"]), **recipe.reward, **stages.common("reward"))
         from ..run import load
 
-        return evaluate_reward_run(load(run.out_dir, device="cpu"), data=str(files["held_out_pairs"]))
+        reward_run = load(run.out_dir, device="cpu")
+        return {name: evaluate_reward_run(reward_run, data=str(files[name])) for name in tests} | {
+            "training_pairs": len(pairs)}
 
     def reinforcement():
         reinforce(str(out / "sft"), prompts=str(files["prompts"]), reward=REWARD_FUNCTION, **recipe.rl,
@@ -238,9 +255,11 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         "seed": seed, "quick": quick, "held_out_questions": len(world.held_out),
         "base": {"score": base["score"], "well_formed": base["well_formed"], "seconds": stages.times["base"]},
         "sft": {"score": sft["score"], "well_formed": sft["well_formed"], "seconds": stages.times["sft"]},
-        "reward_accuracy": accuracy["val_accuracy"],
-        "reward": {"accuracy": accuracy["val_accuracy"], "pairs": accuracy["pairs"],
-                   "seconds": stages.times["reward"]},
+        "reward_accuracy": accuracy["test_pairs"]["val_accuracy"],
+        "reward": {"accuracy": accuracy["test_pairs"]["val_accuracy"], "pairs": accuracy["test_pairs"]["pairs"],
+                   "unseen_questions_accuracy": accuracy["unseen_pairs"]["val_accuracy"],
+                   "unseen_questions_pairs": accuracy["unseen_pairs"]["pairs"],
+                   "training_pairs": accuracy["training_pairs"], "seconds": stages.times["reward"]},
         "rl": {"score": rl["score"], "well_formed": rl["well_formed"], "kl": rl["kl"], "seconds": stages.times["rl"]},
         "total_seconds": time.perf_counter() - started,
         "samples": {q: {"base": base["replies"][q], "sft": sft["replies"][q], "rl": rl["replies"][q]}
@@ -264,7 +283,9 @@ def table(results: dict) -> str:
             ("sft", f"{results['sft']['score']:.1f}", f"{results['sft']['well_formed']:.1f}", "",
              f"{results['sft']['seconds']:.1f}"),
             ("reward model", "", "", f"pairwise accuracy {results['reward_accuracy']:.3f} "
-             f"({results['reward']['pairs']} pairs)", f"{results['reward']['seconds']:.1f}"),
+             f"({results['reward']['pairs']} held-out pairs), {results['reward']['unseen_questions_accuracy']:.3f} "
+             f"on unseen questions ({results['reward']['unseen_questions_pairs']})",
+             f"{results['reward']['seconds']:.1f}"),
             ("rl", f"{results['rl']['score']:.1f}", f"{results['rl']['well_formed']:.1f}",
              f"KL to sft {results['rl']['kl']:.3f} nats/reply", f"{results['rl']['seconds']:.1f}")]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
