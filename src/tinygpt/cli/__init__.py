@@ -14,6 +14,7 @@
     tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
+    tinygpt serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--cors ORIGIN]
     tinygpt presets
     tinygpt lesson basics|attention
 
@@ -22,6 +23,7 @@
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
+    serve.py    serve
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -34,7 +36,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, demo, look, recipes, reward, rl, sample, train
+from . import chat, demo, look, recipes, reward, rl, sample, serve, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -56,6 +58,7 @@ def build_parser() -> Parser:
     rl.add_parser(sub)
     reward.add_parsers(sub)
     demo.add_parsers(sub)
+    serve.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 

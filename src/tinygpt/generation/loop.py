@@ -34,6 +34,7 @@ class Row:
     ids: list[int]
     sampling: SamplingConfig
     generator: torch.Generator | None = None  # None: torch's global generator
+    logprobs: int | None = None  # k: report the chosen token's log-probability and the k likeliest tokens'
 
 
 class Decoder:
@@ -57,6 +58,9 @@ class Decoder:
         self.cache = None  # the keys and values of the rows in `self.cached`, in that order
         self.cached: list[int] = []
         self.fresh: list[int] = []  # rows whose prompt has not run yet
+        # After each step, for the rows that ask (Row.logprobs): row -> (the chosen token's log-probability,
+        # [(token, log-probability), ...] of the likeliest), from the model's own distribution.
+        self.logprobs: dict[int, tuple[float, list[tuple[int, float]]]] = {}
         for row in rows:
             self.add(row)
 
@@ -88,11 +92,34 @@ class Decoder:
         with torch.inference_mode():
             logits = self._next_logits(live)  # (len(live), V)
             tokens = self._choose(live, logits)
+            self.logprobs = self._logprobs(live, logits, tokens)
         for i, token in zip(live, tokens):
             self.ids[i].append(token)
             self.new[i] += 1
             self.finished[i] = self.new[i] >= self.rows[i].sampling.max_new_tokens
         return list(zip(live, tokens))
+
+    def drop_finished(self) -> dict[int, int]:
+        """Forget the finished rows, so a batch that rows keep joining and leaving stays as small as its
+        live rows; returns {old index: new index} of the rows kept."""
+        keep = [i for i, done in enumerate(self.finished) if not done]
+        where = {old: new for new, old in enumerate(keep)}
+        self.rows = [self.rows[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.new = [self.new[i] for i in keep]
+        self.finished = [False] * len(keep)
+        if self.seen is not None:
+            self.seen = self.seen[keep]
+        if self.cache is not None:
+            slots = [j for j, i in enumerate(self.cached) if i in where]  # the kept rows' places in the cache
+            if not slots:
+                self.cache = None
+            elif len(slots) < len(self.cached):
+                self.cache.keep(slots)
+        self.cached = [where[i] for i in self.cached if i in where]
+        self.fresh = [where[i] for i in self.fresh if i in where]
+        self.logprobs = {}
+        return where
 
     # ---- the model --------------------------------------------------------------------------------
 
@@ -181,6 +208,21 @@ class Decoder:
         if self.seen is not None:
             self.seen[live, tokens] = True
         return tokens
+
+    def _logprobs(self, live: list[int], logits, tokens: list[int]) -> dict:
+        asking = [j for j, i in enumerate(live) if self.rows[i].logprobs is not None]
+        if not asking:
+            return {}
+        logp = torch.log_softmax(logits[asking].float(), dim=-1)  # (n, V)
+        k = min(max(self.rows[live[j]].logprobs for j in asking), logp.size(-1))
+        top_values, top_ids = torch.topk(logp, k) if k else (logp[:, :0], logp[:, :0].long())  # (n, k)
+        chosen = logp[torch.arange(len(asking)), torch.tensor([tokens[j] for j in asking])]  # (n,)
+        out = {}
+        for n, j in enumerate(asking):
+            wanted = self.rows[live[j]].logprobs
+            top = list(zip(top_ids[n, :wanted].tolist(), top_values[n, :wanted].tolist()))
+            out[live[j]] = (chosen[n].item(), top)
+        return out
 
     def _track_seen(self):
         """(rows, V) booleans of the tokens in each row's text, rebuilt when a row joins."""
