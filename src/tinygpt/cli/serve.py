@@ -65,6 +65,8 @@ def serve(args) -> int:
     engine.start()
     try:
         server.run()
+    except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl-C on
+        pass
     finally:
         engine.stop()
     print("tinygpt: server stopped", file=sys.stderr)

@@ -145,13 +145,19 @@ class Engine:
                     self.lock.wait()
                 if not self.running:
                     break
-                self._admit()
-            for name in self.runs:
-                if self.choices[name]:
-                    self._step(name)
+            self.step()
         # Shutting down: tell whoever still waits.
         for request in {c.request for choices in self.choices.values() for c in choices} | set(self.waiting):
             request.deliver(None)
+
+    def step(self):
+        """Let waiting requests join, then run one decoding step of every model with rows (the thread's
+        loop calls this; a test may too, on an engine it did not start)."""
+        with self.lock:
+            self._admit()
+        for name in self.runs:
+            if self.choices[name]:
+                self._step(name)
 
     def _admit(self):
         """Move waiting requests into their model's batch while there is room (called under the lock)."""

@@ -40,6 +40,7 @@ class Server:
             self.socket.bind((host, port))
         except OSError as e:
             raise TinyGPTError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+        self.socket.listen(2048)  # connections wait in the backlog until uvicorn takes them
         self.host, self.port = host, self.socket.getsockname()[1]
         # A stream still open at Ctrl-C gets a second to end; then the server stops anyway.
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
