@@ -27,20 +27,6 @@ from tinygpt.serve.server import Server  # noqa: E402
 MESSAGES = [{"role": "user", "content": "mary"}]
 
 
-@pytest.fixture(scope="session")
-def chat_run(tmp_path_factory, char_run):
-    """char_run fine-tuned 10 steps on a few conversations: a run with a chat template."""
-    folder = tmp_path_factory.mktemp("chat")
-    data = folder / "chats.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "mary"},
-                                                     {"role": "assistant", "content": "had a"}]}) + "\n"
-                            for _ in range(8)), encoding="utf-8")
-    out = folder / "run"
-    tinygpt.sft(str(char_run), data=str(data), out=str(out), max_iters=10, eval_interval=5, warmup_iters=0, lr=3e-3,
-                threads=1, progress=False, sample_tokens=0, batch_size=4, val_fraction=0.0)
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(char_run, chat_run, rhyme_run):
     return {"char": tinygpt.load(char_run), "chat": tinygpt.load(chat_run), "rhyme": tinygpt.load(rhyme_run.out_dir)}
