@@ -108,15 +108,12 @@ class Decoder:
         self.ids = [self.ids[i] for i in keep]
         self.new = [self.new[i] for i in keep]
         self.finished = [False] * len(keep)
-        if self.seen is not None:
-            self.seen = self.seen[keep]
-        if self.cache is not None:
-            slots = [j for j, i in enumerate(self.cached) if i in where]  # the kept rows' places in the cache
-            if not slots:
-                self.cache = None
-            elif len(slots) < len(self.cached):
-                self.cache.keep(slots)
-        self.cached = [where[i] for i in self.cached if i in where]
+        with torch.inference_mode():  # the cache and `seen` were made in it
+            if self.seen is not None:
+                self.seen = self.seen[keep]
+            if self.cache is not None:
+                self._uncache(set(where))
+        self.cached = [where[i] for i in self.cached]
         self.fresh = [where[i] for i in self.fresh if i in where]
         self.logprobs = {}
         return where
@@ -133,7 +130,8 @@ class Decoder:
         decoding = [i for i in self.cached if i in fits]
         groups = []  # (rows, their logits)
         if decoding:
-            groups.append((decoding, self._decode(decoding)))
+            logits = self._decode(decoding)
+            groups.append((list(self.cached), logits))  # the cache's order: leaving rows may have moved others
         elif self.cache is not None:
             self.cache, self.cached = None, []
         if fresh:
@@ -163,14 +161,21 @@ class Decoder:
         return self._last(logits, lengths)
 
     def _decode(self, rows: list[int]):
-        """Run these cached rows' newest tokens, each at its own row's position."""
+        """Run these cached rows' newest tokens, each at its own row's position; the logits come in the
+        order of `self.cached`, which holds exactly these rows afterwards."""
         if rows != self.cached:  # rows finished or outgrew the context: drop their keys
-            where = {row: j for j, row in enumerate(self.cached)}
-            self.cache.keep([where[i] for i in rows])
-            self.cached = list(rows)
-        newest = torch.tensor([[self.ids[i][-1]] for i in rows], device=self.device)  # (n, 1)
+            self._uncache(set(rows))
+        newest = torch.tensor([[self.ids[i][-1]] for i in self.cached], device=self.device)  # (n, 1)
         logits, _ = self.model(newest, cache=self.cache)  # (n, 1, V)
         return logits[:, -1, :]
+
+    def _uncache(self, keep: set[int]):
+        """Drop the keys of the cached rows not in `keep` (the others may change places in the cache)."""
+        gone = [j for j, i in enumerate(self.cached) if i not in keep]
+        if len(gone) == len(self.cached):
+            self.cache, self.cached = None, []
+        elif gone:
+            self.cached = [self.cached[j] for j in self.cache.remove(gone)]
 
     def _windows(self, rows: list[int]):
         """Run these rows' last block_size tokens from scratch, right-padded, with no cache."""

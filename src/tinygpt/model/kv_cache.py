@@ -24,12 +24,17 @@ class KVCache:
 
     def __init__(self, n_layer, batch_size, n_head, max_len, head_size, device, dtype):
         shape = (n_layer, batch_size, n_head, max_len, head_size)
-        self._set(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        # The buffers may hold more rows than the batch (room for rows that join later); k and v view
+        # the first B of them.
+        self.buffer_k = torch.zeros(shape, device=device, dtype=dtype)
+        self.buffer_v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
+        self._use(batch_size)
         self.set_lengths([0] * batch_size)
 
-    def _set(self, k, v):
-        self.k, self.v = k, v
+    def _use(self, rows: int):
+        """View the first `rows` rows of the buffers as the batch."""
+        self.k, self.v = self.buffer_k[:, :rows], self.buffer_v[:, :rows]
         # One view per layer, made once: indexing a 5-D tensor on every call costs more than the copy.
         self.layer_k, self.layer_v = self.k.unbind(0), self.v.unbind(0)  # (B, nh, max_len, hs) each
 
@@ -76,13 +81,37 @@ class KVCache:
     def advance(self, n: int):
         self.set_lengths([length + n for length in self.lengths])
 
-    def keep(self, rows: list[int]):
-        """Keep only these rows, in this order (rows that finished or left the cache are dropped)."""
-        index = torch.tensor(rows, device=self.k.device)
-        self._set(self.k.index_select(1, index), self.v.index_select(1, index))
-        self.set_lengths([self.lengths[r] for r in rows])
+    def remove(self, rows: list[int]) -> list[int]:
+        """Drop these rows by moving the last remaining rows into their places, which copies one row
+        per dropped row rather than every row kept (what a server does each time a request leaves).
+        Returns the old index of each row now in the cache, in its new order."""
+        gone = set(rows)
+        n = len(self.lengths) - len(gone)
+        holes = sorted(i for i in gone if i < n)
+        movers = [i for i in range(n, len(self.lengths)) if i not in gone]  # as many as there are holes
+        order = list(range(n))
+        if holes:
+            src, dst = torch.tensor(movers, device=self.k.device), torch.tensor(holes, device=self.k.device)
+            self.buffer_k[:, dst] = self.buffer_k[:, src]
+            self.buffer_v[:, dst] = self.buffer_v[:, src]
+            for hole, mover in zip(holes, movers):
+                order[hole] = mover
+        self._use(n)
+        self.set_lengths([self.lengths[i] for i in order])
+        return order
 
     def extend(self, other: "KVCache"):
-        """Append another cache's rows after these (rows that joined the batch later)."""
-        self._set(torch.cat((self.k, other.k), dim=1), torch.cat((self.v, other.v), dim=1))
+        """Append another cache's rows after these (rows that joined the batch later). The buffers grow
+        by doubling, so rows joining one at a time cost a copy of themselves, not of the whole batch."""
+        B, extra = len(self.lengths), len(other.lengths)
+        if B + extra > self.buffer_k.size(1):
+            capacity = max(B + extra, 2 * self.buffer_k.size(1))
+            shape = (self.k.size(0), capacity, *self.k.shape[2:])
+            buffer_k = self.k.new_empty(shape)
+            buffer_v = self.v.new_empty(shape)
+            buffer_k[:, :B], buffer_v[:, :B] = self.k, self.v
+            self.buffer_k, self.buffer_v = buffer_k, buffer_v
+        self.buffer_k[:, B : B + extra] = other.k
+        self.buffer_v[:, B : B + extra] = other.v
+        self._use(B + extra)
         self.set_lengths(self.lengths + other.lengths)
