@@ -8,11 +8,13 @@
 In one run, on the same model (the `lecture` preset: 6 layers, 6 heads, 384 wide, block 256; the
 weights do not change the speed, so one training step is enough):
 
-1. `tinygpt sample`'s batch: `run.generate(prompt, num_samples=32, max_new_tokens=200)` in this
-   process, which is what `tinygpt sample --num-samples 32` runs; tokens/s summed over the batch.
-2. The server (`tinygpt serve RUN --port 0 --quiet`, its own process) with 1, 8 and 32 clients, each
+1. The server (`tinygpt serve RUN --port 0 --quiet`, its own process) with 1, 8 and 32 clients, each
    sending streaming /v1/completions requests of 200 tokens back to back: total tokens/s, and p50/p99
    of the time to first token and of the gap between a request's tokens.
+2. `tinygpt sample`'s batch: `run.generate(prompt, num_samples=32, max_new_tokens=200)` in this
+   process (what `tinygpt sample --num-samples 32` runs), tokens/s summed over the batch, taking
+   turns with the 32 clients --repeats times (the server idles meanwhile): the ratio is of medians,
+   and each turn's ratio is reported too.
 3. The soak: 64 streaming clients for --soak seconds; every response must be complete (200 tokens,
    finish_reason "length", ends with [DONE]); the server's resident memory at the start and the end.
 
@@ -125,8 +127,9 @@ async def clients(port: int, model: str, n: int, tokens: int, seconds: float | N
             "token_ms_p50": ms(statistics.median(gaps)), "token_ms_p99": ms(percentile(gaps, 0.99))}
 
 
-def start_server(run_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_server(run_dir: Path, threads: int | None) -> tuple[subprocess.Popen, int]:
     cmd = [sys.executable, "-m", "tinygpt", "serve", str(run_dir), "--port", "0", "--quiet", "--device", "cpu"]
+    cmd += ["--threads", str(threads)] if threads else []
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()  # "serving NAME at http://127.0.0.1:PORT/v1 ..."
     port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
@@ -138,6 +141,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="a lecture-shaped run to serve (default: train one)")
     ap.add_argument("--soak", type=float, default=60.0, help="seconds of the 64-client soak (default: 60)")
+    ap.add_argument("--repeats", type=int, default=3, help="turns of 32 clients and sample's batch (default: 3)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads, here and in the server "
+                    "(default: PyTorch's)")
     ap.add_argument("--quick", action="store_true", help="few tokens, short soak: checks the script runs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = ap.parse_args()
@@ -149,22 +155,35 @@ def main():
     out = {"command": "python " + " ".join(sys.argv), "tokens_per_request": tokens, "load_start": load()}
     print(f"load {out['load_start']}", flush=True)
 
-    out["sample_batch32_tokens_per_s"] = round(sample_batch(run_dir, 32, tokens), 1)
-    print(f"tinygpt sample, batch 32: {out['sample_batch32_tokens_per_s']} tokens/s", flush=True)
+    if args.threads is not None:
+        import torch
 
-    server, port = start_server(run_dir)
+        torch.set_num_threads(args.threads)
+    server, port = start_server(run_dir, args.threads)
     try:
         asyncio.run(clients(port, model, 2, 8))  # warm-up
         out["concurrency"] = []
-        for n, each in ((1, 3), (8, 2), (32, 2)):
+        for n, each in ((1, 3), (8, 2)):
             result = asyncio.run(clients(port, model, n, tokens, requests_each=each))
             out["concurrency"].append(result)
             print(json.dumps(result), flush=True)
+        # The machine is shared: 32 clients and `tinygpt sample`'s batch of 32 take turns, --repeats times.
+        sampled, served = [], []
+        for _ in range(args.repeats):
+            sampled.append(round(sample_batch(run_dir, 32, tokens), 1))
+            served.append(asyncio.run(clients(port, model, 32, tokens, requests_each=1)))
+            print(f"tinygpt sample, batch 32: {sampled[-1]} tokens/s; 32 clients: {json.dumps(served[-1])}", flush=True)
+        middle = sorted(range(args.repeats), key=lambda i: served[i]["tokens_per_s"])[args.repeats // 2]
+        out["concurrency"].append(served[middle])  # the median run of 32 clients
+        out["serve32_tokens_per_s_each_repeat"] = [r["tokens_per_s"] for r in served]
+        out["sample_batch32_tokens_per_s_each_repeat"] = sampled
+        out["sample_batch32_tokens_per_s"] = statistics.median(sampled)
+        out["serve32_vs_sample32_each_repeat"] = [round(r["tokens_per_s"] / t, 3) for r, t in zip(served, sampled)]
         one, many = out["concurrency"][0]["tokens_per_s"], out["concurrency"][-1]["tokens_per_s"]
         out["speedup_32_vs_1"] = round(many / one, 2)
         out["serve32_vs_sample32"] = round(many / out["sample_batch32_tokens_per_s"], 3)
-        print(f"32 clients / 1 client: {out['speedup_32_vs_1']}x; 32 clients / sample batch 32: "
-              f"{out['serve32_vs_sample32']}", flush=True)
+        print(f"32 clients / 1 client: {out['speedup_32_vs_1']}x; 32 clients / sample batch 32 (medians): "
+              f"{out['serve32_vs_sample32']}; side by side: {out['serve32_vs_sample32_each_repeat']}", flush=True)
 
         out["soak_rss_mb_start"] = round(rss_mb(server.pid), 1)
         samples = []
@@ -182,9 +201,10 @@ def main():
 
         out["soak"] = asyncio.run(soak_with_memory())
         out["soak_rss_mb_end"] = round(rss_mb(server.pid), 1)
-        out["soak_rss_mb_every_5s"] = samples
+        out["soak_rss_mb_every_5s"] = samples  # the first is taken as the soak starts, the batch still growing
         print(json.dumps(out["soak"]), flush=True)
-        print(f"soak RSS {out['soak_rss_mb_start']} -> {out['soak_rss_mb_end']} MB; every 5 s: {samples}", flush=True)
+        print(f"server RSS before the soak {out['soak_rss_mb_start']} MB, at its end {out['soak_rss_mb_end']} MB; "
+              f"every 5 s: {samples}", flush=True)
     finally:
         server.terminate()
         server.wait()
