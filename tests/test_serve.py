@@ -249,6 +249,29 @@ def test_a_full_server_answers_503_with_retry_after_and_serves_again_when_free(r
         engine.stop()
 
 
+def test_a_failure_while_decoding_ends_that_request_with_an_error_and_the_server_goes_on(runs, monkeypatch):
+    from tinygpt.generation import Decoder
+
+    engine = Engine({"char": runs["char"]}).start()
+    server = serving(create_app(engine, quiet=True))
+    step, failures = Decoder.step, [RuntimeError("boom")]
+
+    def broken(self):
+        if failures:
+            raise failures.pop()
+        return step(self)
+
+    monkeypatch.setattr(Decoder, "step", broken)
+    try:
+        status, _, body = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a", "max_tokens": 3})
+        assert status == 500 and body["error"]["message"] == "the server failed while generating (RuntimeError: boom)"
+        status, _, body = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a", "max_tokens": 3})
+        assert status == 200 and body["usage"]["completion_tokens"] == 3
+    finally:
+        server.stop()
+        engine.stop()
+
+
 def test_a_client_that_disconnects_mid_stream_frees_its_place(server, engine):
     body = json.dumps({"model": "char", "prompt": "m", "max_tokens": 400, "stream": True}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as s:
@@ -275,6 +298,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_place(server, engine):
     ({"model": "char", "prompt": "a", "top_p": 0}, 400, "top_p", "greater than 0"),
     ({"model": "char", "prompt": "a", "temprature": 1}, 400, "temprature", "does not know this field"),
     ({"model": "char"}, 400, "prompt", "Field required"),
+    ({"model": "char", "prompt": "a", "seed": 2**64}, 400, "seed", "less than 9223372036854775808"),
     ({"model": "nope", "prompt": "a"}, 404, "model", "the models are char, chat, rhyme"),
     ({"model": "char", "prompt": "a" * 5000}, 413, None, "larger than this server's limit of 4,096 bytes"),
 ])

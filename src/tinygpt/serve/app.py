@@ -218,6 +218,9 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             chunks = []
             while (part := await inbox.get()) is not None:
                 chunks += part
+            if job.error is not None:
+                done(500)
+                raise ApiError(500, f"the server failed while generating ({job.error})", kind="server_error")
             done()
             return form.whole(chunks, job)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Request:
     deliver: Callable[[list[Chunk] | None], None] = print
     completion_tokens: int = 0
     cancelled: bool = False
+    error: str | None = None  # set when the engine failed while decoding this request
     arrived: float = field(default_factory=time.perf_counter)
 
     def cancel(self):
@@ -145,9 +147,23 @@ class Engine:
                     self.lock.wait()
                 if not self.running:
                     break
-            self.step()
+            try:
+                self.step()
+            except Exception as e:  # a bug must not leave every client waiting: fail the batch, go on serving
+                traceback.print_exc()
+                self._fail(f"{type(e).__name__}: {e}")
         # Shutting down: tell whoever still waits.
         for request in {c.request for choices in self.choices.values() for c in choices} | set(self.waiting):
+            request.deliver(None)
+
+    def _fail(self, reason: str):
+        """End every request in the batch with an error (after an exception in a step)."""
+        with self.lock:
+            failed = {c.request for choices in self.choices.values() for c in choices}
+            self.decoders = {name: Decoder(run.model) for name, run in self.runs.items()}
+            self.choices = {name: [] for name in self.runs}
+        for request in failed:
+            request.error = reason
             request.deliver(None)
 
     def step(self):

@@ -33,7 +33,7 @@ class Sampling(_Body):
     repetition_penalty: float = Field(1.0, gt=0.0)
     n: int = Field(1, ge=1, le=16)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)  # choice j draws from seed + j: within torch's range
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
