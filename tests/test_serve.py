@@ -272,6 +272,25 @@ def test_a_failure_while_decoding_ends_that_request_with_an_error_and_the_server
         engine.stop()
 
 
+def test_a_client_that_leaves_before_its_whole_answer_is_ready_is_cancelled(runs):
+    engine = Engine({"char": runs["char"]})  # never started: the answer never comes
+    server = serving(create_app(engine, quiet=True))
+    try:
+        body = json.dumps({"model": "char", "prompt": "m", "max_tokens": 5}).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            wait_until = time.time() + 5
+            while not engine.waiting and time.time() < wait_until:
+                time.sleep(0.01)
+            assert not engine.waiting[0].cancelled
+        while not engine.waiting[0].cancelled and time.time() < wait_until:
+            time.sleep(0.01)
+        assert engine.waiting[0].cancelled
+    finally:
+        server.stop()
+
+
 def test_a_client_that_disconnects_mid_stream_frees_its_place(server, engine):
     body = json.dumps({"model": "char", "prompt": "m", "max_tokens": 400, "stream": True}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as s:
@@ -447,6 +466,14 @@ def test_tinygpt_serve_prints_the_url_and_a_curl_line_logs_each_request_and_stop
         assert "POST /v1/completions 200 run 2+3 tokens" in err and "server stopped" in err
     finally:
         proc.kill()
+
+
+def test_opening_the_server_beyond_this_machine_without_a_key_warns():
+    from tinygpt.cli.serve import exposure_warning
+
+    assert exposure_warning("0.0.0.0", None) == ("listening on 0.0.0.0 without --api-key: anyone who can reach this "
+                                                 "machine can use the models")
+    assert exposure_warning("0.0.0.0", "KEY") is None and exposure_warning("127.0.0.1", None) is None
 
 
 def test_serving_a_run_twice_under_one_name_is_refused(rhyme_run, capsys):

@@ -54,9 +54,9 @@ def serve(args) -> int:
     app = create_app(engine, api_key=args.api_key, cors=args.cors, max_tokens=args.max_tokens, quiet=args.quiet,
                      local_only=local)
     server = Server(app, args.host, args.port)
-    if not local and args.api_key is None:
-        print(f"tinygpt: warning: listening on {args.host} without --api-key: anyone who can reach this machine "
-              "can use the models", file=sys.stderr)
+    warning = exposure_warning(args.host, args.api_key)
+    if warning:
+        print(f"tinygpt: warning: {warning}", file=sys.stderr)
     name = next(iter(runs))
     key = f" -H 'Authorization: Bearer {args.api_key}'" if args.api_key else ""
     print(f"serving {', '.join(runs)} at {server.url}/v1 (playground: {server.url}/); Ctrl-C stops")
@@ -71,3 +71,12 @@ def serve(args) -> int:
         engine.stop()
     print("tinygpt: server stopped", file=sys.stderr)
     return 0
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """What to tell someone who opens the server beyond this machine without a key (None otherwise)."""
+    from ..serve.server import LOOPBACK
+
+    if host in LOOPBACK or api_key is not None:
+        return None
+    return f"listening on {host} without --api-key: anyone who can reach this machine can use the models"

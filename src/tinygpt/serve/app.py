@@ -211,13 +211,16 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                            code="server_busy", headers={"Retry-After": "1"}) from None
         started = request.state.started
 
-        def done(status=200):
-            log(request, status, started, body.model, f"{len(job.prompt_ids)}+{job.completion_tokens} tokens ")
+        def done(status=200, note=""):
+            log(request, status, started, body.model, f"{len(job.prompt_ids)}+{job.completion_tokens} tokens {note}")
 
         if not body.stream:
             chunks = []
-            while (part := await inbox.get()) is not None:
+            while (part := await next_part(request, inbox, job)) is not None:
                 chunks += part
+            if job.cancelled:
+                done(note="(the client left) ")
+                return None
             if job.error is not None:
                 done(500)
                 raise ApiError(500, f"the server failed while generating ({job.error})", kind="server_error")
@@ -225,6 +228,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             return form.whole(chunks, job)
 
         async def events():
+            finished = False
             try:
                 for event in form.opening(job.n):
                     yield sse(event)
@@ -234,14 +238,31 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                 if body.stream_options is not None and body.stream_options.include_usage:
                     yield sse(form.usage_chunk(job))
                 yield "data: [DONE]\n\n"
+                finished = True
                 done()
             finally:
                 job.cancel()  # if the client left early, its rows leave the batch at the next step
+                if not finished:
+                    done(note="(the client left) ")
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
+
+
+async def next_part(request: Request, inbox: asyncio.Queue, job: Job, every: float = 0.25):
+    """The engine's next delivery for a whole (not streamed) answer; None if the client has gone away
+    meanwhile (the job is cancelled: its rows leave the batch)."""
+    getter = asyncio.ensure_future(inbox.get())  # one get, kept across the checks: no delivery is lost
+    while True:
+        done, _ = await asyncio.wait({getter}, timeout=every)
+        if done:
+            return getter.result()
+        if await request.is_disconnected():
+            getter.cancel()
+            job.cancel()
+            return None
 
 
 def sse(event: dict) -> str:
