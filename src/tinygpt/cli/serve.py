@@ -26,7 +26,8 @@ def add_parsers(sub):
                    help="most requests waiting for a place; past it the answer is 503 (default: 256)")
     p.add_argument("--max-tokens", type=int, default=1024, help="most tokens one request may ask for "
                    "(default: 1024)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: PyTorch's)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: PyTorch's; 1 is "
+                   "faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
     p.set_defaults(func=serve)
