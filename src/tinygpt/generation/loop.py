@@ -150,7 +150,7 @@ class Decoder:
     def _prefill(self, rows: list[int]):
         """Run these rows' whole texts (none longer than block_size), right-padded, into a new cache."""
         lengths = [len(self.ids[i]) for i in rows]
-        cache = self.model.new_cache(len(rows))
+        cache = self.model.new_cache(len(rows)) if self.cache is None else self.cache.room(len(rows))
         logits, _ = self.model(self._padded([self.ids[i] for i in rows]), cache=cache)  # (n, T, V)
         cache.set_lengths(lengths)  # the pads' keys stay unseen until each row's tokens overwrite them
         if self.cache is None:

@@ -29,6 +29,7 @@ class KVCache:
         self.buffer_k = torch.zeros(shape, device=device, dtype=dtype)
         self.buffer_v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
+        self.home = None  # (cache, first row) when this one is another cache's spare rows (see `room`)
         self._use(batch_size)
         self.set_lengths([0] * batch_size)
 
@@ -100,18 +101,38 @@ class KVCache:
         self.set_lengths([self.lengths[i] for i in order])
         return order
 
+    def room(self, rows: int) -> "KVCache":
+        """A cache for `rows` more rows, kept in this one's spare rows: a prefill into it writes where
+        `extend` then takes the rows from, so joining allocates and copies nothing."""
+        B = len(self.lengths)
+        self._reserve(B + rows)
+        other = KVCache.__new__(KVCache)
+        other.buffer_k, other.buffer_v = self.buffer_k[:, B : B + rows], self.buffer_v[:, B : B + rows]
+        other.max_len = self.max_len
+        other._use(rows)
+        other.set_lengths([0] * rows)
+        other.home = (self, B)
+        return other
+
     def extend(self, other: "KVCache"):
-        """Append another cache's rows after these (rows that joined the batch later). The buffers grow
-        by doubling, so rows joining one at a time cost a copy of themselves, not of the whole batch."""
+        """Append another cache's rows after these (rows that joined the batch later)."""
         B, extra = len(self.lengths), len(other.lengths)
-        if B + extra > self.buffer_k.size(1):
-            capacity = max(B + extra, 2 * self.buffer_k.size(1))
-            shape = (self.k.size(0), capacity, *self.k.shape[2:])
-            buffer_k = self.k.new_empty(shape)
-            buffer_v = self.v.new_empty(shape)
-            buffer_k[:, :B], buffer_v[:, :B] = self.k, self.v
-            self.buffer_k, self.buffer_v = buffer_k, buffer_v
-        self.buffer_k[:, B : B + extra] = other.k
-        self.buffer_v[:, B : B + extra] = other.v
+        if other.home != (self, B):  # made elsewhere: copy its rows in
+            self._reserve(B + extra)
+            self.buffer_k[:, B : B + extra] = other.k
+            self.buffer_v[:, B : B + extra] = other.v
         self._use(B + extra)
         self.set_lengths(self.lengths + other.lengths)
+
+    def _reserve(self, rows: int):
+        """Make the buffers hold at least `rows` rows, growing by doubling (so rows that join one at a
+        time cost a copy of the batch only now and then). New rows are zeros, never uninitialised
+        memory: a masked-out key still enters the attention sums multiplied by 0, and 0 * NaN is NaN."""
+        if rows <= self.buffer_k.size(1):
+            return
+        B = len(self.lengths)
+        shape = (self.k.size(0), max(rows, 2 * self.buffer_k.size(1)), *self.k.shape[2:])
+        buffer_k, buffer_v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        buffer_k[:, :B], buffer_v[:, :B] = self.k, self.v
+        self.buffer_k, self.buffer_v = buffer_k, buffer_v
+        self._use(B)
