@@ -55,7 +55,7 @@ class Decoder:
         self.new: list[int] = []  # tokens generated so far, per row
         self.finished: list[bool] = []
         self.seen = None  # (rows, V) booleans: the tokens in each row's text, for the repetition penalty
-        self.cache = None  # the keys and values of the rows in `self.cached`, in that order
+        self.cache = None  # the keys and values of the rows in `self.cached`, in that order (kept when empty)
         self.cached: list[int] = []
         self.fresh: list[int] = []  # rows whose prompt has not run yet
         # After each step, for the rows that ask (Row.logprobs): row -> (the chosen token's log-probability,
@@ -111,7 +111,7 @@ class Decoder:
         with torch.inference_mode():  # the cache and `seen` were made in it
             if self.seen is not None:
                 self.seen = self.seen[keep]
-            if self.cache is not None:
+            if self.cached:
                 self._uncache(set(where))
         self.cached = [where[i] for i in self.cached]
         self.fresh = [where[i] for i in self.fresh if i in where]
@@ -132,8 +132,8 @@ class Decoder:
         if decoding:
             logits = self._decode(decoding)
             groups.append((list(self.cached), logits))  # the cache's order: leaving rows may have moved others
-        elif self.cache is not None:
-            self.cache, self.cached = None, []
+        elif self.cached:
+            self._uncache(set())
         if fresh:
             groups.append((fresh, self._prefill(fresh)))
         window = [i for i in live if i not in fits]
@@ -173,7 +173,8 @@ class Decoder:
         """Drop the keys of the cached rows not in `keep` (the others may change places in the cache)."""
         gone = [j for j, i in enumerate(self.cached) if i not in keep]
         if len(gone) == len(self.cached):
-            self.cache, self.cached = None, []
+            self.cache.clear()
+            self.cached = []
         elif gone:
             self.cached = [self.cached[j] for j in self.cache.remove(gone)]
 

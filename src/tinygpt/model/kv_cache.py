@@ -101,6 +101,12 @@ class KVCache:
         self.set_lengths([self.lengths[i] for i in order])
         return order
 
+    def clear(self):
+        """No rows, but keep the buffers for the rows that come next (a server's batch empties and
+        refills all the time; allocating them anew each time fragments the process's memory)."""
+        self._use(0)
+        self.set_lengths([])
+
     def room(self, rows: int) -> "KVCache":
         """A cache for `rows` more rows, kept in this one's spare rows: a prefill into it writes where
         `extend` then takes the rows from, so joining allocates and copies nothing."""
