@@ -239,6 +239,10 @@ def test_a_full_server_answers_503_with_retry_after_and_serves_again_when_free(r
         long = Request("char", runs["char"].encode("m"), SamplingConfig(10**6), deliver=lambda chunks: None)
         engine.submit(long)
         status, headers, body = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a"})
+        assert status == 503  # whether or not the engine has let the first in yet
+        while not engine.stats()["decoding"]:
+            time.sleep(0.01)
+        status, headers, body = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a"})
         assert status == 503 and headers["retry-after"] == "1" and body["error"]["code"] == "server_busy"
         long.cancel()
         time.sleep(0.2)

@@ -126,7 +126,8 @@ class Engine:
         if request.n > self.max_batch:
             raise TinyGPTError(f"n={request.n} is more than this server's batch of {self.max_batch}")
         with self.lock:
-            if len(self.waiting) >= self.max_waiting and self.live_rows + request.n > self.max_batch:
+            wanted = self.live_rows + sum(r.n for r in self.waiting) + request.n  # rows, if all were let in
+            if wanted > self.max_batch and len(self.waiting) >= self.max_waiting:
                 raise Busy(f"{self.live_rows} rows are decoding and {len(self.waiting)} requests wait")
             self.waiting.append(request)
             self.lock.notify()
