@@ -42,7 +42,8 @@ class Decoder:
 
     A server keeps one Decoder running: `add()` each request's row as it arrives (its prompt runs at
     the next step, beside the others' newest tokens), `step()`, hand each (row, token) to its client
-    (a TextStream turns them into text), and `finish()` a row whose client has what it wants.
+    (a TextStream turns them into text), and `finish()` a row whose client has what it wants;
+    `drop_finished()` then forgets the finished rows, so the batch stays as small as its live rows.
     """
 
     def __init__(self, model, rows: list[Row] = (), use_cache: bool = True):

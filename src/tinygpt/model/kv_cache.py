@@ -15,7 +15,8 @@ import torch
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (n_layer, B, nh, max_len, hs) each.
+    """Preallocated keys and values for every layer: (n_layer, B, nh, max_len, hs) each, the first B
+    rows of buffers that may hold more (rows join with `room`/`extend`, leave with `remove`).
 
     `lengths[b]`: how many of row b's positions are filled. `pos`: that number when every row has
     the same one, else None. While a forward pass runs over rows of different lengths, `positions`
