@@ -225,11 +225,13 @@ def test_a_request_joins_the_running_batch_at_the_next_step_and_leaves_it_when_d
                      "b": alone["char"].generate("its fleece", max_new_tokens=4, seed=2)}
 
 
-def test_rows_leave_the_batch_when_done_so_it_stays_as_small_as_its_live_rows(engine, runs):
-    for seed in range(3):
-        collect(engine, Request("char", runs["char"].encode("mary"), SamplingConfig(5), seed=seed))
-    assert engine.stats()["decoding"] == 0
-    assert engine.decoders["char"].rows == []
+def test_rows_leave_the_batch_when_done_so_it_stays_as_small_as_its_live_rows(engine, runs, alone):
+    texts = []
+    for seed in range(3):  # each request empties the batch, and the next refills the cache it leaves
+        chunks = collect(engine, Request("char", runs["char"].encode("mary"), SamplingConfig(5), seed=seed))
+        texts.append("".join(c.text for c in chunks))
+        assert engine.stats()["decoding"] == 0 and engine.decoders["char"].rows == []
+    assert texts == [alone["char"].generate("mary", max_new_tokens=5, seed=seed) for seed in range(3)]
 
 
 def test_a_full_server_answers_503_with_retry_after_and_serves_again_when_free(runs):
