@@ -4,6 +4,7 @@ Training is the slow part of this suite, so a model that several tests only read
 session here. Tests that change a run directory copy it first (`copy_run`).
 """
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -61,6 +62,20 @@ def char_run(tmp_path_factory, tiny_corpus) -> Path:
     """A tiny character-level GPT trained 40 steps on `tiny_corpus`, with a 10% validation split."""
     out = tmp_path_factory.mktemp("char") / "run"
     tinygpt.train(data=str(tiny_corpus), out=str(out), max_iters=40, eval_interval=20, **TINY_GPT)
+    return out
+
+
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory, char_run):
+    """char_run fine-tuned 10 steps on a few conversations: a run with a chat template."""
+    folder = tmp_path_factory.mktemp("chat")
+    data = folder / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "mary"},
+                                                     {"role": "assistant", "content": "had a"}]}) + "\n"
+                            for _ in range(8)), encoding="utf-8")
+    out = folder / "run"
+    tinygpt.sft(str(char_run), data=str(data), out=str(out), max_iters=10, eval_interval=5, warmup_iters=0, lr=3e-3,
+                threads=1, progress=False, sample_tokens=0, batch_size=4, val_fraction=0.0)
     return out
 
 

@@ -32,14 +32,29 @@ def reply_pieces(run, messages: list[dict], chat: ChatFormat | None = None, **kn
     """
     chat = chat or run_chat_format(run)
     prompt = chat.render(messages, add_generation_prompt=True)
-    started, space = False, ""
+    trim = ReplyTrim()
     for piece in run.stream(prompt, stop=CHAT_TOKENS, **knobs):
-        if not started:
+        piece = trim.push(piece)
+        if piece:
+            yield piece
+
+
+class ReplyTrim:
+    """A reply's pieces without the whitespace around the reply: `push(piece)` returns what can be shown.
+
+    Leading whitespace is dropped; whitespace is passed on only once more text follows it, so the
+    reply never ends in it (what is still held back when the reply ends is simply not shown).
+    """
+
+    def __init__(self):
+        self.started = False
+        self.space = ""
+
+    def push(self, piece: str) -> str:
+        if not self.started:
             piece = piece.lstrip()
-            started = bool(piece)
-        # Whitespace is passed on only once more text follows it, so the reply never ends in it.
-        text = space + piece
+            self.started = bool(piece)
+        text = self.space + piece
         core = text.rstrip()
-        space = text[len(core) :]
-        if core:
-            yield core
+        self.space = text[len(core) :]
+        return core

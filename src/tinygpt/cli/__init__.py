@@ -18,6 +18,7 @@
     tinygpt fill RUN --prompt "mary had a <mask> lamb" [--top-k K]
     tinygpt translate RUN [--source TEXT] [--num-beams N] [--temperature T] ...   (or sources on stdin)
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
+    tinygpt serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--cors ORIGIN]
     tinygpt presets
     tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, transformer)
 
@@ -27,6 +28,7 @@
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
     seq2seq.py  fill, translate
+    serve.py    serve
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
@@ -39,7 +41,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, demo, look, recipes, reward, rl, sample, seq2seq, train
+from . import chat, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -62,6 +64,7 @@ def build_parser() -> Parser:
     reward.add_parsers(sub)
     demo.add_parsers(sub)
     seq2seq.add_parsers(sub)
+    serve.add_parsers(sub)
     parser.commands = sub.choices  # name -> sub-parser, for suggestions on a mistyped flag
     return parser
 

@@ -6,8 +6,9 @@
     grade("What is 3 + 4?", "The answer is 7.") # "right"; "wrong" for another number, "malformed" otherwise
 
 Every ordered pair (a, b) of numbers below `size` is one question. A seeded shuffle puts three
-tenths of them in `held_out` (68 of 225: enough that one question is 1.5 points of a score): they are asked in no conversation, preference pair or RL prompt that a stage
-trains on, only when the demo grades a stage (and scores the reward model). The pretraining
+tenths of them in `held_out` (68 of 225, so that one question is 1.5 points of a score): they are
+asked in no conversation, preference pair or RL prompt that a stage trains on, only when the demo
+grades a stage (and scores the reward model). The pretraining
 documents state every sum, held-out ones included, but never in the question-and-answer form (no
 "What is", no "The answer is"): the base model knows the content, not the format. A reply is
 right only as the exact sentence `The answer is N.`
@@ -100,7 +101,8 @@ class World:
         for a, b in pairs:
             n = a + b
             wrong = [n + d for d in (-10, -2, -1, 1, 2, 10) if n + d >= 0]
-            rows += [World.preference_pair(a, b, ANSWER.format(n=m)) for m in rng.sample(wrong, min(per_question, len(wrong)))]
+            chosen = rng.sample(wrong, min(per_question, len(wrong)))
+            rows += [World.preference_pair(a, b, ANSWER.format(n=m)) for m in chosen]
         return rows
 
     @staticmethod

@@ -34,6 +34,7 @@ class Row:
     ids: list[int]
     sampling: SamplingConfig
     generator: torch.Generator | None = None  # None: torch's global generator
+    logprobs: int | None = None  # k: report the chosen token's log-probability and the k likeliest tokens'
 
 
 class Decoder:
@@ -41,7 +42,8 @@ class Decoder:
 
     A server keeps one Decoder running: `add()` each request's row as it arrives (its prompt runs at
     the next step, beside the others' newest tokens), `step()`, hand each (row, token) to its client
-    (a TextStream turns them into text), and `finish()` a row whose client has what it wants.
+    (a TextStream turns them into text), and `finish()` a row whose client has what it wants;
+    `drop_finished()` then forgets the finished rows, so the batch stays as small as its live rows.
     """
 
     def __init__(self, model, rows: list[Row] = (), use_cache: bool = True):
@@ -54,9 +56,12 @@ class Decoder:
         self.new: list[int] = []  # tokens generated so far, per row
         self.finished: list[bool] = []
         self.seen = None  # (rows, V) booleans: the tokens in each row's text, for the repetition penalty
-        self.cache = None  # the keys and values of the rows in `self.cached`, in that order
+        self.cache = None  # the keys and values of the rows in `self.cached`, in that order (kept when empty)
         self.cached: list[int] = []
         self.fresh: list[int] = []  # rows whose prompt has not run yet
+        # After each step, for the rows that ask (Row.logprobs): row -> (the chosen token's log-probability,
+        # [(token, log-probability), ...] of the likeliest), from the model's own distribution.
+        self.logprobs: dict[int, tuple[float, list[tuple[int, float]]]] = {}
         for row in rows:
             self.add(row)
 
@@ -88,11 +93,31 @@ class Decoder:
         with torch.inference_mode():
             logits = self._next_logits(live)  # (len(live), V)
             tokens = self._choose(live, logits)
+            self.logprobs = self._logprobs(live, logits, tokens)
         for i, token in zip(live, tokens):
             self.ids[i].append(token)
             self.new[i] += 1
             self.finished[i] = self.new[i] >= self.rows[i].sampling.max_new_tokens
         return list(zip(live, tokens))
+
+    def drop_finished(self) -> dict[int, int]:
+        """Forget the finished rows, so a batch that rows keep joining and leaving stays as small as its
+        live rows; returns {old index: new index} of the rows kept."""
+        keep = [i for i, done in enumerate(self.finished) if not done]
+        where = {old: new for new, old in enumerate(keep)}
+        self.rows = [self.rows[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.new = [self.new[i] for i in keep]
+        self.finished = [False] * len(keep)
+        with torch.inference_mode():  # the cache and `seen` were made in it
+            if self.seen is not None:
+                self.seen = self.seen[keep]
+            if self.cached:
+                self._uncache(set(where))
+        self.cached = [where[i] for i in self.cached]
+        self.fresh = [where[i] for i in self.fresh if i in where]
+        self.logprobs = {}
+        return where
 
     # ---- the model --------------------------------------------------------------------------------
 
@@ -106,9 +131,10 @@ class Decoder:
         decoding = [i for i in self.cached if i in fits]
         groups = []  # (rows, their logits)
         if decoding:
-            groups.append((decoding, self._decode(decoding)))
-        elif self.cache is not None:
-            self.cache, self.cached = None, []
+            logits = self._decode(decoding)
+            groups.append((list(self.cached), logits))  # the cache's order: leaving rows may have moved others
+        elif self.cached:
+            self._uncache(set())
         if fresh:
             groups.append((fresh, self._prefill(fresh)))
         window = [i for i in live if i not in fits]
@@ -125,7 +151,7 @@ class Decoder:
     def _prefill(self, rows: list[int]):
         """Run these rows' whole texts (none longer than block_size), right-padded, into a new cache."""
         lengths = [len(self.ids[i]) for i in rows]
-        cache = self.model.new_cache(len(rows))
+        cache = self.model.new_cache(len(rows)) if self.cache is None else self.cache.room(len(rows))
         logits, _ = self.model(self._padded([self.ids[i] for i in rows]), cache=cache)  # (n, T, V)
         cache.set_lengths(lengths)  # the pads' keys stay unseen until each row's tokens overwrite them
         if self.cache is None:
@@ -136,14 +162,22 @@ class Decoder:
         return self._last(logits, lengths)
 
     def _decode(self, rows: list[int]):
-        """Run these cached rows' newest tokens, each at its own row's position."""
+        """Run these cached rows' newest tokens, each at its own row's position; the logits come in the
+        order of `self.cached`, which holds exactly these rows afterwards."""
         if rows != self.cached:  # rows finished or outgrew the context: drop their keys
-            where = {row: j for j, row in enumerate(self.cached)}
-            self.cache.keep([where[i] for i in rows])
-            self.cached = list(rows)
-        newest = torch.tensor([[self.ids[i][-1]] for i in rows], device=self.device)  # (n, 1)
+            self._uncache(set(rows))
+        newest = torch.tensor([[self.ids[i][-1]] for i in self.cached], device=self.device)  # (n, 1)
         logits, _ = self.model(newest, cache=self.cache)  # (n, 1, V)
         return logits[:, -1, :]
+
+    def _uncache(self, keep: set[int]):
+        """Drop the keys of the cached rows not in `keep` (the others may change places in the cache)."""
+        gone = [j for j, i in enumerate(self.cached) if i not in keep]
+        if len(gone) == len(self.cached):
+            self.cache.clear()
+            self.cached = []
+        elif gone:
+            self.cached = [self.cached[j] for j in self.cache.remove(gone)]
 
     def _windows(self, rows: list[int]):
         """Run these rows' last block_size tokens from scratch, right-padded, with no cache."""
@@ -181,6 +215,21 @@ class Decoder:
         if self.seen is not None:
             self.seen[live, tokens] = True
         return tokens
+
+    def _logprobs(self, live: list[int], logits, tokens: list[int]) -> dict:
+        asking = [j for j, i in enumerate(live) if self.rows[i].logprobs is not None]
+        if not asking:
+            return {}
+        logp = torch.log_softmax(logits[asking].float(), dim=-1)  # (n, V)
+        k = min(max(self.rows[live[j]].logprobs for j in asking), logp.size(-1))
+        top_values, top_ids = torch.topk(logp, k) if k else (logp[:, :0], logp[:, :0].long())  # (n, k)
+        chosen = logp[torch.arange(len(asking)), torch.tensor([tokens[j] for j in asking])]  # (n,)
+        out = {}
+        for n, j in enumerate(asking):
+            wanted = self.rows[live[j]].logprobs
+            top = list(zip(top_ids[n, :wanted].tolist(), top_values[n, :wanted].tolist()))
+            out[live[j]] = (chosen[n].item(), top)
+        return out
 
     def _track_seen(self):
         """(rows, V) booleans of the tokens in each row's text, rebuilt when a row joins."""

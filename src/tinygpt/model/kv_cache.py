@@ -15,7 +15,8 @@ import torch
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (n_layer, B, nh, max_len, hs) each.
+    """Preallocated keys and values for every layer: (n_layer, B, nh, max_len, hs) each, the first B
+    rows of buffers that may hold more (rows join with `room`/`extend`, leave with `remove`).
 
     `lengths[b]`: how many of row b's positions are filled. `pos`: that number when every row has
     the same one, else None. While a forward pass runs over rows of different lengths, `positions`
@@ -24,12 +25,18 @@ class KVCache:
 
     def __init__(self, n_layer, batch_size, n_head, max_len, head_size, device, dtype):
         shape = (n_layer, batch_size, n_head, max_len, head_size)
-        self._set(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        # The buffers may hold more rows than the batch (room for rows that join later); k and v view
+        # the first B of them.
+        self.buffer_k = torch.zeros(shape, device=device, dtype=dtype)
+        self.buffer_v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
+        self.home = None  # (cache, first row) when this one is another cache's spare rows (see `room`)
+        self._use(batch_size)
         self.set_lengths([0] * batch_size)
 
-    def _set(self, k, v):
-        self.k, self.v = k, v
+    def _use(self, rows: int):
+        """View the first `rows` rows of the buffers as the batch."""
+        self.k, self.v = self.buffer_k[:, :rows], self.buffer_v[:, :rows]
         # One view per layer, made once: indexing a 5-D tensor on every call costs more than the copy.
         self.layer_k, self.layer_v = self.k.unbind(0), self.v.unbind(0)  # (B, nh, max_len, hs) each
 
@@ -76,13 +83,71 @@ class KVCache:
     def advance(self, n: int):
         self.set_lengths([length + n for length in self.lengths])
 
+    def remove(self, rows: list[int]) -> list[int]:
+        """Drop these rows by moving the last remaining rows into their places, which copies one row
+        per dropped row rather than every row kept (what a server does each time a request leaves).
+        Returns the old index of each row now in the cache, in its new order."""
+        gone = set(rows)
+        n = len(self.lengths) - len(gone)
+        holes = sorted(i for i in gone if i < n)
+        movers = [i for i in range(n, len(self.lengths)) if i not in gone]  # as many as there are holes
+        order = list(range(n))
+        if holes:
+            src, dst = torch.tensor(movers, device=self.k.device), torch.tensor(holes, device=self.k.device)
+            self.buffer_k[:, dst] = self.buffer_k[:, src]
+            self.buffer_v[:, dst] = self.buffer_v[:, src]
+            for hole, mover in zip(holes, movers):
+                order[hole] = mover
+        self._use(n)
+        self.set_lengths([self.lengths[i] for i in order])
+        return order
+
     def keep(self, rows: list[int]):
-        """Keep only these rows, in this order (rows that finished or left the cache are dropped)."""
+        """Keep these rows, in this order; a row may come more than once (beam search continues one
+        beam several ways). Copies every row kept: `remove` is the cheap way to drop a few."""
         index = torch.tensor(rows, device=self.k.device)
-        self._set(self.k.index_select(1, index), self.v.index_select(1, index))
+        self.buffer_k, self.buffer_v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self._use(len(rows))
         self.set_lengths([self.lengths[r] for r in rows])
+
+    def clear(self):
+        """No rows, but keep the buffers for the rows that come next (a server's batch empties and
+        refills all the time; allocating them anew each time fragments the process's memory)."""
+        self._use(0)
+        self.set_lengths([])
+
+    def room(self, rows: int) -> "KVCache":
+        """A cache for `rows` more rows, kept in this one's spare rows: a prefill into it writes where
+        `extend` then takes the rows from, so joining allocates and copies nothing."""
+        B = len(self.lengths)
+        self._reserve(B + rows)
+        other = KVCache.__new__(KVCache)
+        other.buffer_k, other.buffer_v = self.buffer_k[:, B : B + rows], self.buffer_v[:, B : B + rows]
+        other.max_len = self.max_len
+        other._use(rows)
+        other.set_lengths([0] * rows)
+        other.home = (self, B)
+        return other
 
     def extend(self, other: "KVCache"):
         """Append another cache's rows after these (rows that joined the batch later)."""
-        self._set(torch.cat((self.k, other.k), dim=1), torch.cat((self.v, other.v), dim=1))
+        B, extra = len(self.lengths), len(other.lengths)
+        if other.home != (self, B):  # made elsewhere: copy its rows in
+            self._reserve(B + extra)
+            self.buffer_k[:, B : B + extra] = other.k
+            self.buffer_v[:, B : B + extra] = other.v
+        self._use(B + extra)
         self.set_lengths(self.lengths + other.lengths)
+
+    def _reserve(self, rows: int):
+        """Make the buffers hold at least `rows` rows, growing by doubling (so rows that join one at a
+        time cost a copy of the batch only now and then). New rows are zeros, never uninitialised
+        memory: a masked-out key still enters the attention sums multiplied by 0, and 0 * NaN is NaN."""
+        if rows <= self.buffer_k.size(1):
+            return
+        B = len(self.lengths)
+        shape = (self.k.size(0), max(rows, 2 * self.buffer_k.size(1)), *self.k.shape[2:])
+        buffer_k, buffer_v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        buffer_k[:, :B], buffer_v[:, :B] = self.k, self.v
+        self.buffer_k, self.buffer_v = buffer_k, buffer_v
+        self._use(B)

@@ -1,0 +1,264 @@
+"""The HTTP face of the engine: OpenAI's /v1 routes, /health, and the playground page at /.
+
+    app = create_app(Engine({"rhyme": tinygpt.load("runs/rhyme")}).start())
+
+Every refusal is OpenAI's error object, `{"error": {"message", "type", "param", "code"}}`, with a 4xx
+status (5xx only for a full server), and the server goes on serving. Streams are server-sent events
+in OpenAI's chunk format ending with `data: [DONE]`; a client that goes away cancels its rows.
+
+A prompt longer than the model's block_size is cropped from the left, as `tinygpt sample` does (the
+model reads the last block_size tokens); the response says so in `warnings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import sys
+import time
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from ..chat.reply import run_chat_format
+from ..chat.template import CHAT_TOKENS
+from ..errors import TinyGPTError
+from ..generation import SamplingConfig
+from .engine import Busy, Engine
+from .engine import Request as Job
+from .responses import ChatCompletion, Completion, sse
+from .schemas import ChatRequest, CompletionRequest, Sampling
+
+MAX_BODY = 1 << 20  # bytes: a megabyte of JSON is far more text than any tinygpt model reads
+
+
+class ApiError(Exception):
+    """A refused request: its HTTP status and the fields of OpenAI's error object."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (), max_tokens: int = 1024,
+               max_body: int = MAX_BODY, quiet: bool = False, local_only: bool = False) -> FastAPI:
+    """The FastAPI app serving `engine`'s runs.
+
+    api_key: every /v1 request must carry `Authorization: Bearer KEY`. cors: origins allowed to call
+    the API from their pages (none by default). max_tokens: the most a request may ask for.
+    local_only: answer only requests addressed to 127.0.0.1 or localhost (a page elsewhere cannot
+    reach the server through DNS rebinding).
+    """
+    # No /docs or /openapi.json: the page at / is the only thing served besides the API.
+    app = FastAPI(title="tinygpt", docs_url=None, redoc_url=None, openapi_url=None)
+    if cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    if local_only:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
+    chat_formats = {}
+    for name, run in engine.runs.items():
+        try:
+            chat_formats[name] = run_chat_format(run)
+        except TinyGPTError:
+            chat_formats[name] = None
+    created = int(time.time())
+    page = (files("tinygpt.serve") / "static" / "index.html").read_text(encoding="utf-8")
+
+    def log(request: Request, status: int, started: float, model: str = "-", tokens: str = ""):
+        if not quiet:
+            print(f"{request.method} {request.url.path} {status} {model} {tokens}{time.perf_counter() - started:.3f}s",
+                  file=sys.stderr, flush=True)
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, e: ApiError):
+        log(request, e.status, request.state.started if hasattr(request.state, "started") else time.perf_counter())
+        return e.response()
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, e: HTTPException):
+        message = "no such route; the API is /v1/models, /v1/completions and /v1/chat/completions"
+        return ApiError(e.status_code, message if e.status_code == 404 else str(e.detail)).response()
+
+    def authorize(request: Request):
+        request.state.started = time.perf_counter()
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            raise ApiError(401, "a valid API key is needed: send the header 'Authorization: Bearer KEY' with the key "
+                           "the server was started with (--api-key)", code="invalid_api_key")
+
+    async def read(request: Request, schema: type[BaseModel]):
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # Also keeps other sites' pages out: a cross-origin JSON POST needs a preflight we do not grant.
+            raise ApiError(415, "send the body as JSON with 'Content-Type: application/json'")
+        if int(request.headers.get("content-length") or 0) > max_body:
+            raise ApiError(413, f"the request body is larger than this server's limit of {max_body:,} bytes")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > max_body:
+                raise ApiError(413, f"the request body is larger than this server's limit of {max_body:,} bytes")
+        try:
+            return schema.model_validate_json(bytes(body))
+        except ValidationError as e:
+            error = e.errors()[0]
+            if error["type"] == "json_invalid":
+                raise ApiError(400, f"the body is not valid JSON ({error['msg']})") from None
+            param = ".".join(str(part) for part in error["loc"]) or None
+            message = error["msg"] if error["type"] != "extra_forbidden" else "this server does not know this field"
+            raise ApiError(400, f"{param}: {message}" if param else message, param=param) from None
+
+    def find(model: str):
+        if model not in engine.runs:
+            raise ApiError(404, f"the model {model!r} is not served here; the models are "
+                           f"{', '.join(engine.runs)} (GET /v1/models)", param="model", code="model_not_found")
+        return engine.runs[model]
+
+    def sampling(body: Sampling, asked: int | None, default: int, stop: list[str]) -> SamplingConfig:
+        n = default if asked is None else asked
+        if n > max_tokens:
+            raise ApiError(400, f"max_tokens is {n} but this server gives at most {max_tokens} tokens per request",
+                           param="max_tokens")
+        return SamplingConfig(n, body.temperature, body.top_k, body.top_p, body.repetition_penalty, stop)
+
+    def encode(run, text: str, param: str) -> list[int]:
+        try:
+            return run.start_ids(text)
+        except TinyGPTError as e:
+            raise ApiError(400, str(e), param=param) from None
+
+    def warnings(run, prompt_ids: list[int]) -> list[str]:
+        block = run.model_config.block_size
+        if len(prompt_ids) <= block:
+            return []
+        return [f"the prompt is {len(prompt_ids)} tokens but the model reads at most {block} (block_size): "
+                f"it continues the last {block}"]
+
+    # ---- routes -------------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground():
+        return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; "
+                                           "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"})
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": list(engine.runs), **engine.stats()}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        authorize(request)
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "tinygpt",
+             "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
+                         "tokenizer": run.tokenizer.kind}}
+            for name, run in engine.runs.items()]}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        authorize(request)
+        body = await read(request, CompletionRequest)
+        run = find(body.model)
+        ids = encode(run, body.prompt, "prompt")
+        job = Job(body.model, ids, sampling(body, body.max_tokens, 16, body.stops), body.n, body.seed, body.logprobs)
+        return await answer(request, body, job, Completion(body.model, warnings(run, ids)))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        authorize(request)
+        body = await read(request, ChatRequest)
+        run = find(body.model)
+        chat = chat_formats[body.model]
+        if chat is None:
+            raise ApiError(400, f"the model {body.model!r} has no chat template (it was not fine-tuned on "
+                           "conversations with `tinygpt sft`); use /v1/completions for it",
+                           param="model", code="model_not_chat")
+        try:
+            text = chat.render([m.as_dict() for m in body.messages], add_generation_prompt=True)
+        except TinyGPTError as e:
+            raise ApiError(400, str(e), param="messages") from None
+        ids = encode(run, text, "messages")
+        asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        job = Job(body.model, ids, sampling(body, asked, max_tokens, [*CHAT_TOKENS, *body.stops]), body.n, body.seed,
+                  top, chat=True)
+        return await answer(request, body, job, ChatCompletion(body.model, warnings(run, ids)))
+
+    async def answer(request: Request, body: Sampling, job: Job, form: Completion):
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue()
+        job.deliver = lambda chunks: loop.call_soon_threadsafe(inbox.put_nowait, chunks)
+        try:
+            engine.submit(job)
+        except Busy as e:
+            raise ApiError(503, f"the server is busy ({e}); retry in a moment", kind="server_error",
+                           code="server_busy", headers={"Retry-After": "1"}) from None
+        started = request.state.started
+
+        def done(status=200, note=""):
+            log(request, status, started, body.model, f"{len(job.prompt_ids)}+{job.completion_tokens} tokens {note}")
+
+        if not body.stream:
+            chunks = []
+            while (part := await next_part(request, inbox, job)) is not None:
+                chunks += part
+            if job.cancelled:
+                done(note="(the client left) ")
+                return None
+            if job.error is not None:
+                done(500)
+                raise ApiError(500, f"the server failed while generating ({job.error})", kind="server_error")
+            done()
+            return form.whole(chunks, job)
+
+        async def events():
+            finished = False
+            try:
+                for event in form.opening(job.n):
+                    yield sse(event)
+                while (part := await inbox.get()) is not None:
+                    for chunk in part:
+                        yield sse(form.chunk(chunk))
+                if body.stream_options is not None and body.stream_options.include_usage:
+                    yield sse(form.usage_chunk(job))
+                yield "data: [DONE]\n\n"
+                finished = True
+                done()
+            finally:
+                job.cancel()  # if the client left early, its rows leave the batch at the next step
+                if not finished:
+                    done(note="(the client left) ")
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+async def next_part(request: Request, inbox: asyncio.Queue, job: Job, every: float = 0.25):
+    """The engine's next delivery for a whole (not streamed) answer; None if the client has gone away
+    meanwhile (the job is cancelled: its rows leave the batch)."""
+    getter = asyncio.ensure_future(inbox.get())  # one get, kept across the checks: no delivery is lost
+    while True:
+        done, _ = await asyncio.wait({getter}, timeout=every)
+        if done:
+            return getter.result()
+        if await request.is_disconnected():
+            getter.cancel()
+            job.cancel()
+            return None

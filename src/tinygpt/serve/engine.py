@@ -1,0 +1,253 @@
+"""Continuous batching: every request being served is a row of one Decoder per model, in one thread.
+
+A request's rows join the running batch at the next step (their prompts prefill beside the others'
+newest tokens) and leave it when they finish, stop, or their client goes away; nobody waits for a
+batch to drain. Each row draws from its own seeded generator, so it gets the tokens it gets when
+served alone (to float rounding: see generation/loop.py).
+
+The engine knows nothing of HTTP: a `Request` is handed `Chunk`s through its `deliver` callback,
+called from the engine's thread (the server forwards them to its event loop), and `None` when it is
+done. At most `max_batch` rows decode at once and at most `max_waiting` requests wait for a place;
+past that `submit` raises `Busy`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..chat.reply import ReplyTrim
+from ..errors import TinyGPTError
+from ..generation import Decoder, Row, SamplingConfig, TextStream
+
+
+class Busy(Exception):
+    """The batch and the waiting line are full: try again in a moment."""
+
+
+@dataclass
+class TokenInfo:
+    """One generated token as the model saw it: its text, log-probability and the likeliest alternatives."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]
+
+
+@dataclass
+class Chunk:
+    """New text of one choice (maybe ""), the tokens that made it, and why the choice ended (or None)."""
+
+    index: int
+    text: str
+    tokens: list[TokenInfo]
+    finish_reason: str | None = None  # "stop" (a stop string or the end of a chat turn) or "length"
+
+
+@dataclass(eq=False)  # compared and hashed by identity: each request is its own
+class Request:
+    """n choices continuing one prompt; choice j draws from seed + j (a random seed when None)."""
+
+    model: str
+    prompt_ids: list[int]
+    sampling: SamplingConfig
+    n: int = 1
+    seed: int | None = None
+    logprobs: int | None = None  # k: each token's log-probability and its k likeliest alternatives
+    chat: bool = False  # a chat reply: no whitespace around it
+    deliver: Callable[[list[Chunk] | None], None] = print
+    completion_tokens: int = 0
+    cancelled: bool = False
+    error: str | None = None  # set when the engine failed while decoding this request
+    arrived: float = field(default_factory=time.perf_counter)
+
+    def cancel(self):
+        """The client went away: its rows leave the batch at the next step."""
+        self.cancelled = True
+
+
+class _Choice:
+    """One row being decoded for a request: the request, which choice, and its text so far."""
+
+    def __init__(self, request: Request, index: int, stream: TextStream):
+        self.request = request
+        self.index = index
+        self.stream = stream
+        self.trim = ReplyTrim() if request.chat else None
+        self.tokens: list[TokenInfo] = []  # tokens whose text has not gone out yet
+
+    def text(self, piece: str) -> str:
+        return self.trim.push(piece) if self.trim is not None else piece
+
+
+class Engine:
+    """Serves requests for several loaded runs (`{name: Run}`), one decoding thread for all."""
+
+    def __init__(self, runs: dict, max_batch: int = 64, max_waiting: int = 256):
+        if max_batch < 1 or max_waiting < 0:
+            raise TinyGPTError(f"max_batch must be at least 1 and max_waiting 0 or more, got {max_batch}, "
+                               f"{max_waiting}")
+        self.runs = dict(runs)
+        self.max_batch = max_batch
+        self.max_waiting = max_waiting
+        self.decoders = {name: Decoder(run.model) for name, run in self.runs.items()}
+        self.choices: dict[str, list[_Choice]] = {name: [] for name in self.runs}  # row index -> its choice
+        self.waiting: deque[Request] = deque()
+        self.lock = threading.Condition()
+        self.running = False
+        self.thread: threading.Thread | None = None
+        self.steps = 0
+
+    # ---- the outside: any thread ------------------------------------------------------------------
+
+    def start(self) -> "Engine":
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, name="tinygpt-engine", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        with self.lock:
+            self.running = False
+            self.lock.notify()
+        if self.thread is not None:
+            self.thread.join()
+
+    def submit(self, request: Request):
+        """Queue a request; its chunks come through request.deliver. Raises Busy when the line is full."""
+        if request.model not in self.runs:
+            raise TinyGPTError(f"unknown model {request.model!r}")
+        if request.n > self.max_batch:
+            raise TinyGPTError(f"n={request.n} is more than this server's batch of {self.max_batch}")
+        with self.lock:
+            wanted = self.live_rows + sum(r.n for r in self.waiting) + request.n  # rows, if all were let in
+            if wanted > self.max_batch and len(self.waiting) >= self.max_waiting:
+                raise Busy(f"{self.live_rows} rows are decoding and {len(self.waiting)} requests wait")
+            self.waiting.append(request)
+            self.lock.notify()
+
+    @property
+    def live_rows(self) -> int:
+        return sum(len(rows) for rows in self.choices.values())
+
+    def stats(self) -> dict:
+        return {"decoding": self.live_rows, "waiting": len(self.waiting), "steps": self.steps}
+
+    # ---- the decoding thread ------------------------------------------------------------------------
+
+    def _loop(self):
+        while True:
+            with self.lock:
+                while self.running and not self.waiting and not self.live_rows:
+                    self.lock.wait()
+                if not self.running:
+                    break
+            try:
+                self.step()
+            except Exception as e:  # a bug must not leave every client waiting: fail the batch, go on serving
+                traceback.print_exc()
+                self._fail(f"{type(e).__name__}: {e}")
+        # Shutting down: tell whoever still waits.
+        for request in {c.request for choices in self.choices.values() for c in choices} | set(self.waiting):
+            request.deliver(None)
+
+    def _fail(self, reason: str):
+        """End every request in the batch with an error (after an exception in a step)."""
+        with self.lock:
+            failed = {c.request for choices in self.choices.values() for c in choices}
+            self.decoders = {name: Decoder(run.model) for name, run in self.runs.items()}
+            self.choices = {name: [] for name in self.runs}
+        for request in failed:
+            request.error = reason
+            request.deliver(None)
+
+    def step(self):
+        """Let waiting requests join, then run one decoding step of every model with rows (the thread's
+        loop calls this; a test may too, on an engine it did not start)."""
+        with self.lock:
+            self._admit()
+        for name in self.runs:
+            if self.choices[name]:
+                self._step(name)
+
+    def _admit(self):
+        """Move waiting requests into their model's batch while there is room (called under the lock)."""
+        while self.waiting:
+            request = self.waiting[0]
+            if request.cancelled:
+                self.waiting.popleft()
+                request.deliver(None)
+                continue
+            if self.live_rows + request.n > self.max_batch:
+                return
+            self.waiting.popleft()
+            run = self.runs[request.model]
+            decoder = self.decoders[request.model]
+            base_seed = request.seed if request.seed is not None else torch.Generator().seed() % 2**62
+            lead = " " if run.tokenizer.kind == "word" and request.chat else ""
+            for j in range(request.n):
+                generator = torch.Generator(device=run.device).manual_seed(base_seed + j)
+                decoder.add(Row(request.prompt_ids, request.sampling, generator, request.logprobs))
+                stream = TextStream(run.tokenizer, request.prompt_ids, request.sampling.stop, drop_lead=lead)
+                self.choices[request.model].append(_Choice(request, j, stream))
+
+    def _step(self, name: str):
+        decoder, choices = self.decoders[name], self.choices[name]
+        for row, choice in enumerate(choices):
+            if choice.request.cancelled:
+                decoder.finish(row)
+        tokens = decoder.step()
+        self.steps += 1
+        out: dict[Request, list[Chunk]] = {}  # each request's chunks of this step
+        tokenizer = self.runs[name].tokenizer
+        for row, token in tokens:
+            choice = choices[row]
+            request = choice.request
+            if request.cancelled:
+                continue
+            request.completion_tokens += 1
+            if row in decoder.logprobs:
+                logprob, top = decoder.logprobs[row]
+                choice.tokens.append(TokenInfo(tokenizer.decode([token]), logprob,
+                                               [(tokenizer.decode([t]), lp) for t, lp in top]))
+            piece = choice.stream.push(token)
+            reason = None
+            if choice.stream.stopped:
+                decoder.finish(row)
+                reason = "stop"
+            elif decoder.finished[row]:
+                piece += choice.stream.close()
+                reason = "length"
+            piece = choice.text(piece)
+            if piece or reason:
+                out.setdefault(request, []).append(Chunk(choice.index, piece, choice.tokens, reason))
+                choice.tokens = []
+        for request, chunks in out.items():
+            request.deliver(chunks)
+        if any(decoder.finished):
+            with self.lock:
+                where = decoder.drop_finished()
+                left = [c for i, c in enumerate(choices) if i not in where]
+                self.choices[name] = [c for i, c in enumerate(choices) if i in where]
+            for request in {c.request for c in left} - {c.request for c in self.choices[name]}:
+                request.deliver(None)  # all its choices are done
+
+
+def collect(engine: Engine, request: Request, timeout: float | None = None) -> list[Chunk]:
+    """Submit a request and wait for all its chunks (for tests and scripts; the server streams them)."""
+    import queue
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    request.deliver = inbox.put
+    engine.submit(request)
+    chunks = []
+    for part in iter(lambda: inbox.get(timeout=timeout), None):
+        chunks += part
+    return chunks
+

@@ -1,0 +1,73 @@
+"""Runs to serve, and uvicorn serving them: in the foreground (`tinygpt serve`) or in a thread (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+from ..errors import TinyGPTError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
+    """{name: Run} for these run directories; a run's name is its directory's name."""
+    from ..run import load
+
+    runs = {}
+    for path in paths:
+        name = Path(path).resolve().name
+        if name in runs:
+            raise TinyGPTError(f"two runs are named {name!r} (the model name is the run directory's name); "
+                               "rename one of the directories")
+        run = load(path, device=device, checkpoint=checkpoint)
+        run.require_text_model("be served")
+        runs[name] = run
+    return runs
+
+
+class Server:
+    """uvicorn serving `app` on host:port (port 0: a free one, chosen when the socket is bound)."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 8000):
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((host, port))
+        except OSError as e:
+            raise TinyGPTError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+        self.socket.listen(2048)  # connections wait in the backlog until uvicorn takes them
+        self.host, self.port = host, self.socket.getsockname()[1]
+        # A stream still open at Ctrl-C gets a second to end; then the server stops anyway.
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+        self.uvicorn = uvicorn.Server(config)
+        self.thread = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def run(self):
+        """Serve until Ctrl-C (uvicorn's signal handlers stop it cleanly)."""
+        self.uvicorn.run(sockets=[self.socket])
+
+    def start(self) -> "Server":
+        """Serve from a thread; returns once the server answers."""
+        self.thread = threading.Thread(target=self.uvicorn.run, kwargs=dict(sockets=[self.socket]), daemon=True)
+        self.thread.start()
+        while not self.uvicorn.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server thread ended before it started")
+            self.thread.join(0.01)
+        return self
+
+    def stop(self):
+        self.uvicorn.should_exit = True
+        if self.thread is not None:
+            self.thread.join()
+        self.socket.close()
