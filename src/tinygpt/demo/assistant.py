@@ -10,7 +10,7 @@ Four stages, each through the verb a user would run, on the arithmetic world of 
 3. reward (`tinygpt reward`): the sft model answers each training question a few times (sampled,
    temperature 1), and every reply the grader finds wrong or malformed becomes a preference pair, the
    answer sentence chosen over it: what labellers do when they rank a model's own samples (InstructGPT).
-   Labellers also write a few near misses of their own (the number 1, 2 or 10 off), each rejected for
+   Labellers also write the near misses of their own (the number 1, 2 or 10 off), each rejected for
    the answer. A reward model learns from these pairs;
 4. rl (`tinygpt rl`): the sft model answers the training questions itself (no answers given) and is
    rewarded by the grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to
@@ -57,7 +57,9 @@ class Recipe:
     # 90 demonstrations: with 60, the sft score swung from 9 to 84 points with the step count and seed.
     sft_questions: int = 90
     samples_per_question: int = 8  # sft replies sampled per training question, for the preference pairs
-    near_misses: int = 2  # answer sentences a little off written per training question, for more pairs
+    # Every near miss (up to 6 per question) written beside the sampled replies: with 2, the reward
+    # model ranked new samples of the held-out pairs 0.85-0.99 over three seeds.
+    near_misses: int = 6
     samples_per_test: int = 16  # the same per question for the reward model's two tests
     document_copies: int = 30
     model: dict = field(default_factory=lambda: dict(
