@@ -53,12 +53,14 @@ def summary(runs: list[dict]) -> dict:
     gains = [b - a for a, b in zip(sft, rl)]
     accuracy = [r["reward_accuracy"] for r in runs]
     unseen = [r["reward"]["unseen_questions_accuracy"] for r in runs]
+    own = [r["reward"]["own_split_accuracy"] for r in runs]
     kl = [r["rl"]["kl"] for r in runs]
     walls = [r["wall_s"] for r in runs]
     return {
         "median": {"base": statistics.median(base), "sft": statistics.median(sft), "rl": statistics.median(rl),
                    "reward_accuracy": statistics.median(accuracy),
-                   "reward_accuracy_on_unseen_questions": statistics.median(unseen), "kl": statistics.median(kl),
+                   "reward_accuracy_on_unseen_questions": statistics.median(unseen),
+                   "reward_accuracy_on_its_own_val_split": statistics.median(own), "kl": statistics.median(kl),
                    "wall_s": statistics.median(walls)},
         "spread_of_seeds": spreads,
         "rl_minus_sft": gains,

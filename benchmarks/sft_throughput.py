@@ -1,6 +1,6 @@
 """SFT's training throughput against pretraining's, for the same model (issue 11: within 15%).
 
-    python benchmarks/sft_throughput.py                  # 5 rounds of 80 steps each (~3 minutes on 2 cores)
+    python benchmarks/sft_throughput.py                  # 7 rounds of 300 steps each (~5 minutes on 2 cores)
     python benchmarks/sft_throughput.py --rounds 3 --steps 40
 
 The model is `tinygpt demo assistant`'s (char-level, block_size 48, 2 layers of 96), with the same
@@ -9,8 +9,9 @@ conversations (every training question answered), each row padded to the batch's
 
 Tokens per second are timed between optimizer steps (`on_step`), leaving out start-up and
 evaluations: pretraining counts B x block_size tokens a step, SFT the conversations' own tokens
-(not the padding). The two alternate, round by round, so a change in the machine's load hits both;
-the ratio is taken per round, and its median is reported with the load average.
+(not the padding); a third run gives SFT as many rows as make pretraining's tokens a step. The runs
+take turns, in alternating order round by round, so a change in the machine's load hits each; the
+ratio is taken per round, and its median is reported with the load average.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def main():
     from tinygpt.demo.assistant import Recipe, write_jsonl
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default=str(HERE / "results" / "sft_throughput.json"))
     args = parser.parse_args()
@@ -64,20 +65,25 @@ def main():
     common = dict(batch_size=args.batch_size, max_iters=args.steps, eval_interval=args.steps + 1, lr=1e-3,
                   threads=1, device="cpu", progress=False, sample_tokens=0, log=lambda line: None)
     base = tinygpt.train(data=str(documents), **recipe.model, **dict(common, max_iters=1), out=str(folder / "base"))
+    first = tinygpt.sft(str(base.out_dir), data=str(conversations), **dict(common, max_iters=0), out=str(folder / "n"))
+    info = tinygpt.load(first.out_dir).config.data
+    mean_length = info["train_tokens"] / info["train_conversations"]
 
     rounds = []
     for k in range(args.rounds):
         load = os.getloadavg()[0]
-        pre, fine = StepClock(skip=5), StepClock(skip=5)
-        tinygpt.train(data=str(documents), **recipe.model, **common, out=str(folder / f"pre-{k}"), on_step=pre)
-        done = tinygpt.sft(str(base.out_dir), data=str(conversations), **common, out=str(folder / f"sft-{k}"),
-                           on_step=fine)
-        info = tinygpt.load(done.out_dir).config.data
+        clocks = {"pretrain": StepClock(skip=5), "sft": StepClock(skip=5), "sft_same": StepClock(skip=5)}
         # The same tokens a step as pretraining: per-step costs (the optimizer, Python) weigh the same.
-        rows = round(args.batch_size * recipe.model["block_size"] * info["train_conversations"] / info["train_tokens"])
-        same = StepClock(skip=5)
-        tinygpt.sft(str(base.out_dir), data=str(conversations), **dict(common, batch_size=rows),
-                    out=str(folder / f"sft-same-{k}"), on_step=same)
+        rows = round(args.batch_size * recipe.model["block_size"] / mean_length)
+        names = list(clocks) if k % 2 == 0 else list(clocks)[::-1]  # alternating, so a drift in load hits each
+        for name in names:
+            out = str(folder / f"{name}-{k}")
+            if name == "pretrain":
+                tinygpt.train(data=str(documents), **recipe.model, **common, out=out, on_step=clocks[name])
+            else:
+                batch = dict(common, batch_size=rows) if name == "sft_same" else common
+                tinygpt.sft(str(base.out_dir), data=str(conversations), **batch, out=out, on_step=clocks[name])
+        pre, fine, same = clocks["pretrain"], clocks["sft"], clocks["sft_same"]
         rounds.append({"pretrain_tokens_per_s": pre.rate(), "sft_tokens_per_s": fine.rate(),
                        "ratio": fine.rate() / pre.rate(), "sft_rows_for_same_tokens": rows,
                        "sft_same_tokens_per_s": same.rate(), "ratio_same_tokens": same.rate() / pre.rate(),
@@ -86,7 +92,6 @@ def main():
               f"(ratio {fine.rate() / pre.rate():.3f}), sft at {rows} rows {same.rate():,.0f} tokens/s "
               f"(ratio {same.rate() / pre.rate():.3f}) (load {load:.1f})", flush=True)
 
-    mean_length = info["train_tokens"] / info["train_conversations"]
     result = {
         "command": "python benchmarks/sft_throughput.py " + f"--rounds {args.rounds} --steps {args.steps}",
         "model": recipe.model, "batch_size": args.batch_size, "steps_per_round": args.steps,

@@ -71,7 +71,8 @@ class Recipe:
     sft: dict = field(default_factory=lambda: dict(
         lr=1e-3, batch_size=16, max_iters=200, warmup_iters=10, eval_interval=50, val_fraction=0.1))
     reward: dict = field(default_factory=lambda: dict(
-        lr=1e-3, batch_size=32, max_iters=300, warmup_iters=20, eval_interval=100, val_fraction=0.05))
+        # 1,000 steps: at 300 the training loss was still 0.54 and the run's own held-out pairs 0.70 (seed 0).
+        lr=1e-3, batch_size=32, max_iters=1000, warmup_iters=20, eval_interval=100, val_fraction=0.05))
     rl: dict = field(default_factory=lambda: dict(
         algorithm="grpo", group_size=8, batch_size=32, epochs=1, rollout_batches=1, temperature=1.0, kl_coef=0.05,
         max_new_tokens=MAX_REPLY_TOKENS, lr=3e-4, warmup_iters=5, max_iters=600, eval_interval=200,
@@ -237,7 +238,7 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
 
         reward_run = load(run.out_dir, device="cpu")
         return {name: evaluate_reward_run(reward_run, data=str(files[name])) for name in tests} | {
-            "training_pairs": len(pairs)}
+            "own_split": evaluate_reward_run(reward_run), "training_pairs": len(pairs)}
 
     def reinforcement():
         reinforce(str(out / "sft"), prompts=str(files["prompts"]), reward=REWARD_FUNCTION, **recipe.rl,
@@ -261,6 +262,8 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         "reward": {"accuracy": accuracy["test_pairs"]["val_accuracy"], "pairs": accuracy["test_pairs"]["pairs"],
                    "unseen_questions_accuracy": accuracy["unseen_pairs"]["val_accuracy"],
                    "unseen_questions_pairs": accuracy["unseen_pairs"]["pairs"],
+                   "own_split_accuracy": accuracy["own_split"]["val_accuracy"],
+                   "own_split_pairs": accuracy["own_split"]["pairs"],
                    "training_pairs": accuracy["training_pairs"], "seconds": stages.times["reward"]},
         "rl": {"score": rl["score"], "well_formed": rl["well_formed"], "kl": rl["kl"], "seconds": stages.times["rl"]},
         "total_seconds": time.perf_counter() - started,
@@ -285,9 +288,9 @@ def table(results: dict) -> str:
             ("sft", f"{results['sft']['score']:.1f}", f"{results['sft']['well_formed']:.1f}", "",
              f"{results['sft']['seconds']:.1f}"),
             ("reward model", "", "", f"pairwise accuracy {results['reward_accuracy']:.3f} "
-             f"({results['reward']['pairs']} held-out pairs), {results['reward']['unseen_questions_accuracy']:.3f} "
-             f"on unseen questions ({results['reward']['unseen_questions_pairs']})",
-             f"{results['reward']['seconds']:.1f}"),
+             f"({results['reward']['pairs']} held-out pairs)", f"{results['reward']['seconds']:.1f}"),
+            ("", "", "", f"on unseen questions {results['reward']['unseen_questions_accuracy']:.3f} "
+             f"({results['reward']['unseen_questions_pairs']} pairs)", ""),
             ("rl", f"{results['rl']['score']:.1f}", f"{results['rl']['well_formed']:.1f}",
              f"KL to sft {results['rl']['kl']:.3f} nats/reply", f"{results['rl']['seconds']:.1f}")]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
