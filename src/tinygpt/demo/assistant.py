@@ -152,8 +152,9 @@ def sampled_pairs(model, chat: ChatFormat, pairs, samples: int, seed: int, known
     for i, text in enumerate(reply_texts(model, chat, questions, 1.0, seeds)):
         a, b = pairs[i // samples]
         pair = World.preference_pair(a, b, text)
-        if text and grade(questions[i], text) != "right" and json.dumps(pair) not in seen:
-            seen.add(json.dumps(pair))
+        key = json.dumps(pair)
+        if text and grade(questions[i], text) != "right" and key not in seen:
+            seen.add(key)
             rows.append(pair)
     return rows
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -145,6 +146,32 @@ def resumed_config(resume: str, verb: str):
         raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
                            f"`tinygpt {made_by} --resume {resume}`")
     return saved
+
+
+def from_base_run(verb: str, base: str, data: str, out: str, resume: str, settings: dict, *, usage: str,
+                  needs_data: str, arch_problem) -> str | None:
+    """Fill `settings` for a run that `tinygpt VERB` trains from the run `base` on the file `data`
+    (sft, reward): `init_from` and `data`, and a fresh `out` (runs/BASE-VERB) unless given. A new run
+    checks its inputs (`usage` when no base is named, `needs_data` when no data is, `arch_problem(arch)`
+    what is wrong with the base's architecture, or None); a resumed one must be the verb's own.
+    Returns the sha256 of the data a resumed run began with (None for a new run)."""
+    from ..config.resolve import fresh_dir
+
+    if data:
+        settings["data"] = str(data)
+    if base:
+        settings["init_from"] = str(base)
+    if resume:
+        return resumed_config(resume, verb).data.get("sha256")
+    if not base:
+        raise TinyGPTError(usage)
+    problem = arch_problem(RunDir(base).require().read_config().model.arch)
+    if problem:
+        raise TinyGPTError(f"{base} is {problem}")
+    if not data:
+        raise TinyGPTError(needs_data)
+    settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(base).name}-{verb}"))
+    return None
 
 
 def choose_tokenizer(cfg: TrainConfig, run: RunDir, resume: bool, text_for, log):

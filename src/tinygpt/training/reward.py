@@ -29,7 +29,6 @@ of each): the loss, and the pairwise accuracy, the share of pairs whose chosen r
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,7 @@ from ..errors import TinyGPTError
 from ..model.reward import reward_weights
 from ..rundir import RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, Objective, resumed_config
+from .objectives import Evaluation, Objective, from_base_run
 from .sft import grow_vocabulary
 
 
@@ -234,29 +233,23 @@ def reward(base: str = "", data: str = "", out: str = "", resume: str = "", conf
     """Train a reward model on the trunk of the run `base` with the preference pairs in `data`
     (`tinygpt reward`); the settings of `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue
     the reward run in that directory. Returns the TrainResult."""
-    from ..config.resolve import fresh_dir, resolve
+    from ..config.resolve import resolve
     from .loop import Trainer
 
     if coerce("sample_tokens", settings.get("sample_tokens", 0)):
         raise TinyGPTError("a reward model scores text and writes none; leave out --sample-tokens")
     settings["sample_tokens"] = 0
-    if data:
-        settings["data"] = str(data)
-    if base:
-        settings["init_from"] = str(base)
-    saved_sha256 = None
-    if resume:
-        saved_sha256 = resumed_config(resume, PreferencePairs.verb).data.get("sha256")
-    else:
-        if not base:
-            raise TinyGPTError("name the trained run to start from: tinygpt reward RUN --data FILE")
-        arch = RunDir(base).require().read_config().model.arch
+
+    def arch_problem(arch):
         if arch != "gpt":
-            raise TinyGPTError(f"{base} is a {arch} model; a reward model starts from a GPT's trunk (a run of "
-                               "`tinygpt train` or `tinygpt sft`)")
-        if not data:
-            raise TinyGPTError("pass the preference pairs to learn from: --data FILE.jsonl (or a folder of them)")
-        settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(base).name}-reward"))
+            return (f"a {arch} model; a reward model starts from a GPT's trunk (a run of `tinygpt train` or "
+                    "`tinygpt sft`)")
+        return None
+
+    saved_sha256 = from_base_run(
+        PreferencePairs.verb, base, data, out, resume, settings, arch_problem=arch_problem,
+        usage="name the trained run to start from: tinygpt reward RUN --data FILE",
+        needs_data="pass the preference pairs to learn from: --data FILE.jsonl (or a folder of them)")
     model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
     # The trunk of the base's GPT under a scalar head: nothing is tied to the dropped language-model head.
     model_cfg = dataclasses.replace(model_cfg, arch="reward", tie_weights=False)

@@ -27,8 +27,6 @@ that many random batches of each).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +36,7 @@ from ..data import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
 from . import distributed as ddp
-from .objectives import Evaluation, Objective, resumed_config
+from .objectives import Evaluation, Objective, from_base_run
 
 IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
 
@@ -232,26 +230,19 @@ def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config:
     """Fine-tune the run `base` on the conversations in `data` (`tinygpt sft`); the settings of
     `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue the sft run in that directory.
     Returns the TrainResult."""
-    from ..config.resolve import fresh_dir, resolve
+    from ..config.resolve import resolve
     from .loop import Trainer
 
-    if data:
-        settings["data"] = str(data)
-    if base:
-        settings["init_from"] = str(base)
-    saved_sha256 = None
-    if resume:
-        saved_sha256 = resumed_config(resume, SupervisedFineTuning.verb).data.get("sha256")
-    else:
-        if not base:
-            raise TinyGPTError("name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE")
-        arch = RunDir(base).require().read_config().model.arch
+    def arch_problem(arch):
         if arch in ("encoder", "encoder-decoder"):
-            raise TinyGPTError(f"{base} is an {arch} model; tinygpt sft trains a decoder-only GPT that writes "
-                               "replies (a run of tinygpt train with --arch gpt)")
-        if not data:
-            raise TinyGPTError("pass the conversations to learn from: --data FILE.jsonl (or a folder of them)")
-        settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(base).name}-sft"))
+            return (f"an {arch} model; tinygpt sft trains a decoder-only GPT that writes replies (a run of "
+                    "tinygpt train with --arch gpt)")
+        return None
+
+    saved_sha256 = from_base_run(
+        SupervisedFineTuning.verb, base, data, out, resume, settings, arch_problem=arch_problem,
+        usage="name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE",
+        needs_data="pass the conversations to learn from: --data FILE.jsonl (or a folder of them)")
     model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
     objective = SupervisedFineTuning.prepare(train_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
                                              saved_sha256)
