@@ -94,6 +94,7 @@ def main():
 
     result = {
         "command": "python benchmarks/sft_throughput.py " + f"--rounds {args.rounds} --steps {args.steps}",
+        "machine": f"{os.cpu_count()} CPU cores, one thread",
         "model": recipe.model, "batch_size": args.batch_size, "steps_per_round": args.steps,
         "conversations": info["train_conversations"], "mean_conversation_tokens": mean_length,
         "block_size": recipe.model["block_size"], "rounds": rounds,
