@@ -8,7 +8,8 @@ wall time counts start-up and imports), with the load average before and after. 
 the demo within 10 minutes; sft at least 40 points above the base; rl above sft by more than the
 spread (max - min) of the three seeds' scores, read strictly (the mean gain against the larger of the
 sft and rl spreads) and leniently (every seed's gain against the rl spread); reward accuracy >= 0.90
-on held-out pairs (new samples to the training questions; reported beside it: on unseen questions);
+on held-out pairs (new samples to the training questions; reported beside it: on unseen questions,
+and how the sft model's own likelihood ranks those pairs);
 the KL reported and bounded (here: below 2 nats per reply). Results go to benchmarks/results/demo_assistant.json.
 """
 
@@ -39,9 +40,39 @@ def one_seed(seed: int, folder: Path) -> dict:
         raise SystemExit(f"seed {seed}: the demo failed: {done.stderr.strip()[-2000:]}")
     print(done.stdout, flush=True)
     results = json.loads((out / "results.json").read_text())
+    data = out / "data"
+    results["reward"]["sft_likelihood_accuracy"] = {name: likelihood_accuracy(out / "sft", data / f"{name}.jsonl")
+                                                     for name in ("test_pairs", "unseen_pairs")}
     results.update(wall_s=round(wall, 1), load_before=round(load_before, 2), load_after=round(os.getloadavg()[0], 2),
                    printed=done.stdout)
     return results
+
+
+def likelihood_accuracy(sft_dir: Path, pairs_file: Path) -> float:
+    """The share of the pairs whose chosen reply the sft model itself finds likelier than the rejected one
+    (the sum of the reply's token log-probabilities): what the language model knows, beside what the
+    reward model, a scalar read at the reply's last token, learnt to see."""
+    import contextlib
+
+    import torch
+
+    import tinygpt
+    from tinygpt.chat import ChatFormat
+    from tinygpt.rundir import RunDir
+    from tinygpt.training.rollouts import score_tokens
+
+    run, folder = tinygpt.load(sft_dir, device="cpu"), RunDir(sft_dir)
+    chat = ChatFormat(folder.read_tokenizer(), folder.read_chat_template())
+    right, pairs = 0, [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    for pair in pairs:
+        start = len(chat.prompt_ids(pair["prompt"]))
+        totals = []
+        for reply in (pair["chosen"], pair["rejected"]):
+            ids = torch.tensor([chat.tokenizer.encode(chat.render(pair["prompt"] + reply))])  # (1, T)
+            logps, _ = score_tokens(run.model, ids, 1.0, contextlib.nullcontext)  # (1, T - 1)
+            totals.append(float(logps[0, start - 1 :].sum()))  # the reply's tokens, its <|end|> included
+        right += totals[0] > totals[1]
+    return right / len(pairs)
 
 
 def summary(runs: list[dict]) -> dict:
@@ -54,13 +85,16 @@ def summary(runs: list[dict]) -> dict:
     accuracy = [r["reward_accuracy"] for r in runs]
     unseen = [r["reward"]["unseen_questions_accuracy"] for r in runs]
     own = [r["reward"]["own_split_accuracy"] for r in runs]
+    likely = [r["reward"]["sft_likelihood_accuracy"]["unseen_pairs"] for r in runs]
     kl = [r["rl"]["kl"] for r in runs]
     walls = [r["wall_s"] for r in runs]
     return {
         "median": {"base": statistics.median(base), "sft": statistics.median(sft), "rl": statistics.median(rl),
                    "reward_accuracy": statistics.median(accuracy),
                    "reward_accuracy_on_unseen_questions": statistics.median(unseen),
-                   "reward_accuracy_on_its_own_val_split": statistics.median(own), "kl": statistics.median(kl),
+                   "reward_accuracy_on_its_own_val_split": statistics.median(own),
+                   "sft_likelihood_accuracy_on_unseen_questions": statistics.median(likely),
+                   "kl": statistics.median(kl),
                    "wall_s": statistics.median(walls)},
         "spread_of_seeds": spreads,
         "rl_minus_sft": gains,
