@@ -16,7 +16,8 @@ weights do not change the speed, so one training step is enough):
    turns with the 32 clients --repeats times (the server idles meanwhile): the ratio is of medians,
    and each turn's ratio is reported too.
 3. The soak: 64 streaming clients for --soak seconds; every response must be complete (200 tokens,
-   finish_reason "length", ends with [DONE]); the server's resident memory at the start and the end.
+   finish_reason "length", ends with [DONE]); the server's resident memory every 5 s, and how much
+   it grew after the first 30 s (the batch filling up and every shape's first allocation).
 
 The clients are plain asyncio sockets reading the event stream line by line (no HTTP library), so
 they take as little of the two cores from the server as possible. Load averages are printed.
@@ -140,7 +141,7 @@ def start_server(run_dir: Path, threads: int | None) -> tuple[subprocess.Popen, 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="a lecture-shaped run to serve (default: train one)")
-    ap.add_argument("--soak", type=float, default=60.0, help="seconds of the 64-client soak (default: 60)")
+    ap.add_argument("--soak", type=float, default=120.0, help="seconds of the 64-client soak (default: 120)")
     ap.add_argument("--repeats", type=int, default=3, help="turns of 32 clients and sample's batch (default: 3)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads, here and in the server "
                     "(default: PyTorch's)")
@@ -202,9 +203,11 @@ def main():
         out["soak"] = asyncio.run(soak_with_memory())
         out["soak_rss_mb_end"] = round(rss_mb(server.pid), 1)
         out["soak_rss_mb_every_5s"] = samples  # the first is taken as the soak starts, the batch still growing
+        # Flat: once the batch is full and every shape has been seen (the first 30 s), nothing more.
+        out["soak_rss_mb_growth_after_30s"] = round(samples[-1] - samples[min(6, len(samples) - 1)], 1)
         print(json.dumps(out["soak"]), flush=True)
-        print(f"server RSS before the soak {out['soak_rss_mb_start']} MB, at its end {out['soak_rss_mb_end']} MB; "
-              f"every 5 s: {samples}", flush=True)
+        print(f"server RSS before the soak {out['soak_rss_mb_start']} MB, at its end {out['soak_rss_mb_end']} MB, "
+              f"{out['soak_rss_mb_growth_after_30s']:+} MB after its first 30 s; every 5 s: {samples}", flush=True)
     finally:
         server.terminate()
         server.wait()

@@ -488,3 +488,63 @@ def test_serving_a_run_twice_under_one_name_is_refused(rhyme_run, capsys):
 
     assert main(["serve", str(rhyme_run.out_dir), str(rhyme_run.out_dir)]) == 2
     assert "two runs are named 'run'" in capsys.readouterr().err
+
+
+MALLOC = """
+import ctypes, re, sys, tempfile, threading
+from tinygpt.serve.server import steady_malloc
+if sys.argv[1] == "steady":
+    assert steady_malloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+
+def info():
+    with tempfile.NamedTemporaryFile() as f:
+        out = libc.fopen(f.name.encode(), b"w")
+        libc.malloc_info(0, out)
+        libc.fclose(out)
+        return open(f.name).read()
+
+def mapped():
+    return int(re.search(r'<total type="mmap" count="(\\d+)"', info()).group(1))
+
+libc.free(libc.malloc(1 << 20))  # a large block freed: glibc's default raises its mmap threshold past it
+before = mapped()
+block = libc.malloc(1 << 20)
+mapped = mapped() - before  # 1 if the next large block is mapped for itself, 0 if it came from a heap
+together = threading.Barrier(5)
+def work():  # four threads allocating at the same time, as the engine, the event loop and torch's do
+    small = libc.malloc(1000)
+    together.wait()
+    libc.free(small)
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+together.wait()
+print(info().count("<heap nr="), mapped)
+for t in threads:
+    t.join()
+"""
+
+
+def glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):  # not a glibc system
+        return False
+
+
+@pytest.mark.skipif(not glibc(), reason="malloc arenas and thresholds are glibc's")
+def test_tinygpt_serve_sets_malloc_so_that_its_memory_stays_flat():
+    def arenas_and_mapped_blocks(mode):
+        done = subprocess.run([sys.executable, "-c", MALLOC, mode], capture_output=True, text=True, check=True)
+        return tuple(int(n) for n in done.stdout.split())
+
+    # glibc's defaults: concurrent threads get arenas of their own, and the second large block comes
+    # from a heap (the threshold rose when the first was freed), where freed memory stays.
+    arenas, mapped = arenas_and_mapped_blocks("default")
+    assert arenas > 1 and mapped == 0
+    assert arenas_and_mapped_blocks("steady") == (1, 1)  # one arena; large blocks mapped, returned when freed

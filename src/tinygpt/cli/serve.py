@@ -43,10 +43,11 @@ def serve(args) -> int:
 
     from ..serve.app import create_app
     from ..serve.engine import Engine
-    from ..serve.server import LOOPBACK, Server, load_runs
+    from ..serve.server import LOOPBACK, Server, load_runs, steady_malloc
 
     if args.max_tokens < 1:
         raise TinyGPTError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    steady_malloc()  # before the engine's and uvicorn's threads: a long-running server's memory stays flat
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     runs = load_runs(args.runs, device=args.device, checkpoint=args.checkpoint)
