@@ -201,14 +201,19 @@ class ReinforcementLearning(Objective):
             self.order = torch.randperm(len(self.rollout.ids), generator=generator)
         self.cursor += 1
         B = self.cfg.batch_size
-        return self.rollout.batch(self.order[k * B : (k + 1) * B])
+        rows = self.rollout.batch(self.order[k * B : (k + 1) * B])
+        # The whole batch's reply tokens and rows, for `loss` on any process's share of them.
+        self.batch_tokens, self.batch_rows = rows[1].sum().clamp_min(1), len(rows[0])
+        return rows
 
     def loss(self, model, batch):
         ids, mask, old_logp, ref_logp, advantages, returns = batch  # (B, T), then (B, T - 1) each
         rl = self.rl
         logits, values = model(ids[:, :-1])  # (B, T - 1, V), (B, T - 1) or None
         logp = token_logprobs(logits, ids[:, 1:], rl.temperature)  # (B, T - 1)
-        tokens = mask.sum().clamp_min(1)
+        # Means per reply token of the whole batch, from this process's rows: N processes (DDP averages
+        # the gradients) take the step one takes on the batch, whoever holds the longer replies.
+        tokens = self.batch_tokens * len(ids) / self.batch_rows
         # Differences of log-probabilities are masked before exp: outside the reply they may be huge.
         ratio = torch.exp((logp - old_logp) * mask)
         clipped = ratio.clamp(1 - rl.clip_range, 1 + rl.clip_range)

@@ -125,7 +125,19 @@ class SupervisedFineTuning(Objective):
         lengths = self.train_lengths[rows]  # (B,)
         self.tokens_per_batch = int(lengths.sum())
         T = int(lengths.max())  # the positions after every row's last target only hold padding
-        return self.train_x[rows, :T].long(), self.train_y[rows, :T].long()  # (B, T) each
+        y = self.train_y[rows, :T].long()  # (B, T)
+        self.targets_in_batch = int((y != IGNORE).sum())  # the whole batch's, for `loss` on any process's rows
+        return self.train_x[rows, :T].long(), y
+
+    def loss(self, model, batch):
+        """The mean loss per assistant token of the whole batch, from this process's rows: their sum
+        over the batch's count, times the processes (DDP averages the gradients). So N processes take
+        the step one process takes on the batch; averaging each process's own mean would weigh a
+        token by how many tokens its process happened to get."""
+        x, y = batch  # (b, T) each: b = B / processes
+        logits, _ = model(x)  # (b, T, V)
+        total = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
+        return total * (self.cfg.batch_size / len(x)) / self.targets_in_batch
 
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
         """The mean loss per assistant token on the validation conversations and on as many training ones."""
