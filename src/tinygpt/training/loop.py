@@ -302,7 +302,7 @@ class Trainer:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
         return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
                 f"{c.tokenizer} tokenizer with {m.vocab_size} tokens; {self.objective.describe()}; {budget} on "
-                f"{where}, {rt.threads} threads; out {self.out_dir}")
+                f"{where}, {rt.threads} thread{'' if rt.threads == 1 else 's'}; out {self.out_dir}")
 
     def final_samples(self) -> list[str]:
         cfg = self.cfg

@@ -160,7 +160,8 @@ class ReinforcementLearning(Objective):
         steps = rl.epochs * rl.rollout_batches / self.cfg.grad_accum
         return (f"prompts {d['name']}: {d['train_prompts']:,} train / {d['held_out_prompts']:,} held out; "
                 f"{rl.algorithm} against {rl.reward}, {rl.group_size} replies per prompt, "
-                f"{steps:g} optimizer steps per rollout of {self.cfg.batch_size * rl.rollout_batches} replies")
+                f"{steps:g} optimizer step{'' if steps == 1 else 's'} per rollout of "
+                f"{self.cfg.batch_size * rl.rollout_batches} replies")
 
     # ------------------------------------------------------------------ what the loop asks
 
