@@ -57,12 +57,10 @@ def likelihood_accuracy(sft_dir: Path, pairs_file: Path) -> float:
     import torch
 
     import tinygpt
-    from tinygpt.chat import ChatFormat
-    from tinygpt.rundir import RunDir
+    from tinygpt.demo.assistant import sft_chat
     from tinygpt.training.rollouts import score_tokens
 
-    run, folder = tinygpt.load(sft_dir, device="cpu"), RunDir(sft_dir)
-    chat = ChatFormat(folder.read_tokenizer(), folder.read_chat_template())
+    run, chat = tinygpt.load(sft_dir, device="cpu"), sft_chat(sft_dir)
     right, pairs = 0, [json.loads(line) for line in pairs_file.read_text().splitlines()]
     for pair in pairs:
         start = len(chat.prompt_ids(pair["prompt"]))

@@ -17,13 +17,22 @@ ARGS = ["--data", "{data}", "--tokenizer", "char", "--n-layer", "2", "--n-head",
         "--eval-interval", "10", "--no-progress", "--sample-tokens", "0", "--threads", "1"]
 
 
-def _train(cmd_prefix, data, out):
-    args = [a.format(data=data) for a in ARGS] + ["--out", str(out)]
-    proc = subprocess.run(cmd_prefix + ["-m", "tinygpt", "train", *args], capture_output=True, text=True,
-                          timeout=240)
+ONE = [sys.executable]
+TWO = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+QUIET = ["--no-progress", "--sample-tokens", "0", "--threads", "1"]
+
+
+def _run(cmd_prefix, verb, args, out):
+    """`tinygpt VERB ARGS --out OUT` under cmd_prefix (ONE or TWO processes): its metrics and its stdout."""
+    proc = subprocess.run(cmd_prefix + ["-m", "tinygpt", verb, *args, "--out", str(out)], capture_output=True,
+                          text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = (out / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines], proc.stdout
+
+
+def _train(cmd_prefix, data, out):
+    return _run(cmd_prefix, "train", [a.format(data=data) for a in ARGS], out)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +43,8 @@ def corpus(tmp_path_factory):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, corpus):
-    single, _ = _train([sys.executable], corpus, tmp_path / "one")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    double, stdout = _train(torchrun, corpus, tmp_path / "two")
+    single, _ = _train(ONE, corpus, tmp_path / "one")
+    double, stdout = _train(TWO, corpus, tmp_path / "two")
 
     # Only rank 0 writes: one record per evaluation (steps 0, 10, 20), not one per process.
     assert [r["step"] for r in double] == [0, 10, 20]
@@ -52,7 +60,7 @@ def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_l
     # Replies of 1 to 10 characters: each process's rows hold different numbers of assistant tokens,
     # so averaging each process's own mean would weigh a token by the rows it happened to share with.
     base = tmp_path / "base"
-    _train([sys.executable], corpus, base)
+    _train(ONE, corpus, base)
     text = rhyme_text()
     replies = [text[10 * k : 10 * k + 1 + (7 * k) % 10].strip() for k in range(60)]
     rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": reply}]}
@@ -60,16 +68,10 @@ def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_l
     data = tmp_path / "chats.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
-    def sft(prefix, out):
-        args = [str(base), "--data", str(data), "--batch-size", "4", "--max-iters", "20", "--eval-interval", "10",
-                "--lr", "3e-3", "--no-progress", "--sample-tokens", "0", "--threads", "1", "--out", str(out)]
-        proc = subprocess.run(prefix + ["-m", "tinygpt", "sft", *args], capture_output=True, text=True, timeout=240)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-    single = sft([sys.executable], tmp_path / "one")
-    double = sft([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-                 tmp_path / "two")
+    args = [str(base), "--data", str(data), "--batch-size", "4", "--max-iters", "20", "--eval-interval", "10",
+            "--lr", "3e-3", *QUIET]
+    single, _ = _run(ONE, "sft", args, tmp_path / "one")
+    double, _ = _run(TWO, "sft", args, tmp_path / "two")
     assert [r["step"] for r in double] == [0, 10, 20]
     for a, b in zip(single, double):
         assert a["tokens"] == b["tokens"]
@@ -81,30 +83,20 @@ def test_rl_on_two_processes_matches_one_process(tmp_path, corpus):
     # Rewarded for short replies, the policy's replies differ in length, so each process's rows hold
     # different numbers of reply tokens; the KL of each rollout follows the weights that sampled it.
     base = tmp_path / "base"
-    _train([sys.executable], corpus, base)
+    _train(ONE, corpus, base)
     data = tmp_path / "chats.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n"
                             for p, c in [("mary", "had a"), ("its", "was white")] * 4), encoding="utf-8")
     (tmp_path / "short.py").write_text("def short(prompt, reply):\n    return 1.0 / (1 + len(reply))\n")
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "mary"}\n{"prompt": "its"}\n' * 4, encoding="utf-8")
-    quiet = ["--no-progress", "--sample-tokens", "0", "--threads", "1"]
-    done = subprocess.run([sys.executable, "-m", "tinygpt", "sft", str(base), "--data", str(data), "--max-iters", "30",
-                           "--lr", "1e-2", "--batch-size", "4", "--val-fraction", "0", "--out", str(tmp_path / "sft"),
-                           *quiet], capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-
-    def rl(prefix, out):
-        args = [str(tmp_path / "sft"), "--prompts", str(tmp_path / "prompts.jsonl"), "--reward",
-                f"{tmp_path / 'short.py'}:short", "--algorithm", "grpo", "--group-size", "4", "--batch-size", "8",
-                "--max-new-tokens", "8", "--max-iters", "6", "--eval-interval", "2", "--lr", "3e-3",
-                "--val-fraction", "0", "--out", str(out), *quiet]
-        proc = subprocess.run(prefix + ["-m", "tinygpt", "rl", *args], capture_output=True, text=True, timeout=240)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-    single = rl([sys.executable], tmp_path / "one")
-    double = rl([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-                tmp_path / "two")
+    _run(ONE, "sft", [str(base), "--data", str(data), "--max-iters", "30", "--lr", "1e-2", "--batch-size", "4",
+                      "--val-fraction", "0", *QUIET], tmp_path / "sft")
+    args = [str(tmp_path / "sft"), "--prompts", str(tmp_path / "prompts.jsonl"), "--reward",
+            f"{tmp_path / 'short.py'}:short", "--algorithm", "grpo", "--group-size", "4", "--batch-size", "8",
+            "--max-new-tokens", "8", "--max-iters", "6", "--eval-interval", "2", "--lr", "3e-3", "--val-fraction", "0",
+            *QUIET]
+    single, _ = _run(ONE, "rl", args, tmp_path / "one")
+    double, _ = _run(TWO, "rl", args, tmp_path / "two")
     assert [r["step"] for r in double] == [0, 2, 4, 6]
     for a, b in zip(single[1:], double[1:]):
         assert a["reply_tokens"] == b["reply_tokens"]

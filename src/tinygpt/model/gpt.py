@@ -144,9 +144,7 @@ class GPT(nn.Module):
         return logits, loss
 
     def new_cache(self, batch_size: int) -> KVCache:
-        cfg = self.config
-        p = self.tok_emb.weight
-        return KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.block_size, cfg.head_size, p.device, p.dtype)
+        return KVCache.for_model(self.config, self.tok_emb.weight, batch_size)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once

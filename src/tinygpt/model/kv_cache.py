@@ -34,6 +34,12 @@ class KVCache:
         self._use(batch_size)
         self.set_lengths([0] * batch_size)
 
+    @classmethod
+    def for_model(cls, cfg, weight: torch.Tensor, batch_size: int) -> "KVCache":
+        """An empty cache for `batch_size` rows of a model with settings `cfg` (its n_layer self-attention
+        layers, up to block_size positions), on the device and in the dtype of its `weight`."""
+        return cls(cfg.n_layer, batch_size, cfg.n_head, cfg.block_size, cfg.head_size, weight.device, weight.dtype)
+
     def _use(self, rows: int):
         """View the first `rows` rows of the buffers as the batch."""
         self.k, self.v = self.buffer_k[:, :rows], self.buffer_v[:, :rows]

@@ -19,11 +19,11 @@ def steady_malloc() -> bool:
     A server's tensors change size every step (the batch and the longest row do), and by default
     glibc gives each allocating thread an arena of its own and raises its mmap threshold each time a
     large block is freed, so later large blocks come from the arenas' heaps, which fragment and never
-    shrink. With the defaults, a 64-client soak of the 10.8M model grew the server from 815 to 867 MB
-    over 120 s, in steps, while Python's own heap stayed at 3 MB (tracemalloc). Here every thread
-    shares one arena and every block from 128 KiB up is mapped for itself and returned when freed:
-    the same soak stayed within 1 MB of 596 MB from its 15th second to its 90th, at the same tokens/s
-    (benchmarks/README.md, "Serving"). The same as MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072.
+    shrink. Here every thread shares one arena and every block from 128 KiB up is mapped for itself
+    and returned when freed. benchmarks/serve_memory.py, 64 clients for 90 s at two threads: the
+    defaults grew the server 9 MB in steps and one arena alone 17 MB; both settings kept it flat, at
+    the same tokens/s (benchmarks/README.md, "Serving"). The same as MALLOC_ARENA_MAX=1
+    MALLOC_MMAP_THRESHOLD_=131072 in the environment.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
