@@ -101,4 +101,5 @@ def test_rl_on_two_processes_matches_one_process(tmp_path, corpus):
     for a, b in zip(single[1:], double[1:]):
         assert a["reply_tokens"] == b["reply_tokens"]
         assert a["kl"] == pytest.approx(b["kl"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)  # the whole batch's, not rank 0's share
     assert abs(single[-1]["kl"]) > 1e-3  # the policy moved away from the sft model (a sampled estimate: either sign)

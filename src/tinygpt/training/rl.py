@@ -56,6 +56,7 @@ from ..data import corpus_name
 from ..errors import TinyGPTError
 from ..model import build_model
 from ..rundir import RunDir
+from . import distributed as ddp
 from .objectives import Evaluation, Objective, resumed_config
 from .rewards import load_reward
 from .rollouts import (
@@ -224,7 +225,9 @@ class ReinforcementLearning(Objective):
             loss = loss + rl.kl_coef * ((torch.exp(d) - d - 1) * mask).sum() / tokens
         if values is not None:
             loss = loss + rl.vf_coef * 0.5 * (((values - returns) ** 2) * mask).sum() / tokens
-        self.period[:2] += torch.stack([loss.detach().double().cpu(), torch.tensor(1.0, dtype=torch.float64)])
+        # Each process holds its share of the batch's loss; the log records the whole batch's, their mean.
+        logged = ddp.sum_across(self.runtime.dist, loss.item())[0] / self.runtime.dist.world_size
+        self.period[:2] += torch.tensor([logged, 1.0], dtype=torch.float64)
         return loss
 
     def new_rollout(self, generator) -> Rollout:
