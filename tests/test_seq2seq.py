@@ -251,6 +251,18 @@ def test_fill_lists_likely_words_for_a_mask_in_the_rhyme(rhyme_encoder, capsys):
     assert "is an encoder" in capsys.readouterr().err
 
 
+def test_inspect_on_an_encoder_lists_the_tokens_at_each_mask(rhyme_encoder, capsys):
+    run = str(rhyme_encoder.out_dir)
+    assert main(["inspect", run, "--prompt", "<mask> had a <mask> lamb", "--top-k", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["position"] for row in result["positions"]] == [0, 3]  # the gaps, not the last token
+    assert all(row["token"] == "<mask>" for row in result["positions"])
+    assert main(["inspect", run, "--prompt", "mary had a little lamb", "--json"]) == 0  # no gap: the last token
+    assert [row["position"] for row in json.loads(capsys.readouterr().out)["positions"]] == [4]
+    assert main(["inspect", run, "--prompt", "<mask> had", "--all-positions", "--json"]) == 0
+    assert [row["position"] for row in json.loads(capsys.readouterr().out)["positions"]] == [0, 1]
+
+
 def test_an_encoders_attention_maps_are_full_and_explain_points_elsewhere(rhyme_encoder, tmp_path, capsys):
     png = tmp_path / "attention.png"
     assert main(["inspect", str(rhyme_encoder.out_dir), "--prompt", "mary had a little lamb", "--attention", str(png),

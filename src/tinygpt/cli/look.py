@@ -17,7 +17,8 @@ def add_parsers(sub):
     add_run(p, optional=True)
     p.add_argument("--prompt", default=None, help="text to look at (default for the rhyme model: "
                    "'mary had a little')")
-    p.add_argument("--top-k", type=int, default=5, help="how many likeliest next tokens to list (default: 5)")
+    p.add_argument("--top-k", type=int, default=5, help="how many likeliest next tokens to list (an encoder: "
+                   "tokens at each <mask>; default: 5)")
     p.add_argument("--all-positions", action="store_true", help="list next tokens after every position, "
                    "not only the last")
     p.add_argument("--attention", default="", metavar="FILE.png",

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import TinyGPTError
 from ..model.attention import CausalSelfAttention, causal_mask, prepare_qk, score_scale
+from ..training.masked import MASK
 
 
 def display_token(text: str) -> str:
@@ -64,7 +65,8 @@ def next_token_probs(run, ids: list[int]) -> torch.Tensor:
 
 
 def top_k(run, prompt: str, k: int = 5, all_positions: bool = False) -> dict:
-    """The prompt's tokens and ids, and the k likeliest next tokens after the last (or every) position.
+    """The prompt's tokens and ids, and the k likeliest next tokens after the last (or every) position;
+    for an encoder, the k likeliest tokens at each <mask> (or, with none, at the last or every position).
 
     Returns {"tokens", "ids", "note", "positions": [{"position", "token", "top": [{"token", "id", "prob"}]}]}.
     """
@@ -74,6 +76,9 @@ def top_k(run, prompt: str, k: int = 5, all_positions: bool = False) -> dict:
     probs = next_token_probs(run, p.ids)  # (T, V)
     k = min(k, probs.size(-1))
     positions = range(len(p.ids)) if all_positions else [len(p.ids) - 1]
+    if run.model_config.arch == "encoder" and not all_positions:
+        mask_id = run.tokenizer.token_to_id(MASK)
+        positions = [t for t, i in enumerate(p.ids) if i == mask_id] or positions  # the gaps to fill
     rows = []
     for t in positions:
         values, order = probs[t].topk(k)
