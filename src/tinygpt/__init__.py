@@ -7,6 +7,8 @@
     print(run.evaluate())
     tinygpt.import_gpt2("hf:openai-community/gpt2", "runs/gpt2")   # GPT-2's weights, as a run
     tinygpt.export("runs/rhyme", to="hf", out="exports/rhyme")      # for transformers (or to="gguf")
+    tinygpt.prepare("big.txt", "data/big", tokenizer="bpe")         # a text too big for memory, tokenised
+    tinygpt.train(data="data/big", out="runs/big")                  # once; training maps its tokens
 
     tinygpt.sft("runs/base", data="chats.jsonl", out="runs/sft")                  # from document completer
     tinygpt.reward("runs/sft", data="pairs.jsonl", out="runs/reward")             # to assistant
@@ -40,6 +42,16 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
     model_cfg, train_cfg, out_dir, preset_name = resolve(preset, config, settings, resume)
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
                    preset=preset_name).train()
+
+
+def prepare(source: str, out: str, **settings):
+    """Tokenise the text `source` (a file, a folder, a table of documents, hf:NAME) a block at a time into
+    the folder `out` (`tinygpt prepare`); settings: tokenizer="char", vocab_size=512, val_fraction=0.1,
+    text_field="text", ... Returns the PreparedData; train on it with `train(data=out)`."""
+    from .data.prepared import prepare as write
+
+    settings.setdefault("log", None)
+    return write(source, out, **settings)
 
 
 def import_gpt2(source: str, out: str):
@@ -86,4 +98,5 @@ def rl(sft_run: str, prompts: str, reward: str, **settings):
     return reinforce(sft_run, prompts, reward, **settings)
 
 
-__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "import_gpt2", "export", "sft", "reward", "rl"]
+__all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "prepare", "import_gpt2", "export", "sft", "reward",
+           "rl"]

@@ -1,6 +1,7 @@
 """The `tinygpt` command: one verb per stage of a model's life, one module per verb group.
 
     tinygpt train [--preset NAME] [--data FILE] [--config FILE] [--SETTING VALUE ...] [--resume DIR]
+    tinygpt prepare SOURCE --out DIR [--tokenizer char|word|bpe|FILE|hf:NAME] [--val-fraction F] ...
     tinygpt sample RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] ...
     tinygpt eval RUN [--data FILE] [--json]
     tinygpt inspect [RUN] --prompt TEXT [--top-k K] [--all-positions] [--attention FILE.png]
@@ -23,6 +24,7 @@
     tinygpt lesson NAME [--json] [--data FILE]     (NAME: basics, data, attention, norms, transformer)
 
     train.py    train                 sample.py   sample, eval
+    data.py     prepare
     look.py     inspect, plot, explain, params
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
@@ -41,7 +43,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import TinyGPTError
-from . import chat, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
+from . import chat, data, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
 from .args import Parser, unknown_arguments
 
 EXIT_USAGE = 2
@@ -56,6 +58,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"tinygpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train.add_parser(sub)
+    data.add_parsers(sub)
     sample.add_parsers(sub)
     look.add_parsers(sub)
     recipes.add_parsers(sub)

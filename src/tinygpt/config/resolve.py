@@ -40,6 +40,7 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
     base = load_preset(preset)["settings"] if preset else {}
     from_file = load_yaml_settings(config_file) if config_file else {}
     model, train = build_configs(base, from_file, overrides)
+    adopt_prepared(model, train, {**from_file, **overrides}, PREPARED_FIXES)
     out = Path(train.out) if train.out else fresh_dir(Path("runs") / (preset or corpus_name(train.data)))
     train.out = str(out)
     return model, train, out, preset
@@ -92,9 +93,34 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
     model, train = build_configs(base, from_file, saved_model, inherited, data,
                                  {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},
                                  {k: v for k, v in asked.items() if k in FINE_TUNE_MODEL_CHANGES})
+    adopt_prepared(model, train, asked, ("val_fraction",))  # the tokenizer is the source's: the objective checks
     out = Path(train.out) if train.out else fresh_dir(Path("runs") / f"{corpus_name(train.data)}-finetuned")
     train.out = str(out)
     return model, train, out, preset
+
+
+def adopt_prepared(model, train, asked: dict, fixed: tuple[str, ...]):
+    """A folder of `tinygpt prepare` as the data fixes the tokenizer and the split: the run takes the
+    folder's (so config.json says what was trained on), over a preset's; a flag or config file that
+    asks for others is refused."""
+    from ..data import PreparedData
+
+    prepared = PreparedData.open(train.data)
+    if prepared is None:
+        return
+    if model.arch in ("encoder", "encoder-decoder"):
+        raise TinyGPTError(f"{train.data} holds prepared tokens, which train a GPT; an {model.arch} reads its "
+                           "text itself: pass --data FILE")
+    for name, value in prepared.settings().items():
+        if name not in fixed:
+            continue
+        if name in asked and coerce(name, asked[name]) != value:
+            raise TinyGPTError(f"{train.data} was prepared with {name} {value!r}; leave out --{name.replace('_', '-')} "
+                               f"(the prepared tokens fix it) or prepare the text again with the {name} you want")
+        setattr(train, name, value)
+
+
+PREPARED_FIXES = ("tokenizer", "vocab_size", "sentence_end", "val_fraction")
 
 
 def fresh_dir(base: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Data: corpora on disk (corpus.py), text -> ids -> splits (pipeline.py), windows (batches.py)."""
+"""Data: corpora on disk (corpus.py), text -> ids -> splits (pipeline.py), windows (batches.py); text
+streamed a piece at a time (sources.py) into token files that training maps (prepared.py)."""
 
 from .batches import eval_windows, random_batch
 from .corpus import (
@@ -11,8 +12,9 @@ from .corpus import (
     rhyme_text,
     shakespeare_path,
 )
-from .pipeline import Splits, describe_corpus, encode_corpus, held_out, read_corpus, split_ids
+from .pipeline import Splits, describe_corpus, encode_corpus, fit_context, held_out, read_corpus, split_ids
+from .prepared import PreparedData, prepare
 
-__all__ = ["SHAKESPEARE_FILE", "Splits", "cache_dir", "corpus_name", "describe_corpus", "encode_corpus",
-           "eval_windows", "fingerprint", "held_out", "load_corpus", "random_batch", "read_corpus",
-           "read_text_file", "rhyme_text", "shakespeare_path", "split_ids"]
+__all__ = ["SHAKESPEARE_FILE", "PreparedData", "Splits", "cache_dir", "corpus_name", "describe_corpus", "encode_corpus",
+           "eval_windows", "fingerprint", "fit_context", "held_out", "load_corpus", "random_batch", "read_corpus",
+           "prepare", "read_text_file", "rhyme_text", "shakespeare_path", "split_ids"]

@@ -75,12 +75,17 @@ def split_ids(ids, val_fraction: float, block_size: int, val_windows: bool = Fal
                      "validating on the training text")
         n_val = 0
     train, val = (data[: len(data) - n_val], data[len(data) - n_val:]) if n_val else (data, None)
-    limit = len(train) - 1 if val is None or not val_windows else min(len(train), len(val)) - 1
-    if block_size > limit:
-        which = "text" if val is None else "training split" if len(train) - 1 == limit else "validation split"
-        notes.append(f"block_size reduced from {block_size} to {limit}: the {which} has only {limit + 1} tokens")
-        block_size = limit
-    return Splits(train, val, block_size, notes)
+    block_size, fitted = fit_context(len(train), None if val is None else len(val), block_size, val_windows)
+    return Splits(train, val, block_size, notes + fitted)
+
+
+def fit_context(n_train: int, n_val: int | None, block_size: int, val_windows: bool = False) -> tuple[int, list[str]]:
+    """The context the splits allow (see split_ids), and a note when it had to be shortened."""
+    limit = n_train - 1 if n_val is None or not val_windows else min(n_train, n_val) - 1
+    if block_size <= limit:
+        return block_size, []
+    which = "text" if n_val is None else "training split" if n_train - 1 == limit else "validation split"
+    return limit, [f"block_size reduced from {block_size} to {limit}: the {which} has only {limit + 1} tokens"]
 
 
 

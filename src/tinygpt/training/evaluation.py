@@ -103,9 +103,12 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
         from .rl import evaluate_rl_run
 
         return evaluate_rl_run(run, data)
-    from ..data import encode_corpus, held_out, read_corpus
+    from ..data import PreparedData, encode_corpus, held_out, read_corpus
 
     train_cfg = run.config.train
+    prepared = PreparedData.open(data if data is not None else train_cfg.data) if (data or train_cfg.data) else None
+    if prepared is not None:
+        return _evaluate_tokens(run, "val", prepared.val_tokens(), batch_size, prepared)
     if data is None and not train_cfg.data:
         raise TinyGPTError(f"{run.dir} has no training text of its own (it was imported); "
                            "evaluate it on a file with --data FILE")
@@ -118,6 +121,15 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
         split_name, tokens = "all", ids
     if len(tokens) < 2:
         raise TinyGPTError("the evaluation text is shorter than 2 tokens; there is nothing to predict")
+    return _evaluate_tokens(run, split_name, tokens, batch_size)
+
+
+def _evaluate_tokens(run, split_name: str, tokens: torch.Tensor, batch_size: int, prepared=None) -> dict:
+    """The exact loss over `tokens` (N,), with bits per character and perplexity."""
+    if prepared is not None and prepared.tokenizer().to_json() != run.tokenizer.to_json():
+        raise TinyGPTError(f"{prepared.path} was prepared with another tokenizer than {run.dir}'s; evaluate on "
+                           f"data prepared with --tokenizer {run.dir}/tokenizer.json")
+    block = run.model_config.block_size
     total, count = split_loss(run.model, tokens, block, run.device, batch_size)
     n_chars = len(run.tokenizer.decode(tokens[1:].tolist()))
     loss = total / count

@@ -295,14 +295,15 @@ class Trainer:
     def describe(self) -> str:
         m, c, rt = self.model_cfg, self.cfg, self.runtime
         where = f"{rt.device}" + (f" x{rt.dist.world_size} processes" if rt.dist.enabled else "")
-        layers = f"{m.encoder_layers} encoder + {m.n_layer} decoder" if m.arch == "encoder-decoder" else f"{m.n_layer}"
-        shape = "bigram table" if m.arch == "bigram" else f"{layers} layers, {m.n_head} heads, n_embd {m.n_embd}"
-        budget = f"time budget {c.time_budget}" if c.time_budget else f"{c.max_iters} steps"
+        layers = (f"{m.encoder_layers} encoder + {m.n_layer} decoder layers" if m.arch == "encoder-decoder"
+                  else _count(m.n_layer, "layer"))
+        shape = "bigram table" if m.arch == "bigram" else f"{layers}, {_count(m.n_head, 'head')}, n_embd {m.n_embd}"
+        budget = f"time budget {c.time_budget}" if c.time_budget else _count(c.max_iters, "step")
         if c.init_from:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
         return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
                 f"{c.tokenizer} tokenizer with {m.vocab_size} tokens; {self.objective.describe()}; {budget} on "
-                f"{where}, {rt.threads} thread{'' if rt.threads == 1 else 's'}; out {self.out_dir}")
+                f"{where}, {_count(rt.threads, 'thread')}; out {self.out_dir}")
 
     def final_samples(self) -> list[str]:
         cfg = self.cfg
@@ -321,3 +322,8 @@ class Trainer:
             self._log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
         self.model.train()
         return samples
+
+
+def _count(n: int, thing: str) -> str:
+    """'1 layer', '2 layers'."""
+    return f"{n} {thing}{'' if n == 1 else 's'}"

@@ -21,7 +21,7 @@ import torch
 
 from ..config import TrainConfig
 from ..convert.hub import hub_name
-from ..data import describe_corpus, encode_corpus, random_batch, read_corpus, split_ids
+from ..data import PreparedData, describe_corpus, encode_corpus, fit_context, random_batch, read_corpus, split_ids
 from ..errors import TinyGPTError
 from ..rundir import RunDir
 from ..tokenizers import train_tokenizer
@@ -212,8 +212,11 @@ class LanguageModeling(Objective):
     @classmethod
     def prepare(cls, cfg: TrainConfig, block_size: int, run: RunDir, resume: bool, log,
                 fixed_context: bool = False, saved_sha256: str | None = None) -> "LanguageModeling":
-        """Read, tokenise and split the run's text. `fixed_context`: the weights fix block_size
-        (fine-tuning), so a text too short for it is refused rather than the context shortened."""
+        """Read, tokenise and split the run's text (or map a prepared folder's tokens). `fixed_context`: the
+        weights fix block_size (fine-tuning), so a text too short for it is refused rather than the context
+        shortened."""
+        if (prepared := PreparedData.open(cfg.data)) is not None:
+            return cls.from_prepared(cfg, prepared, block_size, run, resume, fixed_context, saved_sha256)
         tokenizer, text = choose_tokenizer(cfg, run, resume, lambda kind: read_corpus(cfg.data, kind, cfg.sentence_end),
                                            log)
         ids = encode_corpus(tokenizer, text)  # (N,)
@@ -235,9 +238,35 @@ class LanguageModeling(Objective):
                     notes=splits.notes)
         return cls(cfg, tokenizer, splits.train, splits.val, splits.block_size, info, notes)
 
+    @classmethod
+    def from_prepared(cls, cfg: TrainConfig, prepared: PreparedData, block_size: int, run: RunDir, resume: bool,
+                      fixed_context: bool, saved_sha256: str | None) -> "LanguageModeling":
+        """The tokens of a folder of `tinygpt prepare`: train.bin mapped, val.bin read, its own tokenizer."""
+        if resume:
+            tokenizer, whose = run.read_tokenizer(), f"{run}'s"
+        elif cfg.init_from:
+            tokenizer, whose = RunDir(cfg.init_from).read_tokenizer(), f"{cfg.init_from}'s"
+        else:
+            tokenizer, whose = prepared.tokenizer(), ""
+        if whose and tokenizer.to_json() != prepared.tokenizer().to_json():
+            raise TinyGPTError(f"{cfg.data} was prepared with another tokenizer than {whose}; prepare the text again "
+                               f"with --tokenizer {RunDir(cfg.init_from or run.path).tokenizer_path}")
+        info = prepared.describe()
+        if saved_sha256 is not None and info["sha256"] != saved_sha256:
+            raise TinyGPTError(f"the prepared data ({cfg.data}) changed since this run started; "
+                               "resume with the same data or start a new run")
+        train, val = prepared.train_tokens(), prepared.val_tokens()  # (N_train,) mapped, (N_val,) read
+        fitted, notes = fit_context(len(train), len(val), block_size, cfg.eval_iters > 0)
+        if fixed_context and fitted != block_size:
+            raise TinyGPTError(f"{cfg.data} is too short for the context of {cfg.init_from}'s model "
+                               f"({block_size} tokens); fine-tune on a longer text")
+        info.update(train_tokens=len(train), val_tokens=len(val), notes=notes)
+        return cls(cfg, tokenizer, train, val, fitted, info, notes)
+
     def describe(self) -> str:
         d = self.data_info
-        return f"data {d['name']}: {d['train_tokens']:,} train / {d['val_tokens']:,} val tokens"
+        where = " (prepared, train.bin mapped)" if d.get("prepared") else ""
+        return f"data {d['name']}{where}: {d['train_tokens']:,} train / {d['val_tokens']:,} val tokens"
 
     def batch(self, generator):
         return random_batch(self.train_data, self.cfg.batch_size, self.block_size, generator)  # x, y: (B, T)

@@ -1,0 +1,213 @@
+"""Token files for text that outgrows memory: `tinygpt prepare` writes them once, training maps them.
+
+    prepared = prepare("big.txt", "data/big", tokenizer="bpe", vocab_size=8192)   # tinygpt prepare
+    prepared = PreparedData.open("data/big")        # None for anything that is not a prepared folder
+    train = prepared.train_tokens()                 # (N_train,) uint16, mapped from train.bin, not read
+    val = prepared.val_tokens()                     # (N_val,), read whole: it is small
+
+A prepared folder holds
+- `train.bin` and `val.bin`: the token ids one after another, little-endian uint16 (uint32 for a
+  vocabulary past 65,536 tokens), nanoGPT's layout;
+- `tokenizer.json`, the tokenizer that made them;
+- `prepared.json`: where the text came from, the settings, and each file's token count and sha256.
+  It is written last, so a folder without it is an unfinished prepare.
+
+The ids are the ones `tinygpt train --data big.txt` computes in memory, split by the same rule (the
+last `val_fraction` of the tokens validate), so a run on the prepared folder trains on the same
+numbers. Preparing reads the text twice, a block at a time: once to build the tokenizer (a char or
+word vocabulary from all of it; BPE from its first `tokenizer_sample` characters), once to encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import TinyGPTError
+from ..tokenizers import CharTokenizer, WordTokenizer, load_tokenizer, mark_sentence_ends, train_tokenizer
+from .sources import line_blocks, stream_text
+
+META = "prepared.json"
+FORMAT = "tinygpt-tokens"
+VERSION = 1
+TOKENIZER_SAMPLE = 100_000_000  # characters BPE is trained on: enough for a vocabulary, not the whole web
+
+
+@dataclass
+class PreparedData:
+    path: Path
+    meta: dict
+
+    @classmethod
+    def open(cls, spec: str | Path) -> PreparedData | None:
+        """The prepared folder `spec`, checked; None when `spec` is not one (a text file, 'rhyme', ...)."""
+        path = Path(str(spec))
+        if not path.is_dir():
+            return None
+        meta_path = path / META
+        if not meta_path.is_file():
+            if (path / "train.bin").is_file():
+                raise TinyGPTError(f"{path} has train.bin but no {META}: its prepare did not finish; run "
+                                   "`tinygpt prepare` again")
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TinyGPTError(f"{meta_path} is not valid JSON ({e}); run `tinygpt prepare` again") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise TinyGPTError(f"{meta_path} is not a tinygpt prepared-data file")
+        if meta.get("version", 0) > VERSION:
+            raise TinyGPTError(f"{meta_path} was written by a newer tinygpt (format {meta['version']}); upgrade")
+        data = cls(path, meta)
+        for split in ("train", "val"):
+            expected = meta[f"{split}_tokens"] * np.dtype(meta["dtype"]).itemsize
+            file = path / f"{split}.bin"
+            if (file.stat().st_size if file.is_file() else -1) != expected:
+                raise TinyGPTError(f"{file} should hold {meta[f'{split}_tokens']:,} tokens ({expected:,} bytes) but "
+                                   f"{'is missing' if not file.is_file() else f'has {file.stat().st_size:,} bytes'}; "
+                                   "run `tinygpt prepare` again")
+        return data
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    def tokenizer(self):
+        return load_tokenizer(self.path / "tokenizer.json")
+
+    def train_tokens(self) -> torch.Tensor:
+        """(N_train,) ids over a private map of train.bin: the pages a batch touches are read, on demand."""
+        return self._map("train")
+
+    def val_tokens(self) -> torch.Tensor:
+        """(N_val,) ids read into memory: the split is scored whole, again and again."""
+        return torch.from_numpy(np.fromfile(self.path / "val.bin", dtype=self.meta["dtype"]))
+
+    def _map(self, split: str) -> torch.Tensor:
+        # Copy-on-write ("c"): writable as far as torch knows, yet nothing is ever written back to the file.
+        array = np.memmap(self.path / f"{split}.bin", dtype=self.meta["dtype"], mode="c")
+        if hasattr(array, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
+            array._mmap.madvise(mmap.MADV_RANDOM)  # batches read scattered windows: no read-ahead
+        return torch.from_numpy(array)
+
+    def describe(self) -> dict:
+        """What config.json records about the data (as describe_corpus does for a text)."""
+        m = self.meta
+        return {"name": self.name, "sha256": m["sha256"], "characters": m["characters"],
+                "tokens": m["train_tokens"] + m["val_tokens"], "prepared": str(self.path)}
+
+    def settings(self) -> dict:
+        """The training settings the folder fixes: the tokenizer and the split."""
+        m = self.meta
+        return {"tokenizer": m["tokenizer"], "vocab_size": m["vocab_size"], "sentence_end": m["sentence_end"],
+                "val_fraction": m["val_fraction"]}
+
+
+def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: int = 512, sentence_end: str = "",
+            val_fraction: float = 0.1, text_field: str = "text", split: str = "train", separator: str = "\n\n",
+            tokenizer_sample: int = TOKENIZER_SAMPLE, block_chars: int | None = None, log=print) -> PreparedData:
+    """Tokenise the text `source` (see sources.stream_text) into the folder `out`; returns it opened."""
+    from .corpus import corpus_name
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "prepared data" if (out / META).is_file() else "files"
+        raise TinyGPTError(f"{out} already holds {what}; choose another --out (or remove it)")
+    if not 0 < val_fraction < 1:
+        # Training scores the validation split (and as much of the training split) at every evaluation.
+        raise TinyGPTError(f"val_fraction must be in (0, 1), got {val_fraction}: prepared data keeps a validation "
+                           "split for training to measure (a big text needs little: 0.001 of 1B tokens is 1M)")
+    started = time.perf_counter()
+    word_marker = sentence_end if tokenizer == "word" else ""
+
+    def blocks():  # the source's text, cut where tokenizing in pieces changes nothing
+        return line_blocks(stream_text(source, text_field, split, separator), **({"size": block_chars} if block_chars
+                                                                                 else {}))
+
+    def as_read(block: str) -> str:  # as the tokenizer reads it (pipeline.read_corpus)
+        return mark_sentence_ends(block, word_marker) if word_marker else block
+
+    tok = _build_tokenizer(tokenizer, lambda: map(as_read, blocks()), vocab_size, word_marker, tokenizer_sample, log)
+    dtype = np.dtype("<u2") if tok.vocab_size <= 1 << 16 else np.dtype("<u4")
+    part = out.with_name(out.name + ".part")  # built aside, renamed when whole: no half folder looks done
+    if part.exists():
+        shutil.rmtree(part)
+    part.mkdir(parents=True)
+    characters, total = 0, 0
+    with open(part / "train.bin", "wb") as f:
+        for block in blocks():
+            ids = tok.encode_array(as_read(block), dtype)
+            f.write(ids.tobytes())
+            characters, total = characters + len(block), total + len(ids)
+            if log is not None:
+                log(f"  {characters:,} characters -> {total:,} tokens")
+    if total < 3:
+        shutil.rmtree(part)
+        raise TinyGPTError(f"the text is only {total} token(s); it needs at least 3 to learn anything")
+    # The split rule of pipeline.split_ids: the last val_fraction of the tokens, counted the same way.
+    n_val = total - int(total * (1 - val_fraction))
+    if n_val < 2:
+        shutil.rmtree(part)
+        raise TinyGPTError(f"{val_fraction} of the text's {total:,} tokens is {n_val}, too few to validate on (2 at "
+                           "least); raise --val-fraction, or train on the text itself with tinygpt train --data")
+    n_train = total - n_val
+    tail = np.memmap(part / "train.bin", dtype=dtype, mode="r", offset=n_train * dtype.itemsize)
+    (part / "val.bin").write_bytes(tail.tobytes())
+    del tail
+    os.truncate(part / "train.bin", n_train * dtype.itemsize)
+    (part / "tokenizer.json").write_text(json.dumps(tok.to_json(), ensure_ascii=False), encoding="utf-8")
+    sums = {name: _sha256(part / name) for name in ("train.bin", "val.bin", "tokenizer.json")}
+    meta = {"format": FORMAT, "version": VERSION, "source": str(source), "name": corpus_name(str(source)),
+            "tokenizer": tokenizer, "vocab_size": vocab_size, "tokenizer_tokens": tok.vocab_size,
+            "sentence_end": sentence_end, "val_fraction": val_fraction, "text_field": text_field, "split": split,
+            "separator": separator, "dtype": dtype.str, "characters": characters, "train_tokens": n_train,
+            "val_tokens": n_val, "sha256": hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest(),
+            "files_sha256": sums, "seconds": round(time.perf_counter() - started, 1)}
+    (part / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if out.exists():
+        out.rmdir()  # an empty folder was allowed
+    os.replace(part, out)
+    return PreparedData(out, meta)
+
+
+def _build_tokenizer(kind: str, blocks, vocab_size: int, end_token: str, sample: int, log):
+    """The tokenizer `kind` makes of the text: a char or word vocabulary from all of it (one pass),
+    BPE trained on its first `sample` characters, or a pretrained one."""
+    if kind == "char":
+        chars = set()
+        for block in blocks():
+            chars.update(block)
+        return CharTokenizer(sorted(chars))
+    if kind == "word":
+        words = set()
+        for block in blocks():
+            words.update(block.split())
+        return WordTokenizer(sorted(words), end_token)
+    if kind == "bpe":
+        taken, size = [], 0
+        for block in blocks():
+            taken.append(block[: sample - size])
+            size += len(taken[-1])
+            if size >= sample:
+                break
+        if log is not None:
+            log(f"training a BPE tokenizer of {vocab_size:,} tokens on {size:,} characters")
+        return train_tokenizer("bpe", "".join(taken), vocab_size)
+    return train_tokenizer(kind, "", vocab_size)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
