@@ -8,10 +8,20 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import tinygpt
 from tinygpt.cli import main
-from tinygpt.data import PreparedData, encode_corpus, load_corpus, read_corpus, rhyme_text, shakespeare_path, split_ids
+from tinygpt.data import (
+    PreparedData,
+    encode_corpus,
+    load_corpus,
+    random_batch,
+    read_corpus,
+    rhyme_text,
+    shakespeare_path,
+    split_ids,
+)
 from tinygpt.data.prepared import prepare
 from tinygpt.data.sources import line_blocks
 from tinygpt.tokenizers import train_tokenizer
@@ -38,7 +48,7 @@ def test_prepared_ids_are_the_in_memory_ids_whatever_the_block_size(tmp_path, ki
         out = tmp_path / f"{kind}-{block_chars}"
         data = prepare(spec, out, tokenizer=kind, block_chars=block_chars, log=None, **extra)
         assert data.tokenizer().to_json() == tokenizer.to_json()
-        assert np.array_equal(data.train_tokens().numpy(), splits.train.numpy())
+        assert np.array_equal(data.train_tokens()[:].numpy(), splits.train.numpy())
         assert np.array_equal(data.val_tokens().numpy(), splits.val.numpy())
         assert data.meta["dtype"] == "<u2" and data.meta["characters"] == len(load_corpus(spec))
 
@@ -92,7 +102,7 @@ def test_documents_from_jsonl_parquet_and_a_hub_style_name_are_joined_by_the_sep
     for k, source in enumerate((tmp_path / "docs.jsonl", tmp_path / "shards", f"hf:{tmp_path / 'shards'}")):
         data = prepare(str(source), tmp_path / f"out-{k}", text_field="story", separator="<|doc|>",
                        val_fraction=0.25, log=None)
-        got = np.concatenate([data.train_tokens().numpy(), data.val_tokens().numpy()])
+        got = np.concatenate([data.train_tokens()[:].numpy(), data.val_tokens().numpy()])
         assert np.array_equal(got, expected), source
         assert data.meta["characters"] == len(joined)
 
@@ -151,3 +161,16 @@ def test_fine_tuning_on_data_prepared_with_another_tokenizer_is_refused(tmp_path
     same = prepare("rhyme", tmp_path / "chars", tokenizer=str(base.out_dir / "tokenizer.json"), log=None)
     tuned = tinygpt.train(init_from=str(base.out_dir), data=str(same.path), out=str(tmp_path / "ft2"), **TINY)
     assert tuned.step == 6
+
+
+def test_a_token_file_reads_the_slices_and_windows_of_the_ids(tmp_path):
+    data = prepare("shakespeare", tmp_path / "shk", log=None)
+    ids = data.train_tokens()[:]  # (N,) all of it
+    f = data.train_tokens()
+    assert len(f) == len(ids) == data.meta["train_tokens"]
+    assert torch.equal(f[10:20], ids[10:20]) and torch.equal(f[-5:], ids[-5:]) and len(f[5:5]) == 0
+    starts = torch.tensor([0, 7, len(ids) - 9])
+    assert torch.equal(f.windows(starts, 9), torch.stack([ids[i : i + 9] for i in starts]).long())
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for a, b in zip(random_batch(f, 4, 16, gen_a), random_batch(ids, 4, 16, gen_b)):
+        assert torch.equal(a, b) and a.dtype == torch.int64

@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 
 
-def random_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
-    """`batch_size` random windows of `block_size` tokens and the same windows shifted by one.
+def random_batch(data, batch_size: int, block_size: int, generator: torch.Generator):
+    """`batch_size` random windows of `block_size` tokens of `data` (a tensor of ids, or a TokenFile) and
+    the same windows shifted by one.
 
     Returns int64 x, y of shape (B, T). Offsets come from `generator` so a resumed run draws the same
     batches.
     """
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
+    if hasattr(data, "windows"):  # a TokenFile (prepared.py): one read per window, x and y from it
+        w = data.windows(ix, block_size + 1)  # (B, T + 1)
+        return w[:, :-1], w[:, 1:]
     offsets = torch.arange(block_size)  # (T,)
     x = data[ix[:, None] + offsets].long()  # (B, T)
     y = data[ix[:, None] + offsets + 1].long()  # (B, T)

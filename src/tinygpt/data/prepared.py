@@ -1,8 +1,8 @@
-"""Token files for text that outgrows memory: `tinygpt prepare` writes them once, training maps them.
+"""Token files for text that outgrows memory: `tinygpt prepare` writes them once, training reads windows.
 
     prepared = prepare("big.txt", "data/big", tokenizer="bpe", vocab_size=8192)   # tinygpt prepare
     prepared = PreparedData.open("data/big")        # None for anything that is not a prepared folder
-    train = prepared.train_tokens()                 # (N_train,) uint16, mapped from train.bin, not read
+    train = prepared.train_tokens()                 # (N_train,) ids of train.bin, read a window at a time
     val = prepared.val_tokens()                     # (N_val,), read whole: it is small
 
 A prepared folder holds
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -84,20 +83,13 @@ class PreparedData:
     def tokenizer(self):
         return load_tokenizer(self.path / "tokenizer.json")
 
-    def train_tokens(self) -> torch.Tensor:
-        """(N_train,) ids over a private map of train.bin: the pages a batch touches are read, on demand."""
-        return self._map("train")
+    def train_tokens(self) -> TokenFile:
+        """(N_train,) ids of train.bin, read where a batch asks: nothing of the file stays in memory."""
+        return TokenFile(self.path / "train.bin", self.meta["dtype"])
 
     def val_tokens(self) -> torch.Tensor:
         """(N_val,) ids read into memory: the split is scored whole, again and again."""
         return torch.from_numpy(np.fromfile(self.path / "val.bin", dtype=self.meta["dtype"]))
-
-    def _map(self, split: str) -> torch.Tensor:
-        # Copy-on-write ("c"): writable as far as torch knows, yet nothing is ever written back to the file.
-        array = np.memmap(self.path / f"{split}.bin", dtype=self.meta["dtype"], mode="c")
-        if hasattr(array, "_mmap") and hasattr(mmap, "MADV_RANDOM"):
-            array._mmap.madvise(mmap.MADV_RANDOM)  # batches read scattered windows: no read-ahead
-        return torch.from_numpy(array)
 
     def describe(self) -> dict:
         """What config.json records about the data (as describe_corpus does for a text)."""
@@ -110,6 +102,40 @@ class PreparedData:
         m = self.meta
         return {"tokenizer": m["tokenizer"], "vocab_size": m["vocab_size"], "sentence_end": m["sentence_end"],
                 "val_fraction": m["val_fraction"]}
+
+
+class TokenFile:
+    """A file of token ids that reads only what is asked, with one pread each: `len(f)`, `f[a:b]` ->
+    (b - a,) ids, `f.windows(starts, n)` -> (B, n) int64 ids. A map of the file (np.memmap) would do the
+    same reads, but every page it ever touched stays in the process's resident memory; these reads
+    go through the page cache, which the kernel keeps or drops as it needs."""
+
+    def __init__(self, path: Path, dtype: str):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._len = os.fstat(self._fd).st_size // self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("a TokenFile is read in contiguous slices (f[a:b]) or windows (f.windows)")
+        start, stop, _ = index.indices(self._len)
+        return torch.from_numpy(self._read(start, max(0, stop - start)))
+
+    def windows(self, starts: torch.Tensor, length: int) -> torch.Tensor:
+        """(B, length) int64: the `length` ids from each of the (B,) offsets `starts`."""
+        return torch.from_numpy(np.stack([self._read(int(i), length) for i in starts]).astype(np.int64))
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        raw = os.pread(self._fd, count * self.dtype.itemsize, start * self.dtype.itemsize)
+        return np.frombuffer(raw, dtype=self.dtype).copy()  # writable: torch takes it without a warning
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: int = 512, sentence_end: str = "",

@@ -212,7 +212,7 @@ class LanguageModeling(Objective):
     @classmethod
     def prepare(cls, cfg: TrainConfig, block_size: int, run: RunDir, resume: bool, log,
                 fixed_context: bool = False, saved_sha256: str | None = None) -> "LanguageModeling":
-        """Read, tokenise and split the run's text (or map a prepared folder's tokens). `fixed_context`: the
+        """Read, tokenise and split the run's text (or open a prepared folder's tokens). `fixed_context`: the
         weights fix block_size (fine-tuning), so a text too short for it is refused rather than the context
         shortened."""
         if (prepared := PreparedData.open(cfg.data)) is not None:
@@ -241,7 +241,8 @@ class LanguageModeling(Objective):
     @classmethod
     def from_prepared(cls, cfg: TrainConfig, prepared: PreparedData, block_size: int, run: RunDir, resume: bool,
                       fixed_context: bool, saved_sha256: str | None) -> "LanguageModeling":
-        """The tokens of a folder of `tinygpt prepare`: train.bin mapped, val.bin read, its own tokenizer."""
+        """The tokens of a folder of `tinygpt prepare`: train.bin read a window at a time, val.bin whole, and
+        its own tokenizer."""
         if resume:
             tokenizer, whose = run.read_tokenizer(), f"{run}'s"
         elif cfg.init_from:
@@ -255,7 +256,7 @@ class LanguageModeling(Objective):
         if saved_sha256 is not None and info["sha256"] != saved_sha256:
             raise TinyGPTError(f"the prepared data ({cfg.data}) changed since this run started; "
                                "resume with the same data or start a new run")
-        train, val = prepared.train_tokens(), prepared.val_tokens()  # (N_train,) mapped, (N_val,) read
+        train, val = prepared.train_tokens(), prepared.val_tokens()  # (N_train,) on disk, (N_val,) in memory
         fitted, notes = fit_context(len(train), len(val), block_size, cfg.eval_iters > 0)
         if fixed_context and fitted != block_size:
             raise TinyGPTError(f"{cfg.data} is too short for the context of {cfg.init_from}'s model "
@@ -265,7 +266,7 @@ class LanguageModeling(Objective):
 
     def describe(self) -> str:
         d = self.data_info
-        where = " (prepared, train.bin mapped)" if d.get("prepared") else ""
+        where = " (prepared: train.bin read from disk)" if d.get("prepared") else ""
         return f"data {d['name']}{where}: {d['train_tokens']:,} train / {d['val_tokens']:,} val tokens"
 
     def batch(self, generator):
