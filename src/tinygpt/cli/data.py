@@ -30,6 +30,8 @@ def add_parsers(sub):
 
 
 def prepare(args) -> int:
+    import numpy as np
+
     from ..data.prepared import prepare as write
 
     log = None if args.quiet else print
@@ -38,7 +40,7 @@ def prepare(args) -> int:
                  split=args.split, separator=args.separator, tokenizer_sample=args.tokenizer_sample, log=log)
     m = data.meta
     print(f"prepared {m['characters']:,} characters as {m['train_tokens']:,} train / {m['val_tokens']:,} val tokens "
-          f"({m['tokenizer']} tokenizer, {m['tokenizer_tokens']:,} tokens, {m['dtype'][1:]}) in {m['seconds']}s; "
-          f"saved in {data.path}")
+          f"({m['tokenizer']} tokenizer, {m['tokenizer_tokens']:,} tokens, {np.dtype(m['dtype']).name}) in "
+          f"{m['seconds']}s; saved in {data.path}")
     print(f"next: tinygpt train --data {data.path} ...")
     return 0

@@ -302,7 +302,7 @@ class Trainer:
         if c.init_from:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
         return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
-                f"{c.tokenizer} tokenizer with {m.vocab_size} tokens; {self.objective.describe()}; {budget} on "
+                f"{c.tokenizer} tokenizer with {m.vocab_size:,} tokens; {self.objective.describe()}; {budget} on "
                 f"{where}, {_count(rt.threads, 'thread')}; out {self.out_dir}")
 
     def final_samples(self) -> list[str]:
