@@ -5,12 +5,15 @@ DDP's gradient averaging makes every step identical up to float rounding.
 """
 
 import json
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from tinygpt.data import rhyme_text
+from tinygpt.training.devices import cpu_cores
+from tinygpt.training.distributed import DistInfo
 
 ARGS = ["--data", "{data}", "--tokenizer", "char", "--n-layer", "2", "--n-head", "2", "--n-embd", "32",
         "--block-size", "16", "--batch-size", "8", "--grad-accum", "2", "--max-iters", "20",
@@ -103,3 +106,32 @@ def test_rl_on_two_processes_matches_one_process(tmp_path, corpus):
         assert a["kl"] == pytest.approx(b["kl"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)  # the whole batch's, not rank 0's share
     assert abs(single[-1]["kl"]) > 1e-3  # the policy moved away from the sft model (a sampled estimate: either sign)
+
+
+def test_two_nodes_of_one_process_each_match_one_process(tmp_path, corpus):
+    # Two torchrun launchers on this machine stand for two nodes (static rendezvous on localhost): each
+    # process is rank 0 or 1 of the world but local rank 0 of its node, so it takes its node's cores.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    auto = [a for a in ARGS if a not in ("--threads", "1")]  # the default: this node's cores
+    args = [a.format(data=corpus) for a in auto] + ["--out", str(tmp_path / "two")]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               f"--node-rank={k}", "--master-addr=127.0.0.1", f"--master-port={port}", "-m",
+                               "tinygpt", "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(2)]
+    outputs = [node.communicate(timeout=240) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "x2 processes" in outputs[0][0] and outputs[1][0] == ""  # rank 0 logs; the other node prints nothing
+    assert f"{cpu_cores()} thread" in outputs[0][0]  # its node's cores, not the cores shared by the world
+    double = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    single, _ = _run(ONE, "train", [a.format(data=corpus) for a in auto], tmp_path / "one")
+    assert [r["step"] for r in double] == [0, 10, 20]
+    for a, b in zip(single, double):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+
+
+def test_each_process_reads_its_place_from_torchruns_environment():
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}  # 2 nodes of 2
+    assert DistInfo.from_environment(env) == DistInfo(rank=3, world_size=4, local_rank=1, local_world_size=2)
+    assert not DistInfo.from_environment({}).enabled and DistInfo.from_environment({}).local_world_size == 1

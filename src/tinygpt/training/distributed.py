@@ -3,7 +3,8 @@
 `torchrun --nproc_per_node=N -m tinygpt train ...` starts N copies of the same command; each finds
 its rank in the environment. Every process draws the same global batch (same seed, same generator)
 and trains on its own slice, DDP averages the gradients, and so N processes compute exactly the
-step one process would with the whole batch. Only rank 0 logs and writes files.
+step one process would with the whole batch. Only rank 0 logs and writes files. On several machines
+(`torchrun --nnodes=M --node-rank=K ...`) the rank is global and the local rank is the node's own.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ import torch.distributed as dist
 
 @dataclass
 class DistInfo:
-    rank: int = 0
+    rank: int = 0  # among all processes, on every node
     world_size: int = 1
-    local_rank: int = 0
+    local_rank: int = 0  # on this node: which GPU is this process's
+    local_world_size: int = 1  # processes on this node, which share its cores
+
+    @classmethod
+    def from_environment(cls, env=os.environ) -> "DistInfo":
+        """What torchrun tells each process (a plain run is a world of one)."""
+        world = int(env.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")), int(env.get("LOCAL_WORLD_SIZE", world)))
 
     @property
     def enabled(self) -> bool:
@@ -33,10 +43,9 @@ class DistInfo:
 
 def setup(device_type: str) -> DistInfo:
     """Join the process group if launched by torchrun; a plain run is a world of one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    info = DistInfo.from_environment()
+    if not info.enabled:
+        return info
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl":

@@ -44,5 +44,5 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     runtime = Runtime(device, dist, 0, autocast_for(device, cfg.dtype))
-    runtime.use_threads(choose_threads(cfg.threads, dist.world_size))
+    runtime.use_threads(choose_threads(cfg.threads, dist.local_world_size))  # this node's cores, shared
     return runtime
