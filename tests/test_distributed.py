@@ -135,3 +135,49 @@ def test_each_process_reads_its_place_from_torchruns_environment():
     env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}  # 2 nodes of 2
     assert DistInfo.from_environment(env) == DistInfo(rank=3, world_size=4, local_rank=1, local_world_size=2)
     assert not DistInfo.from_environment({}).enabled and DistInfo.from_environment({}).local_world_size == 1
+
+
+def test_fsdp_on_two_processes_matches_one_process_and_resumes_in_either(tmp_path, corpus):
+    # --parallel fsdp shards weights, gradients and AdamW's moments across the processes; checkpoints stay
+    # whole, so a sharded run resumes as one process (and the other way round) with the same numbers.
+    single, _ = _train(ONE, corpus, tmp_path / "one")
+    sharded, stdout = _run(TWO, "train", [a.format(data=corpus) for a in ARGS] + ["--parallel", "fsdp"],
+                           tmp_path / "two")
+    assert [r["step"] for r in sharded] == [0, 10, 20] and stdout.count("done: step 20") == 1
+    for a, b in zip(single, sharded):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    more = ["--resume", None, "--max-iters", "30", *QUIET]
+    for prefix, run in ((ONE, "two"), (TWO, "one")):  # the sharded run goes on alone, the single one sharded
+        more[1] = str(tmp_path / run)
+        extra = ["--parallel", "fsdp"] if prefix is TWO else []
+        proc = subprocess.run(prefix + ["-m", "tinygpt", "train", *more, *extra], capture_output=True, text=True,
+                              timeout=240)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    ends = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in ("one", "two")]
+    assert ends[0]["step"] == ends[1]["step"] == 30
+    assert ends[0]["val_loss"] == pytest.approx(ends[1]["val_loss"], abs=1e-5)
+
+
+def test_fsdp_sft_evaluates_in_lockstep_when_a_process_has_nothing_to_score(tmp_path, corpus):
+    # Two held-out conversations make one evaluation chunk: under FSDP the idle process still runs a
+    # forward with it (every forward gathers the weights from all processes), without counting it.
+    base = tmp_path / "base"
+    _train(ONE, corpus, base)
+    rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": w}]}
+            for w in rhyme_text().split()[:20]]
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    args = [str(base), "--data", str(data), "--batch-size", "4", "--max-iters", "6", "--eval-interval", "3",
+            "--lr", "3e-3", *QUIET]
+    single, _ = _run(ONE, "sft", args, tmp_path / "one")
+    sharded, _ = _run(TWO, "sft", args + ["--parallel", "fsdp"], tmp_path / "two")
+    for a, b in zip(single, sharded):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+
+
+def test_fsdp_refuses_muon_in_one_line(tmp_path, capsys):
+    from tinygpt.cli import main
+
+    assert main(["train", "--optimizer", "muon", "--parallel", "fsdp", "--out", str(tmp_path / "x")]) == 2
+    assert "Muon orthogonalises whole matrices" in capsys.readouterr().err

@@ -105,9 +105,9 @@ RUN_FILE = re.compile(r"/\s*[\"'](config\.json|tokenizer\.json|model\.safetensor
 def test_run_paths_and_config_json_have_one_home():
     """Only rundir.py joins the paths of a run directory, so only it reads and writes config.json
     (convert/gpt2.py reads and convert/hf_export.py writes the files of a Hugging Face checkpoint
-    folder, which is not a run)."""
+    folder, and data/prepared.py the tokenizer.json of a prepared-data folder: neither is a run)."""
     src = Path(tinygpt.__file__).parent
     joined = sorted(path.relative_to(src).as_posix() for path in src.rglob("*.py")
                     if RUN_FILE.search(path.read_text(encoding="utf-8")))
-    assert joined == ["convert/gpt2.py", "convert/hf_export.py", "rundir.py"]
+    assert joined == ["convert/gpt2.py", "convert/hf_export.py", "data/prepared.py", "rundir.py"]
     assert RUN_FILE.search('run / "metrics.jsonl"') and not RUN_FILE.search('"no metrics.jsonl"')

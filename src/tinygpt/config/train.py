@@ -42,6 +42,9 @@ class TrainConfig:
         "auto", "compute precision; auto = bfloat16 autocast on GPUs that support it, else float32",
         ("auto", "float32", "bfloat16"))
     compile: bool = _setting(False, "torch.compile the model (worth it for long GPU runs)")
+    parallel: str = _setting(
+        "ddp", "under torchrun: ddp (each process holds the whole model) or fsdp (FSDP2: weights, gradients and "
+        "optimizer state sharded across the processes, for a model too big for one GPU)", ("ddp", "fsdp"))
     threads: int = _setting(
         0, "CPU threads for PyTorch; 0 = one per core, fixed for the run (a resumed run keeps its own), so the "
         "numbers never depend on the machine's load; on a machine busy with other work, 1 is often faster")
@@ -110,6 +113,9 @@ class TrainConfig:
             parse_duration(self.time_budget)
         if not self.tokenizer.strip():
             raise TinyGPTError("tokenizer is empty; use char, word, bpe, a tokenizer.json path or hf:NAME")
+        if self.parallel == "fsdp" and self.optimizer == "muon":
+            raise TinyGPTError("Muon orthogonalises whole matrices, which --parallel fsdp splits across processes; "
+                               "use --optimizer adamw with fsdp, or --parallel ddp")
         if self.tokenizer == "bpe" and self.vocab_size < 257:
             raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {self.vocab_size}")
         return self

@@ -23,6 +23,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0  # on this node: which GPU is this process's
     local_world_size: int = 1  # processes on this node, which share its cores
+    lockstep: bool = False  # every forward is a collective (FSDP): processes take the same number (turns)
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "DistInfo":
@@ -66,6 +67,18 @@ def teardown(info: DistInfo):
         gc.collect()  # a dropped wrapper caught in a reference cycle would still hold the group
         dist.barrier()
         dist.destroy_process_group()
+
+
+def turns(n: int, rank: int, world: int, lockstep: bool = False):
+    """This process's share of n items, every world-th from its rank, as (index, counts) pairs. With
+    `lockstep` (FSDP, where a forward is a collective) every process takes the same number of turns:
+    one with nothing left repeats item 0, which it must not count."""
+    mine = range(rank, n, world)
+    for i in mine:
+        yield i, True
+    if lockstep and n:
+        for _ in range(-(-n // world) - len(mine)):
+            yield 0, False
 
 
 def sum_across(info: DistInfo, *values: float) -> list[float]:

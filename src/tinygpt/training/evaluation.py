@@ -18,31 +18,30 @@ import torch.nn.functional as F
 
 from ..data import eval_windows, random_batch
 from ..errors import TinyGPTError
+from .distributed import turns
 
 
 @torch.no_grad()
 def split_loss(model, data: torch.Tensor, block_size: int, device, batch_size: int = 64,
-               max_tokens: int = 0, autocast=None, shard: tuple[int, int] = (0, 1)):
+               max_tokens: int = 0, autocast=None, shard: tuple[int, int] = (0, 1), lockstep: bool = False):
     """(sum of token losses in nats, number of tokens) over `data`.
 
-    `shard` = (rank, world_size) splits the windows across processes; add the results up.
+    `shard` = (rank, world_size) splits the windows across processes; add the results up. `lockstep`:
+    every process runs as many forwards (FSDP; distributed.turns).
     """
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    rank, world = shard
-    row = 0
-    for x_all, y_all in eval_windows(data, block_size, max_tokens):
-        for i in range(0, len(x_all), batch_size):
-            row += 1
-            if (row - 1) % world != rank:
-                continue
-            x = x_all[i : i + batch_size].to(device)  # (b, T)
-            y = y_all[i : i + batch_size].to(device)  # (b, T)
-            with autocast() if autocast else torch.autocast(device_type="cpu", enabled=False):
-                logits, _ = model(x)  # (b, T, V)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-            total += losses.item()
+    batches = [(x_all, y_all, i) for x_all, y_all in eval_windows(data, block_size, max_tokens)
+               for i in range(0, len(x_all), batch_size)]
+    for j, counts in turns(len(batches), *shard, lockstep):
+        x_all, y_all, i = batches[j]
+        x = x_all[i : i + batch_size].to(device)  # (b, T)
+        y = y_all[i : i + batch_size].to(device)  # (b, T)
+        with autocast() if autocast else torch.autocast(device_type="cpu", enabled=False):
+            logits, _ = model(x)  # (b, T, V)
+        if counts:
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
             count += y.numel()
     model.train(was_training)
     return total, count
@@ -54,7 +53,7 @@ def bits_per_char(total_nats: float, n_chars: int) -> float:
 
 @torch.no_grad()
 def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n_batches: int, seed: int,
-                  device, autocast, shard: tuple[int, int] = (0, 1)):
+                  device, autocast, shard: tuple[int, int] = (0, 1), lockstep: bool = False):
     """(sum of batch mean losses, number of batches) over `n_batches` random batches.
 
     The batches come from their own generator seeded with `seed`, so every evaluation of a run
@@ -65,13 +64,15 @@ def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
+    # lockstep (FSDP): as many forwards as the busiest process, the extra ones on batch 0, not counted.
+    extra = -(-n_batches // world) - len(range(rank, n_batches, world)) if lockstep else 0
     for i in range(n_batches):
         x, y = random_batch(data, batch_size, block_size, gen)  # (B, T) each; drawn on every rank alike
-        if i % world != rank:
-            continue
-        with autocast():
-            _, loss = model(x.to(device), y.to(device))
-        total, count = total + loss.item(), count + 1
+        for turn in range((i % world == rank) + (extra if i == 0 else 0)):
+            with autocast():
+                _, loss = model(x.to(device), y.to(device))
+            if turn == 0 and i % world == rank:
+                total, count = total + loss.item(), count + 1
     model.train(was_training)
     return total, count
 

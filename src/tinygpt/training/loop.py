@@ -37,6 +37,7 @@ from .optim import build_optimizer, lr_factor, set_lr
 from .progress import Clock, ProgressBar, Schedule, StopRequest
 from .records import Records
 from .runtime import setup_runtime
+from .sharding import WholeModel, WholeOptimizer, shard, whole_state
 from .state import Progress, restore_state, save_state
 
 
@@ -141,12 +142,24 @@ class Trainer:
         if cfg.init_from and not self.resume:
             state, path = RunDir(cfg.init_from).read_weights("best")
             load_weights_into(self.model, objective.initial_weights(state), path)
+        checkpoint = run.read_checkpoint("latest") if self.resume else None
+        self.sharded = rt.dist.lockstep  # --parallel fsdp under torchrun
+        if self.sharded and checkpoint is not None:  # the whole saved weights, before they are cut
+            load_weights_into(self.model, checkpoint["model"], run.checkpoint_path("latest"))
         self.trained = objective.bind(self.model, rt)  # the model, or it and the objective's own weights
+        if self.sharded:
+            if self.trained is not self.model:
+                raise TinyGPTError("--parallel fsdp shards the model alone, and this objective trains weights of "
+                                   "its own beside it (PPO's value head); use --algorithm grpo, or --parallel ddp")
+            with torch.random.fork_rng(devices=[]):  # a plain copy for checkpoints, drawing nothing of the run's
+                self._whole = build_model(self.model_cfg)
+            shard(self.trained)
         self.optimizer = build_optimizer(self.trained, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.progress = Progress(threads=rt.threads)
         if self.resume:
-            self.progress = restore_state(run, self.model, self.optimizer, rt.device, self.batch_gen, objective)
+            self.progress = restore_state(run, self.model, self.optimizer, rt.device, self.batch_gen, objective,
+                                          checkpoint, load_model=not self.sharded)
             # The thread count decides the order of float sums: keep the run's own unless asked.
             if not cfg.threads and self.progress.threads and rt.device.type == "cpu":
                 rt.use_threads(self.progress.threads)
@@ -156,17 +169,17 @@ class Trainer:
         self.saved_step = self.step if self.resume else None  # the step of the latest checkpoint on disk
 
         self.train_model = torch.compile(self.trained) if cfg.compile else self.trained
-        if rt.dist.enabled:
+        if rt.dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
         self.records = None
+        self.run_config = RunConfig(model=self.model_cfg, train=cfg, data=objective.data_info, preset=self.preset,
+                                    num_params=self.model.num_params())
         if rt.dist.is_main:
             run.create()
             self.records = Records(run, cfg, self.step, self.resume)
-            self.run_config = RunConfig(model=self.model_cfg, train=cfg, data=objective.data_info,
-                                        preset=self.preset, num_params=self.model.num_params())
             run.write_config(self.run_config)
             if not self.resume:
                 run.write_tokenizer(objective.tokenizer)
@@ -185,9 +198,11 @@ class Trainer:
             batch = self.objective.batch(self.batch_gen)  # the global batch, the same on every process
             tokens += self.objective.tokens_per_batch  # of that batch: an objective may vary it per batch
             batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
-            # Under DDP, gradients are averaged across processes only on the last micro-batch.
+            # Under DDP (and FSDP), gradients are averaged across processes only on the last micro-batch.
             sync = micro == cfg.grad_accum - 1 or not dist.enabled
-            with self.train_model.no_sync() if not sync else contextlib.nullcontext():
+            if self.sharded:
+                self.trained.set_requires_gradient_sync(sync)
+            with self.train_model.no_sync() if not sync and not self.sharded else contextlib.nullcontext():
                 with self.runtime.autocast():
                     loss = self.objective.loss(self.train_model, batch)
                 (loss / cfg.grad_accum).backward()
@@ -204,10 +219,14 @@ class Trainer:
         """Checkpoint this step (and write its evaluation's record, if any, before latest)."""
         self.saved_step = self.step
         self.progress.elapsed_s = self.clock.elapsed()
+        model, optimizer, objective = self.model, self.optimizer, self.objective.state_dict()
+        if self.sharded:  # every process gathers the whole tensors; the main one writes them
+            model, optimizer = WholeModel(self._whole, self.model), WholeOptimizer(self.optimizer)
+            objective = whole_state(objective)
         if self.runtime.dist.is_main:
             write = (lambda: self.records.write(record)) if record is not None else None
-            save_state(self.run, self.model, self.optimizer, self.runtime.device, self.batch_gen, self.progress,
-                       best, write, self.objective.state_dict())
+            save_state(self.run, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,
+                       objective)
 
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
         t0 = time.perf_counter()
@@ -274,7 +293,8 @@ class Trainer:
                 self.records.close()
         if self.records is not None and cfg.plot_every:
             self.records.plot(self.step)
-        samples = self.final_samples() if dist.is_main else []
+        # Under FSDP every forward is a collective: all processes write the (seeded, so the same) samples.
+        samples = self.final_samples() if dist.is_main or self.sharded else []
         self.train_model = self.model  # the DDP wrapper holds the process group: let it go first
         ddp.teardown(dist)
         best = self.progress.best_val_loss if self.objective.has_validation else None
@@ -319,7 +339,7 @@ class Trainer:
             prompt = prompts[i % len(prompts)]
             sample = prompt + run.generate(prompt, max_new_tokens=cfg.sample_tokens, seed=cfg.seed + i)
             samples.append(sample)
-            self._log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
+            self.log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
         self.model.train()
         return samples
 

@@ -304,7 +304,8 @@ class LanguageModeling(Objective):
                 continue
             if cfg.eval_iters:
                 total, count = estimate_loss(model, data, cfg.batch_size, block, cfg.eval_iters, cfg.seed + 1,
-                                             runtime.device, runtime.autocast, shard)
+                                             runtime.device, runtime.autocast, shard,
+                                             runtime.dist.lockstep)
             else:
                 # The training split is measured on a slice as long as the validation split.
                 cap = cfg.eval_max_tokens or 0
@@ -313,11 +314,13 @@ class LanguageModeling(Objective):
                 if split == "val":
                     cap = self.val_cap()
                 total, count = split_loss(model, data, block, runtime.device, windows, max_tokens=cap,
-                                          autocast=runtime.autocast, shard=shard)
+                                          autocast=runtime.autocast, shard=shard,
+                                          lockstep=runtime.dist.lockstep)
                 if split == "val" and cap and final:
                     # The rest of the split, in the same windows a whole pass would use.
                     rest, rest_count = split_loss(model, data[cap:], block, runtime.device, windows,
-                                                  autocast=runtime.autocast, shard=shard)
+                                                  autocast=runtime.autocast, shard=shard,
+                                                  lockstep=runtime.dist.lockstep)
                     head, head_count = ddp.sum_across(runtime.dist, total, count)
                     capped = head / head_count
                     total, count = total + rest, count + rest_count

@@ -17,6 +17,7 @@ import torch
 from torch.optim.adamw import adamw as adamw_update
 
 from ..config import TrainConfig
+from .sharding import is_sharded, shard_like
 
 
 class Optimizer:
@@ -79,7 +80,10 @@ class Optimizer:
         value = value.detach().clone()  # never share moments with whatever the state came from
         if key == "step":  # the fused kernel reads it on the parameter's device, the others on the CPU
             return value.to(device=p.device if fused else "cpu", dtype=torch.float32)
-        return value.to(device=p.device, dtype=p.dtype if value.is_floating_point() else value.dtype)
+        value = value.to(dtype=p.dtype if value.is_floating_point() else value.dtype)
+        if is_sharded(p) and value.shape == p.shape:  # FSDP: the whole saved moment, cut like its parameter
+            return shard_like(value, p)
+        return value.to(device=p.device)
 
 
 class AdamW(Optimizer):

@@ -172,17 +172,17 @@ class PreferencePairs(Objective):
         chunk = max(1, 512 // width) if runtime.device.type == "cpu" else 32
         rank, world = runtime.dist.rank, runtime.dist.world_size
         total, right, count = 0.0, 0, 0
-        for k, start in enumerate(range(0, len(picked), chunk)):
-            if k % world != rank:
-                continue
-            some = picked[start : start + chunk]  # (b,)
+        starts = range(0, len(picked), chunk)
+        for k, counts in ddp.turns(len(starts), rank, world, runtime.dist.lockstep):
+            some = picked[starts[k] : starts[k] + chunk]  # (b,)
             batch = [self.rows[name][some].long().to(runtime.device)
                      for name in ("chosen", "chosen_len", "rejected", "rejected_len")]
             with runtime.autocast():
                 r_chosen, r_rejected = scores(model, *batch)  # (b,) each
-            total += bradley_terry(r_chosen, r_rejected).sum().item()
-            right += int((r_chosen > r_rejected).sum())
-            count += len(some)
+            if counts:
+                total += bradley_terry(r_chosen, r_rejected).sum().item()
+                right += int((r_chosen > r_rejected).sum())
+                count += len(some)
         model.train(was_training)
         return total, right, count
 

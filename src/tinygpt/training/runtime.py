@@ -43,6 +43,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    dist.lockstep = dist.enabled and cfg.parallel == "fsdp"  # sharded: every forward is a collective
     runtime = Runtime(device, dist, 0, autocast_for(device, cfg.dtype))
     runtime.use_threads(choose_threads(cfg.threads, dist.local_world_size))  # this node's cores, shared
     return runtime

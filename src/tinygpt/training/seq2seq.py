@@ -168,17 +168,17 @@ def target_loss(model, rows, runtime) -> tuple[float, int]:
     total, count = 0.0, 0
     chunk = 256 if runtime.device.type == "cpu" else 1024
     rank, world = runtime.dist.rank, runtime.dist.world_size
-    for k, start in enumerate(range(0, len(src), chunk)):
-        if k % world != rank:
-            continue
-        part = slice(start, start + chunk)
+    starts = range(0, len(src), chunk)
+    for k, counts in ddp.turns(len(starts), rank, world, runtime.dist.lockstep):
+        part = slice(starts[k], starts[k] + chunk)
         targets = dec_out[part].long().to(runtime.device)  # (b, T)
         with runtime.autocast():
             logits, _ = model(src[part].long().to(runtime.device), dec_in[part].long().to(runtime.device),
                               src_mask=mask[part].to(runtime.device))  # (b, T, V)
-        total += torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                                   ignore_index=IGNORE, reduction="sum").item()
-        count += int((targets != IGNORE).sum())
+        if counts:
+            total += torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                                       ignore_index=IGNORE, reduction="sum").item()
+            count += int((targets != IGNORE).sum())
     model.train(was_training)
     return total, count
 

@@ -195,16 +195,16 @@ def reply_loss(model, x: torch.Tensor, y: torch.Tensor, runtime) -> tuple[float,
     chunk = max(1, 1024 // x.shape[1]) if runtime.device.type == "cpu" else 64
     rank, world = runtime.dist.rank, runtime.dist.world_size
     total, count = 0.0, 0
-    for k, start in enumerate(range(0, len(x), chunk)):
-        if k % world != rank:
-            continue
-        xb = x[start : start + chunk].long().to(runtime.device)  # (b, T)
-        yb = y[start : start + chunk].long().to(runtime.device)  # (b, T)
+    starts = range(0, len(x), chunk)
+    for k, counts in ddp.turns(len(starts), rank, world, runtime.dist.lockstep):
+        xb = x[starts[k] : starts[k] + chunk].long().to(runtime.device)  # (b, T)
+        yb = y[starts[k] : starts[k] + chunk].long().to(runtime.device)  # (b, T)
         with runtime.autocast():
             logits, _ = model(xb)  # (b, T, V)
-        total += F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), ignore_index=IGNORE,
-                                 reduction="sum").item()
-        count += int((yb != IGNORE).sum())
+        if counts:
+            total += F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), ignore_index=IGNORE,
+                                     reduction="sum").item()
+            count += int((yb != IGNORE).sum())
     model.train(was_training)
     return total, count
 

@@ -58,13 +58,16 @@ def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progr
     run.write_checkpoint("latest", model, optimizer, rng, counters, objective)
 
 
-def restore_state(run: RunDir, model, optimizer, device, batch_gen, objective=None) -> Progress:
-    """Load checkpoints/latest into the model, the optimizer, the generators and the objective (its own
-    tensors, `Objective.load_state_dict`); return its progress."""
+def restore_state(run: RunDir, model, optimizer, device, batch_gen, objective=None, state: dict | None = None,
+                  load_model: bool = True) -> Progress:
+    """Load checkpoints/latest (or `state`, already read from it) into the model (unless `load_model` is
+    False: a sharded run loads the whole weights before it cuts them), the optimizer, the generators and
+    the objective (its own tensors, `Objective.load_state_dict`); return its progress."""
     from ..checkpoint import load_weights_into
 
-    state = run.read_checkpoint("latest")
-    load_weights_into(model, state["model"], run.checkpoint_path("latest"))
+    state = state if state is not None else run.read_checkpoint("latest")
+    if load_model:
+        load_weights_into(model, state["model"], run.checkpoint_path("latest"))
     try:
         optimizer.load_state_dicts(state["optimizer"])
     except (ValueError, KeyError) as e:
