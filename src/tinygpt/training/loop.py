@@ -151,8 +151,10 @@ class Trainer:
             if self.trained is not self.model:
                 raise TinyGPTError("--parallel fsdp shards the model alone, and this objective trains weights of "
                                    "its own beside it (PPO's value head); use --algorithm grpo, or --parallel ddp")
-            with torch.random.fork_rng(devices=[]):  # a plain copy for checkpoints, drawing nothing of the run's
-                self._whole = build_model(self.model_cfg)
+            self._whole = None
+            if rt.dist.is_main:  # the writer's plain copy for checkpoints, drawing nothing of the run's randomness
+                with torch.random.fork_rng(devices=[]):
+                    self._whole = build_model(self.model_cfg)
             shard(self.trained)
         self.optimizer = build_optimizer(self.trained, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
@@ -220,9 +222,10 @@ class Trainer:
         self.saved_step = self.step
         self.progress.elapsed_s = self.clock.elapsed()
         model, optimizer, objective = self.model, self.optimizer, self.objective.state_dict()
-        if self.sharded:  # every process gathers the whole tensors; the main one writes them
-            model, optimizer = WholeModel(self._whole, self.model), WholeOptimizer(self.optimizer)
-            objective = whole_state(objective)
+        if self.sharded:  # every process gathers the whole tensors, one at a time; the main one keeps and writes them
+            main = self.runtime.dist.is_main
+            model, optimizer = WholeModel(self._whole, self.model), WholeOptimizer(self.optimizer, main)
+            objective = whole_state(objective, main)
         if self.runtime.dist.is_main:
             write = (lambda: self.records.write(record)) if record is not None else None
             save_state(self.run, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,

@@ -9,7 +9,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import TinyGPTError
 from . import distributed as ddp
-from .devices import autocast_for, choose_threads, keep_freed_memory, pick_device
+from .devices import autocast_for, choose_threads, keep_freed_memory, map_large_blocks, pick_device
 
 
 @dataclass
@@ -38,12 +38,12 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         device = torch.device("cuda", dist.local_rank)
     if cfg.batch_size % dist.world_size:
         raise TinyGPTError(f"batch_size {cfg.batch_size} must divide evenly among {dist.world_size} processes")
+    dist.lockstep = dist.enabled and cfg.parallel == "fsdp"  # sharded: every forward is a collective
     if device.type == "cpu":
-        keep_freed_memory()
+        (map_large_blocks if dist.lockstep else keep_freed_memory)()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    dist.lockstep = dist.enabled and cfg.parallel == "fsdp"  # sharded: every forward is a collective
     runtime = Runtime(device, dist, 0, autocast_for(device, cfg.dtype))
     runtime.use_threads(choose_threads(cfg.threads, dist.local_world_size))  # this node's cores, shared
     return runtime

@@ -52,13 +52,18 @@ def whole(t):
     return t.full_tensor() if is_sharded(t) else t
 
 
-def whole_state(state):
-    """A (nested) state dict with every sharded tensor gathered, in the dict's order on every process."""
+def whole_state(state, keep: bool = True):
+    """A (nested) state dict with every sharded tensor gathered (a collective: every process calls it, in
+    the dict's order). keep=False (the processes that do not write): each gathered tensor is dropped at
+    once, so only the writer ever holds more than one whole tensor; returns None."""
     if isinstance(state, dict):
-        return {k: whole_state(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [whole_state(v) for v in state]
-    return whole(state)
+        gathered = {k: whole_state(v, keep) for k, v in state.items()}
+    elif isinstance(state, list):
+        gathered = [whole_state(v, keep) for v in state]
+    else:
+        gathered = whole(state)
+        gathered = gathered.detach().cpu() if keep and torch.is_tensor(gathered) else gathered
+    return gathered if keep else None
 
 
 def shard_like(value: torch.Tensor, param) -> torch.Tensor:
@@ -71,11 +76,12 @@ def shard_like(value: torch.Tensor, param) -> torch.Tensor:
 
 class WholeModel:
     """What checkpoint.save_checkpoint reads of a model, from a sharded one: `canonical_state_dict()` of the
-    whole weights, computed by a plain copy of the model on the CPU."""
+    whole weights, put into `plain` (a copy of the model on the CPU, kept by the writing process only)."""
 
-    def __init__(self, plain: nn.Module, sharded: nn.Module):
-        state = {k: whole(v).detach().cpu() for k, v in sharded.state_dict().items()}  # every process
-        plain.load_state_dict(state, strict=True)
+    def __init__(self, plain: nn.Module | None, sharded: nn.Module):
+        state = whole_state(sharded.state_dict(), keep=plain is not None)  # every process takes part
+        if plain is not None:
+            plain.load_state_dict(state, strict=True)
         self.plain = plain
 
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:
@@ -85,8 +91,8 @@ class WholeModel:
 class WholeOptimizer:
     """What checkpoint.save_checkpoint reads of an optimizer, `state_dicts()`, with the moments whole."""
 
-    def __init__(self, optimizer):
-        self.states = [whole_state(s) for s in optimizer.state_dicts()]  # every process
+    def __init__(self, optimizer, keep: bool):
+        self.states = whole_state(optimizer.state_dicts(), keep)  # every process takes part
 
     def state_dicts(self) -> list[dict]:
         return self.states
