@@ -73,6 +73,11 @@ def test_training_on_a_prepared_folder_gives_the_numbers_of_training_on_the_text
     saved = json.loads((mapped.out_dir / "config.json").read_text())
     assert saved["data"]["prepared"] == str(tmp_path / "shk") and saved["train"]["val_fraction"] == 0.1
     assert tinygpt.load(mapped.out_dir).evaluate() == tinygpt.load(read.out_dir).evaluate()
+    (tmp_path / "shk").rename(tmp_path / "moved")
+    with pytest.raises(tinygpt.TinyGPTError, match="trained on the prepared data .*shk, which is no longer there"):
+        tinygpt.load(mapped.out_dir).evaluate()
+    moved = tinygpt.load(mapped.out_dir).evaluate(str(tmp_path / "moved"))
+    assert moved == tinygpt.load(read.out_dir).evaluate()  # --data FOLDER: its validation split
 
 
 def test_a_run_on_prepared_data_resumes_exactly(tmp_path):

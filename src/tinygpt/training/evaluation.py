@@ -108,6 +108,9 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
 
     train_cfg = run.config.train
     prepared = PreparedData.open(data if data is not None else train_cfg.data) if (data or train_cfg.data) else None
+    if prepared is None and data is None and run.config.data.get("prepared"):
+        raise TinyGPTError(f"{run.dir} was trained on the prepared data {train_cfg.data}, which is no longer there; "
+                           "evaluate it on a text or a prepared folder with --data")
     if prepared is not None:
         return _evaluate_tokens(run, "val", prepared.val_tokens(), batch_size, prepared)
     if data is None and not train_cfg.data:
