@@ -82,7 +82,8 @@ def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_l
     assert double[-1]["val_loss"] < double[0]["val_loss"]
 
 
-def test_rl_on_two_processes_matches_one_process(tmp_path, corpus):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_rl_on_two_processes_matches_one_process(tmp_path, corpus, parallel):
     # Rewarded for short replies, the policy's replies differ in length, so each process's rows hold
     # different numbers of reply tokens; the KL of each rollout follows the weights that sampled it.
     base = tmp_path / "base"
@@ -99,7 +100,8 @@ def test_rl_on_two_processes_matches_one_process(tmp_path, corpus):
             "--max-new-tokens", "8", "--max-iters", "6", "--eval-interval", "2", "--lr", "3e-3", "--val-fraction", "0",
             *QUIET]
     single, _ = _run(ONE, "rl", args, tmp_path / "one")
-    double, _ = _run(TWO, "rl", args, tmp_path / "two")
+    # fsdp: the policy samples its rollouts while sharded (each step of the sampler gathers its weights).
+    double, _ = _run(TWO, "rl", args + ["--parallel", parallel], tmp_path / "two")
     assert [r["step"] for r in double] == [0, 2, 4, 6]
     for a, b in zip(single[1:], double[1:]):
         assert a["reply_tokens"] == b["reply_tokens"]

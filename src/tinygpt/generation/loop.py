@@ -51,6 +51,7 @@ class Decoder:
         self.block_size = model.config.block_size
         self.use_cache = use_cache and model.supports_cache
         self.device = next(model.parameters()).device
+        self.no_autograd = autograd_off(model)
         self.ids: list[list[int]] = []  # each row's tokens, prompt first
         self.rows: list[Row] = []
         self.new: list[int] = []  # tokens generated so far, per row
@@ -89,8 +90,7 @@ class Decoder:
         live = [i for i, done in enumerate(self.finished) if not done]
         if not live:
             return []
-        # inference_mode skips autograd's bookkeeping (version counters, views), a few percent per token.
-        with torch.inference_mode():
+        with self.no_autograd():
             logits = self._next_logits(live)  # (len(live), V)
             tokens = self._choose(live, logits)
             self.logprobs = self._logprobs(live, logits, tokens)
@@ -109,7 +109,7 @@ class Decoder:
         self.ids = [self.ids[i] for i in keep]
         self.new = [self.new[i] for i in keep]
         self.finished = [False] * len(keep)
-        with torch.inference_mode():  # the cache and `seen` were made in it
+        with self.no_autograd():  # the cache and `seen` were made in it
             if self.seen is not None:
                 self.seen = self.seen[keep]
             if self.cached:
@@ -234,10 +234,20 @@ class Decoder:
     def _track_seen(self):
         """(rows, V) booleans of the tokens in each row's text, rebuilt when a row joins."""
         V = self.model.config.vocab_size
-        with torch.inference_mode():
+        with self.no_autograd():
             self.seen = torch.zeros(len(self.ids), V, dtype=torch.bool, device=self.device)
             for i, ids in enumerate(self.ids):
                 self.seen[i, torch.tensor(ids, dtype=torch.long, device=self.device)] = True
+
+
+def autograd_off(model):
+    """What a generation step runs under: inference_mode, which skips autograd's bookkeeping (version
+    counters, views), a few percent per token; or no_grad for a model sharded by FSDP (--parallel fsdp,
+    sampling while it trains), whose weight-gathering buffers are reused outside inference mode, where
+    a tensor made in it may not be written."""
+    from ..training.sharding import is_sharded
+
+    return torch.no_grad if is_sharded(next(model.parameters())) else torch.inference_mode
 
 
 def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache: bool = True):

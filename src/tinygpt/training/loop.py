@@ -148,6 +148,10 @@ class Trainer:
             load_weights_into(self.model, checkpoint["model"], run.checkpoint_path("latest"))
         self.trained = objective.bind(self.model, rt)  # the model, or it and the objective's own weights
         if self.sharded:
+            if self.model_cfg.arch == "encoder-decoder":
+                raise TinyGPTError("--parallel fsdp does not shard the encoder-decoder yet (its cross-attention "
+                                   "reads each decoder block's weights outside that block's forward); use "
+                                   "--parallel ddp")
             if self.trained is not self.model:
                 raise TinyGPTError("--parallel fsdp shards the model alone, and this objective trains weights of "
                                    "its own beside it (PPO's value head); use --algorithm grpo, or --parallel ddp")
