@@ -178,8 +178,13 @@ def test_fsdp_sft_evaluates_in_lockstep_when_a_process_has_nothing_to_score(tmp_
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
 
 
-def test_fsdp_refuses_muon_in_one_line(tmp_path, capsys):
+def test_fsdp_refuses_muon_and_the_encoder_decoder_in_one_line(tmp_path, capsys):
     from tinygpt.cli import main
 
     assert main(["train", "--optimizer", "muon", "--parallel", "fsdp", "--out", str(tmp_path / "x")]) == 2
     assert "Muon orthogonalises whole matrices" in capsys.readouterr().err
+    proc = subprocess.run(TWO + ["-m", "tinygpt", "train", "--preset", "seq2seq-demo", "--max-iters", "1",
+                                 "--parallel", "fsdp", "--out", str(tmp_path / "y"), *QUIET],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert proc.stderr.count("tinygpt: error: --parallel fsdp does not shard the encoder-decoder yet") == 2

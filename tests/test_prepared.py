@@ -145,8 +145,23 @@ def test_bad_sources_and_settings_are_one_line_each(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_prepare_that_fails_half_way_leaves_nothing_behind(tmp_path):
+    pytest.importorskip("datasets")
+    chars = prepare("rhyme", tmp_path / "chars", log=None)  # its tokenizer: no first pass over the documents
+    (tmp_path / "docs.jsonl").write_text('{"text": "mary had"}\n{"text": 5}\n', encoding="utf-8")
+    with pytest.raises(tinygpt.TinyGPTError, match="row 2's 'text' is int, not text"):
+        prepare(str(tmp_path / "docs.jsonl"), tmp_path / "out", tokenizer=str(chars.path / "tokenizer.json"),
+                log=None)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()
+
+
 def test_a_damaged_or_unfinished_folder_is_named_with_the_fix(tmp_path):
     data = prepare("rhyme", tmp_path / "ok", log=None)
+    meta = json.loads((data.path / "prepared.json").read_text())
+    (data.path / "prepared.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "train_tokens"}))
+    with pytest.raises(tinygpt.TinyGPTError, match="prepared.json lacks train_tokens; run `tinygpt prepare` again"):
+        PreparedData.open(data.path)
+    (data.path / "prepared.json").write_text(json.dumps(meta))
     with open(data.path / "train.bin", "ab") as f:
         f.write(b"\0\0")
     with pytest.raises(tinygpt.TinyGPTError, match="train.bin should hold .* tokens .* run `tinygpt prepare` again"):

@@ -8,7 +8,7 @@
     tinygpt.import_gpt2("hf:openai-community/gpt2", "runs/gpt2")   # GPT-2's weights, as a run
     tinygpt.export("runs/rhyme", to="hf", out="exports/rhyme")      # for transformers (or to="gguf")
     tinygpt.prepare("big.txt", "data/big", tokenizer="bpe")         # a text too big for memory, tokenised
-    tinygpt.train(data="data/big", out="runs/big")                  # once; training maps its tokens
+    tinygpt.train(data="data/big", out="runs/big")                  # once; training reads its windows
 
     tinygpt.sft("runs/base", data="chats.jsonl", out="runs/sft")                  # from document completer
     tinygpt.reward("runs/sft", data="pairs.jsonl", out="runs/reward")             # to assistant

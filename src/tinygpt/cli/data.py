@@ -1,11 +1,11 @@
-"""`tinygpt prepare`: tokenise a text too big for memory into files that training maps."""
+"""`tinygpt prepare`: tokenise a text too big for memory into files that training reads a window at a time."""
 
 from __future__ import annotations
 
 
 def add_parsers(sub):
     p = sub.add_parser("prepare", help="tokenise a big text (or a dataset) once into token files that "
-                       "`tinygpt train --data DIR` maps instead of reading",
+                       "`tinygpt train --data DIR` reads a window at a time",
                        description="Read SOURCE a block at a time and write DIR/train.bin, val.bin, tokenizer.json "
                        "and prepared.json. SOURCE: a UTF-8 text file, a folder of .txt files, 'rhyme' or "
                        "'shakespeare'; or documents: .jsonl, .json, .parquet, .csv or .arrow files (or a folder "

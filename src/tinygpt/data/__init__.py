@@ -1,5 +1,5 @@
 """Data: corpora on disk (corpus.py), text -> ids -> splits (pipeline.py), windows (batches.py); text
-streamed a piece at a time (sources.py) into token files that training maps (prepared.py)."""
+streamed a piece at a time (sources.py) into token files read a window at a time (prepared.py)."""
 
 from .batches import eval_windows, random_batch
 from .corpus import (

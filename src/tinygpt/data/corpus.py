@@ -96,10 +96,15 @@ def load_corpus(spec: str) -> str:
 def read_text_folder(folder: Path) -> str:
     """Every .txt file under `folder` (sorted by path, so the text is the same on every machine),
     joined by blank lines."""
+    return "\n\n".join(read_text_file(p).strip("\n") for p in text_files(folder)) + "\n"
+
+
+def text_files(folder: Path) -> list[Path]:
+    """The .txt files under `folder`, sorted by path; at least one."""
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise TinyGPTError(f"{folder} is a folder with no .txt files; pass a UTF-8 text file or a folder of them")
-    return "\n\n".join(read_text_file(p).strip("\n") for p in files) + "\n"
+    return files
 
 
 def corpus_name(spec: str) -> str:

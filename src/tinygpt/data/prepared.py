@@ -38,6 +38,8 @@ from .sources import line_blocks, stream_text
 META = "prepared.json"
 FORMAT = "tinygpt-tokens"
 VERSION = 1
+REQUIRED = ("dtype", "train_tokens", "val_tokens", "sha256", "characters", "tokenizer", "vocab_size",
+            "sentence_end", "val_fraction")
 TOKENIZER_SAMPLE = 100_000_000  # characters BPE is trained on: enough for a vocabulary, not the whole web
 
 
@@ -64,6 +66,8 @@ class PreparedData:
             raise TinyGPTError(f"{meta_path} is not valid JSON ({e}); run `tinygpt prepare` again") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise TinyGPTError(f"{meta_path} is not a tinygpt prepared-data file")
+        if missing := [key for key in REQUIRED if key not in meta]:
+            raise TinyGPTError(f"{meta_path} lacks {', '.join(missing)}; run `tinygpt prepare` again")
         if meta.get("version", 0) > VERSION:
             raise TinyGPTError(f"{meta_path} was written by a newer tinygpt (format {meta['version']}); upgrade")
         data = cls(path, meta)
@@ -82,6 +86,12 @@ class PreparedData:
 
     def tokenizer(self):
         return load_tokenizer(self.path / "tokenizer.json")
+
+    def require_tokenizer(self, tokenizer, owner: str, tokenizer_path):
+        """Refuse tokens made by another tokenizer than `owner`'s (`tokenizer`, saved at `tokenizer_path`)."""
+        if tokenizer.to_json() != self.tokenizer().to_json():
+            raise TinyGPTError(f"{self.path} was prepared with another tokenizer than {owner}'s; prepare the text "
+                               f"again with --tokenizer {tokenizer_path}")
 
     def train_tokens(self) -> TokenFile:
         """(N_train,) ids of train.bin, read where a batch asks: nothing of the file stays in memory."""
@@ -168,6 +178,24 @@ def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: i
     if part.exists():
         shutil.rmtree(part)
     part.mkdir(parents=True)
+    try:
+        written = _write(part, blocks, as_read, tok, dtype, val_fraction, log)
+    except BaseException:  # a bad row further on, Ctrl-C, a full disk: no half-written folder stays
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    meta = {"format": FORMAT, "version": VERSION, "source": str(source), "name": corpus_name(str(source)),
+            "tokenizer": tokenizer, "vocab_size": vocab_size, "tokenizer_tokens": tok.vocab_size,
+            "sentence_end": sentence_end, "val_fraction": val_fraction, "text_field": text_field, "split": split,
+            "separator": separator, "dtype": dtype.str, **written, "seconds": round(time.perf_counter() - started, 1)}
+    (part / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if out.exists():
+        out.rmdir()  # an empty folder was allowed
+    os.replace(part, out)
+    return PreparedData(out, meta)
+
+
+def _write(part: Path, blocks, as_read, tok, dtype, val_fraction: float, log=None) -> dict:
+    """train.bin, val.bin and tokenizer.json in `part`; returns their counts and checksums."""
     characters, total = 0, 0
     with open(part / "train.bin", "wb") as f:
         for block in blocks():
@@ -177,12 +205,10 @@ def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: i
             if log is not None:
                 log(f"  {characters:,} characters -> {total:,} tokens")
     if total < 3:
-        shutil.rmtree(part)
         raise TinyGPTError(f"the text is only {total} token(s); it needs at least 3 to learn anything")
     # The split rule of pipeline.split_ids: the last val_fraction of the tokens, counted the same way.
     n_val = total - int(total * (1 - val_fraction))
     if n_val < 2:
-        shutil.rmtree(part)
         raise TinyGPTError(f"{val_fraction} of the text's {total:,} tokens is {n_val}, too few to validate on (2 at "
                            "least); raise --val-fraction, or train on the text itself with tinygpt train --data")
     n_train = total - n_val
@@ -192,17 +218,8 @@ def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: i
     os.truncate(part / "train.bin", n_train * dtype.itemsize)
     (part / "tokenizer.json").write_text(json.dumps(tok.to_json(), ensure_ascii=False), encoding="utf-8")
     sums = {name: _sha256(part / name) for name in ("train.bin", "val.bin", "tokenizer.json")}
-    meta = {"format": FORMAT, "version": VERSION, "source": str(source), "name": corpus_name(str(source)),
-            "tokenizer": tokenizer, "vocab_size": vocab_size, "tokenizer_tokens": tok.vocab_size,
-            "sentence_end": sentence_end, "val_fraction": val_fraction, "text_field": text_field, "split": split,
-            "separator": separator, "dtype": dtype.str, "characters": characters, "train_tokens": n_train,
-            "val_tokens": n_val, "sha256": hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest(),
-            "files_sha256": sums, "seconds": round(time.perf_counter() - started, 1)}
-    (part / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if out.exists():
-        out.rmdir()  # an empty folder was allowed
-    os.replace(part, out)
-    return PreparedData(out, meta)
+    return {"characters": characters, "train_tokens": n_train, "val_tokens": n_val,
+            "sha256": hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest(), "files_sha256": sums}
 
 
 def _build_tokenizer(kind: str, blocks, vocab_size: int, end_token: str, sample: int, log):

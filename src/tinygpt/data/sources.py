@@ -5,8 +5,8 @@
     for piece in stream_text("hf:roneneldan/TinyStories"): ...       # a Hub dataset, streamed by `datasets`
     for block in line_blocks(stream_text("big.txt")): ...            # pieces cut where a tokenizer may cut
 
-Joined, the pieces of a file, a folder of .txt files or a built-in name are exactly the text
-`load_corpus` reads. A table of documents (.jsonl, .json, .parquet, .csv or .arrow files, a folder of
+Joined, the pieces of a file, a folder of .txt files (one file at a time) or a built-in name are
+exactly the text `load_corpus` reads. A table of documents (.jsonl, .json, .parquet, .csv or .arrow files, a folder of
 them, or hf:NAME) becomes its `text_field` column, one document after another with `separator`
 between them. Tables are read by Hugging Face `datasets` in streaming mode, so a dataset is never
 downloaded or loaded whole.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..convert.hub import hub_name, one_line
 from ..errors import TinyGPTError
-from .corpus import load_corpus, read_text_file
+from ..tokenizers.huggingface import cuts_cleanly
+from .corpus import load_corpus, read_text_file, text_files
 
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 PIECE_CHARS = 1 << 24  # 16M characters a read: ~64 MB of Python string at most
@@ -40,8 +41,10 @@ def stream_text(spec: str, text_field: str = "text", split: str = "train", separ
             builder = TABLE_SUFFIXES[tables[0].suffix]
             yield from _documents(_open_table(builder, [str(p) for p in tables], split, spec), text_field, separator,
                                   spec)
-        else:
-            yield load_corpus(spec)  # a folder of .txt files is read one file at a time by load_corpus
+        else:  # read_text_folder's text, one file at a time
+            for k, file in enumerate(text_files(path)):
+                yield ("\n\n" if k else "") + read_text_file(file).strip("\n")
+            yield "\n"
     elif path.suffix in TABLE_SUFFIXES and path.is_file():
         yield from _documents(_open_table(TABLE_SUFFIXES[path.suffix], [str(path)], split, spec), text_field,
                               separator, spec)
@@ -125,10 +128,9 @@ def _documents(table, text_field: str, separator: str, spec: str) -> Iterator[st
 
 def line_blocks(pieces, size: int = PIECE_CHARS) -> Iterator[str]:
     """The text of `pieces` again, in blocks of at least `size` characters (but the last), each cut just
-    after a line break with a visible character on each side, where byte-level BPE's pre-tokenizer cuts
-    too: encoded block by block, the text gives the ids of one whole encode (and a word or sentence-end
-    marker never straddles two blocks). Text with no such line break for 4 * `size` characters is cut
-    where a piece ends."""
+    after a line break that `cuts_cleanly`: encoded block by block, the text gives the ids of one whole
+    encode (and a word or sentence-end marker never straddles two blocks). Text with no such line break
+    for 4 * `size` characters is cut where a piece ends."""
     buffer = ""
     for piece in pieces:
         buffer += piece
@@ -145,9 +147,8 @@ def line_blocks(pieces, size: int = PIECE_CHARS) -> Iterator[str]:
 
 
 def _last_line_start(text: str) -> int | None:
+    """Just after the last line break of `text` that cuts cleanly, or None."""
     i = text.rfind("\n")
-    while i > 0:
-        if i + 1 < len(text) and not text[i - 1].isspace() and not text[i + 1].isspace():
-            return i + 1
+    while i > 0 and not cuts_cleanly(text, i):
         i = text.rfind("\n", 0, i)
-    return None
+    return i + 1 if i > 0 else None

@@ -99,13 +99,19 @@ class HFTokenizer(Tokenizer):
         return json.loads(self.hf.to_str())
 
 
+def cuts_cleanly(text: str, newline: int) -> bool:
+    """Whether `text` may be cut just after the line break at index `newline`: a visible character on
+    each side, where byte-level BPE's pre-tokenizer cuts too, so pieces encode as the whole does."""
+    return 0 < newline < len(text) - 1 and not text[newline - 1].isspace() and not text[newline + 1].isspace()
+
+
 def _cut_at_line_starts(text: str, size: int):
-    """Pieces of `text` of about `size` characters (longer where no cut fits), cut only right after
-    a line break that has a visible character on each side."""
+    """Pieces of `text` of about `size` characters (longer where no cut fits), cut only where
+    `cuts_cleanly` allows."""
     start = 0
     while len(text) - start > size:
         cut = text.find("\n", start + size)
-        while cut != -1 and not (cut + 1 < len(text) and not text[cut - 1].isspace() and not text[cut + 1].isspace()):
+        while cut != -1 and not cuts_cleanly(text, cut):
             cut = text.find("\n", cut + 1)
         if cut == -1:
             break

@@ -73,12 +73,16 @@ def turns(n: int, rank: int, world: int, lockstep: bool = False):
     """This process's share of n items, every world-th from its rank, as (index, counts) pairs. With
     `lockstep` (FSDP, where a forward is a collective) every process takes the same number of turns:
     one with nothing left repeats item 0, which it must not count."""
-    mine = range(rank, n, world)
-    for i in mine:
+    for i in range(rank, n, world):
         yield i, True
-    if lockstep and n:
-        for _ in range(-(-n // world) - len(mine)):
-            yield 0, False
+    for _ in range(padding(n, rank, world, lockstep)):
+        yield 0, False
+
+
+def padding(n: int, rank: int, world: int, lockstep: bool) -> int:
+    """How many uncounted turns this process adds to its share of n items, so that under `lockstep`
+    it takes as many as the busiest process (0 otherwise)."""
+    return -(-n // world) - len(range(rank, n, world)) if lockstep and n else 0
 
 
 def sum_across(info: DistInfo, *values: float) -> list[float]:

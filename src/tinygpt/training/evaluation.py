@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..data import eval_windows, random_batch
 from ..errors import TinyGPTError
-from .distributed import turns
+from .distributed import padding, turns
 
 
 @torch.no_grad()
@@ -64,15 +64,16 @@ def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
-    # lockstep (FSDP): as many forwards as the busiest process, the extra ones on batch 0, not counted.
-    extra = -(-n_batches // world) - len(range(rank, n_batches, world)) if lockstep else 0
     for i in range(n_batches):
         x, y = random_batch(data, batch_size, block_size, gen)  # (B, T) each; drawn on every rank alike
-        for turn in range((i % world == rank) + (extra if i == 0 else 0)):
+        if i % world == rank:
             with autocast():
                 _, loss = model(x.to(device), y.to(device))
-            if turn == 0 and i % world == rank:
-                total, count = total + loss.item(), count + 1
+            total, count = total + loss.item(), count + 1
+        if i == 0:  # lockstep (FSDP): uncounted forwards, so that every process runs as many
+            for _ in range(padding(n_batches, rank, world, lockstep)):
+                with autocast():
+                    model(x.to(device), y.to(device))
     model.train(was_training)
     return total, count
 
@@ -105,6 +106,7 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
 
         return evaluate_rl_run(run, data)
     from ..data import PreparedData, encode_corpus, held_out, read_corpus
+    from ..rundir import RunDir
 
     train_cfg = run.config.train
     prepared = PreparedData.open(data if data is not None else train_cfg.data) if (data or train_cfg.data) else None
@@ -112,7 +114,8 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
         raise TinyGPTError(f"{run.dir} was trained on the prepared data {train_cfg.data}, which is no longer there; "
                            "evaluate it on a text or a prepared folder with --data")
     if prepared is not None:
-        return _evaluate_tokens(run, "val", prepared.val_tokens(), batch_size, prepared)
+        prepared.require_tokenizer(run.tokenizer, str(run.dir), RunDir(run.dir).tokenizer_path)
+        return _evaluate_tokens(run, "val", prepared.val_tokens(), batch_size)
     if data is None and not train_cfg.data:
         raise TinyGPTError(f"{run.dir} has no training text of its own (it was imported); "
                            "evaluate it on a file with --data FILE")
@@ -128,11 +131,8 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64) -> dict:
     return _evaluate_tokens(run, split_name, tokens, batch_size)
 
 
-def _evaluate_tokens(run, split_name: str, tokens: torch.Tensor, batch_size: int, prepared=None) -> dict:
+def _evaluate_tokens(run, split_name: str, tokens: torch.Tensor, batch_size: int) -> dict:
     """The exact loss over `tokens` (N,), with bits per character and perplexity."""
-    if prepared is not None and prepared.tokenizer().to_json() != run.tokenizer.to_json():
-        raise TinyGPTError(f"{prepared.path} was prepared with another tokenizer than {run.dir}'s; evaluate on "
-                           f"data prepared with --tokenizer {run.dir}/tokenizer.json")
     block = run.model_config.block_size
     total, count = split_loss(run.model, tokens, block, run.device, batch_size)
     n_chars = len(run.tokenizer.decode(tokens[1:].tolist()))

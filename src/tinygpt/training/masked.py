@@ -94,19 +94,25 @@ def masked_loss(model, data: torch.Tensor, block_size: int, mask_id: int, fracti
     generator = torch.Generator().manual_seed(seed)
     rank, world = runtime.dist.rank, runtime.dist.world_size
     chunk = max(1, 1024 // block_size) if runtime.device.type == "cpu" else 64
-    total, count = 0.0, 0
-    # Every chunk is masked, in order, on every process, so the masks do not depend on the world size.
-    chunks = [mask_tokens(windows[start : start + chunk], mask_id, fraction, generator)
-              for windows, _ in eval_windows(data, block_size, max_tokens) for start in range(0, len(windows), chunk)]
-    for k, counts in ddp.turns(len(chunks), rank, world, runtime.dist.lockstep):
-        inputs, targets = chunks[k]
-        with runtime.autocast():
-            logits, _ = model(inputs.to(runtime.device))  # (b, T, V)
-        if counts:
+    total, count, k = 0.0, 0, 0
+    first = None
+    for windows, _ in eval_windows(data, block_size, max_tokens):
+        for start in range(0, len(windows), chunk):
+            # Every chunk is masked, in order, on every process, so the masks do not depend on the world size.
+            inputs, targets = mask_tokens(windows[start : start + chunk], mask_id, fraction, generator)
+            first = first if first is not None else inputs
+            k += 1
+            if (k - 1) % world != rank:
+                continue
+            with runtime.autocast():
+                logits, _ = model(inputs.to(runtime.device))  # (b, T, V)
             targets = targets.to(runtime.device)
             total += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
                                      reduction="sum").item()
             count += int((targets != IGNORE).sum())
+    for _ in range(ddp.padding(k, rank, world, runtime.dist.lockstep)):  # FSDP: as many forwards as the busiest
+        with runtime.autocast():
+            model(first.to(runtime.device))
     model.train(was_training)
     return total, count
 

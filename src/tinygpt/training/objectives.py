@@ -243,15 +243,12 @@ class LanguageModeling(Objective):
                       fixed_context: bool, saved_sha256: str | None) -> "LanguageModeling":
         """The tokens of a folder of `tinygpt prepare`: train.bin read a window at a time, val.bin whole, and
         its own tokenizer."""
-        if resume:
-            tokenizer, whose = run.read_tokenizer(), f"{run}'s"
-        elif cfg.init_from:
-            tokenizer, whose = RunDir(cfg.init_from).read_tokenizer(), f"{cfg.init_from}'s"
+        owner = run if resume else RunDir(cfg.init_from) if cfg.init_from else None  # whose tokenizer it must be
+        if owner is None:
+            tokenizer = prepared.tokenizer()
         else:
-            tokenizer, whose = prepared.tokenizer(), ""
-        if whose and tokenizer.to_json() != prepared.tokenizer().to_json():
-            raise TinyGPTError(f"{cfg.data} was prepared with another tokenizer than {whose}; prepare the text again "
-                               f"with --tokenizer {RunDir(cfg.init_from or run.path).tokenizer_path}")
+            tokenizer = owner.read_tokenizer()
+            prepared.require_tokenizer(tokenizer, str(owner), owner.tokenizer_path)
         info = prepared.describe()
         if saved_sha256 is not None and info["sha256"] != saved_sha256:
             raise TinyGPTError(f"the prepared data ({cfg.data}) changed since this run started; "
