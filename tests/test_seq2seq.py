@@ -17,7 +17,7 @@ from tinygpt.config import ModelConfig
 from tinygpt.data.pairs import read_pairs
 from tinygpt.demo.translation import date_pairs, exact_match
 from tinygpt.errors import TinyGPTError
-from tinygpt.generation.beam import beam_search
+from tinygpt.generation.beam import beam_search, target_score
 from tinygpt.generation.sampling import SamplingConfig
 from tinygpt.generation.seq2seq import translate_ids
 from tinygpt.model import build_model
@@ -146,14 +146,67 @@ def test_translate_runs_the_encoder_once_per_batch_of_sources(dates_run):
         hook.remove()
 
 
-def test_one_beam_is_greedy_and_more_beams_score_at_least_as_well(dates_run):
+def exhaustive_best(model, source, limit, bos, eos, vocab):
+    """The best target by the search's own score (total log-probability over length, <|eos|> counted),
+    found by scoring every target of up to `limit` tokens, one batch per length."""
+    import itertools
+
+    import torch.nn.functional as F
+
+    memory = model.encode(torch.tensor([source]))
+    others = [t for t in range(vocab) if t != eos]
+    candidates = [(0.0 if limit == 0 else None, [])]
+    for n in range(limit + 1):
+        targets = [list(t) for t in itertools.product(others, repeat=n)]
+        ended = n < limit  # a target of `limit` tokens ends there, without <|eos|>
+        wanted = torch.tensor([t + [eos] if ended else t for t in targets])  # (N, L)
+        inputs = torch.tensor([[bos] + (t if ended else t[:-1]) for t in targets])  # (N, L)
+        if wanted.size(1) == 0:
+            continue
+        logits = model.decode(inputs, memory.keep([0] * len(targets)))  # (N, L, V)
+        totals = F.log_softmax(logits.float(), -1).gather(2, wanted[:, :, None]).sum((1, 2))  # (N,)
+        candidates += [(total / wanted.size(1), t) for total, t in zip(totals.tolist(), targets)]
+    return max(c for c in candidates if c[0] is not None)
+
+
+def peaked(seed: int, scale: float):
+    """A tiny random encoder-decoder of 5 tokens whose next-token distributions are far from uniform."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(arch="encoder-decoder", vocab_size=5, block_size=8, n_layer=1,
+                                    n_encoder_layer=1, n_head=2, n_embd=16).validate()).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return model
+
+
+def test_beam_search_finds_what_exhaustive_search_finds_and_never_scores_below_greedy():
+    # 60 small models; on 6 of their 300 (model, width) searches, stopping once num_beams hypotheses had
+    # finished returned a target the model scores below its greedy one.
+    bos, eos, limit, source = 0, 1, 4, [2, 3, 4, 2]
+    for seed in range(30):
+        for scale in (4.0, 8.0):
+            model = peaked(seed, scale)
+            best_score, best = exhaustive_best(model, source, limit, bos, eos, 5)
+            greedy = translate_ids(model, [source], SamplingConfig(limit, temperature=0.0), bos, eos)[0]
+            greedy_score = target_score(model, source, greedy, bos, eos, ended=len(greedy) < limit)
+            # Enough beams to hold every live target: beam search is then exhaustive.
+            assert beam_search(model, source, 4 ** limit, limit, bos, eos) == best
+            for beams in (1, 2, 3, 4, 8, 16):
+                found = beam_search(model, source, beams, limit, bos, eos)
+                score = target_score(model, source, found, bos, eos, ended=len(found) < limit)
+                assert greedy_score - 1e-5 <= score <= best_score + 1e-5, (seed, scale, beams)
+
+
+def test_beam_search_on_the_dates_is_never_below_greedy_by_the_models_score(dates_run):
     run = tinygpt.load(dates_run.out_dir)
     bos, eos = run.tokenizer.token_to_id("<|bos|>"), run.tokenizer.token_to_id("<|eos|>")
     for source, _ in date_pairs()[-12:]:
         ids = run.encode(source)
         greedy = translate_ids(run.model, [ids], SamplingConfig(30, temperature=0.0), bos, eos)[0]
-        assert beam_search(run.model, ids, 1, 30, bos, eos) == greedy
-        assert len(beam_search(run.model, ids, 4, 30, bos, eos)) > 0
+        greedy_score = target_score(run.model, ids, greedy, bos, eos)
+        for beams in (2, 3, 4, 5):
+            found = beam_search(run.model, ids, beams, 30, bos, eos)
+            assert target_score(run.model, ids, found, bos, eos) >= greedy_score - 1e-5
     assert run.translate("1987-11-05", num_beams=1) == run.translate("1987-11-05")
 
 
