@@ -26,11 +26,12 @@ from .run import Run, load  # noqa: E402
 
 
 def train(preset: str = "", config: str = "", out: str = "", resume: str = "", log=None, on_step=None,
-          **settings):
+          overwrite: bool = False, **settings):
     """Train a model; the same settings as `tinygpt train` (underscored: max_iters=500, n_embd=64).
 
     preset: a named recipe (`tinygpt presets`); config: a YAML file of settings; out: run directory;
-    resume: a run directory to continue; init_from=RUN fine-tunes that run's weights. Returns a
+    resume: a run directory to continue; overwrite: replace a run already in `out` (otherwise refused);
+    init_from=RUN fine-tunes that run's weights. Returns a
     `TrainResult` (losses, step, samples, out_dir). log(line): where the log lines go (default: print);
     on_step(trainer): called after every optimizer step.
     """
@@ -41,7 +42,7 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
         settings["out"] = out
     model_cfg, train_cfg, out_dir, preset_name = resolve(preset, config, settings, resume)
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   preset=preset_name).train()
+                   preset=preset_name, overwrite=overwrite).train()
 
 
 def prepare(source: str, out: str, **settings):

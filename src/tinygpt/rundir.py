@@ -127,16 +127,47 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path("latest").exists()
 
-    def require(self) -> "RunDir":
-        """This directory, if it is a run; otherwise the one-line error that says what it is instead."""
+    def require(self, make: str = "") -> "RunDir":
+        """This directory, if it is a run; otherwise the one-line error that says what it is instead.
+
+        make: the command that makes the kind of run the caller needs (a missing run's hint names it).
+        """
         if not self.path.exists():
-            raise TinyGPTError(f"run directory {self.path} does not exist; train one with "
-                               f"`tinygpt train --out {self.path}`")
+            make = make or f"tinygpt train --data TEXT --out {self.path}"
+            raise TinyGPTError(f"run directory {self.path} does not exist; make it with `{make}`{self._nearby()}")
         if not self.path.is_dir():
             raise TinyGPTError(f"{self.path} is a file, not a tinygpt run directory")
         if not self.is_run():
             raise TinyGPTError(f"{self.path} is not a tinygpt run directory (it has no config.json)")
         return self
+
+    def _nearby(self) -> str:
+        """' (runs/ holds: shakespeare-2, ...)': runs beside a missing one whose names are close to its name."""
+        import difflib
+
+        parent = self.path.parent
+        try:
+            names = [p.name for p in parent.iterdir() if (p / "config.json").is_file()]
+        except OSError:
+            return ""
+        close = difflib.get_close_matches(self.name, names, n=3, cutoff=0.5)
+        return f" ({parent}/ holds: {', '.join(close)})" if close else ""
+
+    def clear(self):
+        """Remove the run's own files (`--overwrite`), and nothing else: a folder that holds other files but no
+        run is refused, so a mistyped --out cannot delete someone's work."""
+        import shutil
+
+        if not self.path.exists():
+            return
+        if not self.is_run():
+            raise TinyGPTError(f"{self.path} holds no tinygpt run, so --overwrite leaves it alone; "
+                               "choose another --out")
+        for path in (self.config_path, self.tokenizer_path, self.source_tokenizer_path, self.chat_template_path,
+                     self.weights_path, self.metrics_path, self.loss_plot_path):
+            path.unlink(missing_ok=True)
+        for folder in (self.checkpoints_dir, self.tensorboard_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def create(self) -> "RunDir":
         try:

@@ -44,7 +44,7 @@ import sys
 
 from ..errors import TinyGPTError
 from . import chat, data, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
-from .args import Parser, unknown_arguments
+from .args import Parser, require_run, unknown_arguments
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
+        require_run(args)
         return args.func(args)
     except TinyGPTError as e:
         print(f"tinygpt: error: {e}", file=sys.stderr)

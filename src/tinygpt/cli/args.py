@@ -22,12 +22,40 @@ class Parser(argparse.ArgumentParser):
         raise TinyGPTError(f"{message} (see `{self.prog} --help`)")
 
 
-def add_run(parser, optional: bool = False):
-    """RUN: the run directory a verb reads (optional: the cached rhyme model when left out)."""
+# The command that makes each kind of run a verb reads: its RUN's help, and the hint when RUN is missing.
+MAKES = {
+    "gpt": ("tinygpt train", "tinygpt train --data TEXT --out {run}"),
+    "sft": ("tinygpt sft", "tinygpt sft BASE_RUN --data CHATS.jsonl --out {run}"),
+    "encoder": ("tinygpt train --arch encoder", "tinygpt train --arch encoder --data TEXT --out {run}"),
+    "encoder-decoder": ("tinygpt train --arch encoder-decoder",
+                        "tinygpt train --arch encoder-decoder --data PAIRS --out {run}"),
+    "any": ("tinygpt train, sft, reward or rl", "tinygpt train --data TEXT --out {run}"),
+}
+
+
+def add_run(parser, optional: bool = False, kind: str = "any"):
+    """RUN: the run directory a verb reads (optional: the cached rhyme model when left out); `kind` names
+    the runs it reads (MAKES), for its help and for the hint when RUN does not exist."""
+    made_by, make = MAKES[kind]
     if optional:
         parser.add_argument("run", metavar="RUN", nargs="?", default=None, help=f"run directory ({DEFAULT_RUN})")
     else:
-        parser.add_argument("run", metavar="RUN", help="run directory written by `tinygpt train`")
+        parser.add_argument("run", metavar="RUN", help=f"run directory written by `{made_by}`")
+    parser.set_defaults(make_run=make)
+
+
+def require_run(args):
+    """A RUN that does not exist is one line naming the command that makes the kind of run the verb reads."""
+    from ..rundir import RunDir
+
+    run = getattr(args, "run", None)
+    if isinstance(run, str) and getattr(args, "make_run", None):
+        RunDir(run).require(make=args.make_run.format(run=run))
+
+
+def add_overwrite(parser):
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in the run directory (otherwise a new run there is refused)")
 
 
 def add_loading(parser):
@@ -58,15 +86,19 @@ def sampling_knobs(args) -> dict:
                 use_cache=not args.no_cache)
 
 
-def add_settings(parser):
-    """A flag for every model and training setting (`n_embd` -> `--n-embd`), with its help and default."""
+def add_settings(parser, verb: str = "train"):
+    """A flag for every setting `tinygpt VERB` accepts (`n_embd` -> `--n-embd`), with its help and default:
+    every model and training setting for train; the fine-tuning verbs take their model and tokenizer from
+    the run they start from, so they list only the settings they may change."""
     from ..config import ALL_FIELDS, MODEL_FIELDS
+    from ..config.resolve import accepted_settings
 
+    accepted = accepted_settings(verb)
     groups = {"model": parser.add_argument_group("model settings"),
               "train": parser.add_argument_group("training settings")}
     for name, f in ALL_FIELDS.items():
-        if name in ("data", "out"):
-            continue  # added by hand, near the top of --help
+        if name in ("data", "out") or name not in accepted:
+            continue  # data and out are added by hand, near the top of --help
         group = groups["model" if name in MODEL_FIELDS else "train"]
         flag = "--" + name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
@@ -86,6 +118,18 @@ def given_settings(args) -> dict:
     return {name: getattr(args, name) for name in ALL_FIELDS if getattr(args, name, None) is not None}
 
 
+def not_here(command: str | None, flag: str) -> str:
+    """Why a setting's flag is not one of `command`'s (a fine-tuning verb), or ''."""
+    from ..config import ALL_FIELDS
+    from ..config.resolve import accepted_settings
+
+    name = flag.lstrip("-").replace("-", "_")
+    if command in ("sft", "reward", "rl") and name in ALL_FIELDS and name not in accepted_settings(command):
+        return (f"{flag} is not a setting of `tinygpt {command}`: the model's shape and tokenizer come from the run "
+                "it starts from")
+    return ""
+
+
 def unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:
     """'unknown option --n-embed (did you mean --n-embd?)', pointing at the help that lists them."""
     sub = parser.commands.get(command, parser)
@@ -93,6 +137,9 @@ def unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:
     flags = [u.split("=", 1)[0] for u in unknown if u.startswith("-")]
     if not flags:
         return f"unexpected argument(s) {' '.join(unknown)} (see `{sub.prog} --help`)"
+    for flag in flags:
+        if reason := not_here(command, flag):
+            return reason
     hints = []
     for flag in flags:
         close = difflib.get_close_matches(flag, known, n=1)

@@ -8,8 +8,7 @@ import os
 import sys
 
 from ..errors import TinyGPTError
-from ..rundir import RunDir
-from .args import add_loading, add_run, add_sampling, add_settings, given_settings, sampling_knobs
+from .args import add_loading, add_overwrite, add_run, add_sampling, add_settings, given_settings, sampling_knobs
 
 CHAT_HELP = "/reset starts the conversation again, /quit (or Ctrl-D) ends it"
 
@@ -27,7 +26,8 @@ def add_parsers(sub):
     p.add_argument("--out", default=None, help="run directory (default: runs/<BASE_RUN's name>-sft)")
     p.add_argument("--config", default="", help="a YAML file of settings (flat, or under `settings:`)")
     p.add_argument("--resume", default="", metavar="DIR", help="continue the sft run saved in DIR")
-    add_settings(p)
+    add_overwrite(p)
+    add_settings(p, "sft")
     p.set_defaults(func=sft)
 
     p = sub.add_parser(
@@ -36,7 +36,7 @@ def add_parsers(sub):
         f"streamed and ends where the model ends its turn. {CHAT_HELP}. When stdin is not a terminal, each "
         "line is one user message and each reply is printed on a line of its own. Reply k (from 0) is "
         "sampled with --seed + k.")
-    add_run(p)
+    add_run(p, kind="sft")
     p.add_argument("--system", default="", metavar="TEXT", help="a system message that opens the conversation")
     add_sampling(p)
     add_loading(p)
@@ -53,14 +53,13 @@ def sft(args) -> int:
     if "init_from" in settings:
         raise TinyGPTError("name the run to fine-tune as BASE_RUN (tinygpt sft BASE_RUN --data FILE), not --init-from")
     result = fine_tune(args.base, data=args.data or "", out=args.out or "", resume=args.resume, config=args.config,
-                       started_at=process_start(), **settings)
+                       overwrite=args.overwrite, started_at=process_start(), **settings)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}{val}, {result.elapsed_s:.1f}s; "
           f"saved in {result.out_dir}")
-    print(f"next: tinygpt sample {result.out_dir} --prompt TEXT, the conversation written as "
-          f"{RunDir(result.out_dir).chat_template_path} writes it")
+    print(f"next: tinygpt chat {result.out_dir}   |   tinygpt eval {result.out_dir}")
     return 0
 
 

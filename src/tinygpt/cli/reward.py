@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import TinyGPTError
-from .args import add_settings, given_settings
+from .args import add_overwrite, add_settings, given_settings
 
 
 def add_parsers(sub):
@@ -22,7 +22,8 @@ def add_parsers(sub):
     p.add_argument("--out", default=None, help="run directory (default: runs/<RUN's name>-reward)")
     p.add_argument("--config", default="", help="a YAML file of settings (flat, or under `settings:`)")
     p.add_argument("--resume", default="", metavar="DIR", help="continue the reward run saved in DIR")
-    add_settings(p)
+    add_overwrite(p)
+    add_settings(p, "reward")
     p.set_defaults(func=reward)
 
 
@@ -37,7 +38,7 @@ def reward(args) -> int:
     if "init_from" in settings:
         raise TinyGPTError("name the run to start from as RUN (tinygpt reward RUN --data FILE), not --init-from")
     result = train_reward(args.base, data=args.data or "", out=args.out or "", resume=args.resume,
-                          config=args.config, started_at=process_start(), **settings)
+                          config=args.config, overwrite=args.overwrite, started_at=process_start(), **settings)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     last = RunDir(result.out_dir).read_metrics()[-1]

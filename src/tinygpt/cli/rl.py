@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import TinyGPTError
-from .args import add_settings, given_settings
+from .args import add_overwrite, add_settings, given_settings
 
 
 def add_parser(sub):
@@ -26,13 +26,14 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="run directory (default: runs/<SFT_RUN's name>-rl)")
     p.add_argument("--config", default="", help="a YAML file of training settings (flat, or under `settings:`)")
     p.add_argument("--resume", default="", metavar="DIR", help="continue the rl run saved in DIR")
+    add_overwrite(p)
     group = p.add_argument_group("reinforcement learning settings")
     for name, f in RL_FIELDS.items():
         choices = f.metadata.get("choices")
         help_text = f"{f.metadata['help']} (default: {f.default!r})" if name != "reward" else f.metadata["help"]
         group.add_argument("--" + name.replace("_", "-"), dest=f"rl_{name}", type=type(f.default), default=None,
                            choices=choices, metavar=None if choices else name.upper(), help=help_text)
-    add_settings(p)
+    add_settings(p, "rl")
     p.set_defaults(func=rl)
 
 
@@ -50,7 +51,7 @@ def rl(args) -> int:
     given = {name: getattr(args, f"rl_{name}") for name in RL_FIELDS}
     settings.update({name: value for name, value in given.items() if value is not None})
     result = reinforce(args.sft_run, prompts=args.prompts or "", out=args.out or "", resume=args.resume,
-                       config=args.config, started_at=process_start(), **settings)
+                       config=args.config, overwrite=args.overwrite, started_at=process_start(), **settings)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     last = RunDir(result.out_dir).read_metrics()[-1]

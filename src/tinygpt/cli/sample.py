@@ -12,7 +12,7 @@ from .args import add_loading, add_run, add_sampling, sampling_knobs
 def add_parsers(sub):
     p = sub.add_parser("sample", help="generate text from a trained run",
                        description="Generate text from a trained run, streaming it as it is produced.")
-    add_run(p)
+    add_run(p, kind="gpt")
     p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     p.add_argument("--prompt-file", default=None, metavar="FILE",
                    help="continue the text of this UTF-8 file instead (long or multi-line prompts)")

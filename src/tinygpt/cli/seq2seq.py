@@ -15,7 +15,7 @@ def add_parsers(sub):
     p = sub.add_parser("fill", help="an encoder run: the likeliest tokens for each <mask> in a prompt",
                        description="Show the likeliest tokens, with probabilities, for each <mask> in the prompt, "
                        "read from both sides by an encoder run (tinygpt train --arch encoder).")
-    add_run(p)
+    add_run(p, kind="encoder")
     p.add_argument("--prompt", required=True, help="text with one or more <mask>, e.g. 'mary had a <mask> lamb'")
     p.add_argument("--top-k", type=int, default=5, help="how many tokens to list per mask (default: 5)")
     add_loading(p)
@@ -25,7 +25,7 @@ def add_parsers(sub):
                        description="Translate with an encoder-decoder run (tinygpt train --arch encoder-decoder): "
                        "--source TEXT, or one source per line on stdin and one translation per line on stdout. "
                        "Greedy unless the sampling knobs or --num-beams say otherwise.")
-    add_run(p)
+    add_run(p, kind="encoder-decoder")
     p.add_argument("--source", default=None, help="the text to translate (default: read sources from stdin)")
     p.add_argument("--max-new-tokens", type=int, default=100, help="most target tokens (default: 100)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default), 1 = the model's own "

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 
-from .args import add_settings, given_settings
+from ..config import TRAIN_FIELDS
+from .args import add_overwrite, add_settings, given_settings
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model (no arguments: the nursery-rhyme model, in seconds)",
-                       description="Train a GPT. Settings come from --preset, then --config, then flags.")
-    p.add_argument("--preset", default="", help="a named recipe (see `tinygpt presets`); default: rhyme")
+                       description="Train a GPT. Settings come from the defaults below, then --preset, then "
+                       "--config, then flags. With no --preset and no --config, `tinygpt train` and `tinygpt train "
+                       "--data rhyme` use the rhyme preset (the tutorial's word-level model, `tinygpt presets`); "
+                       "any other --data starts from the defaults below.")
+    p.add_argument("--preset", default="", help="a named recipe (`tinygpt presets` lists them); default: none, "
+                   "except rhyme as said above")
     p.add_argument("--config", default="", help="a YAML file of settings (flat, or under `settings:`)")
-    p.add_argument("--data", default=None, help="text to train on: a UTF-8 file, 'rhyme' or 'shakespeare' "
-                   "(--arch encoder-decoder: pairs, a .jsonl or TSV file, or 'dates')")
-    p.add_argument("--out", default=None, help="run directory (default: runs/<preset or data name>)")
+    p.add_argument("--data", default=None, help=TRAIN_FIELDS["data"].metadata["help"])
+    p.add_argument("--out", default=None, help="run directory (default: runs/<data name>, e.g. runs/shakespeare)")
     p.add_argument("--resume", default="", metavar="DIR", help="continue the run saved in DIR")
+    add_overwrite(p)
     add_settings(p)
     p.set_defaults(func=run)
 
@@ -27,7 +32,7 @@ def run(args) -> int:
 
     model_cfg, train_cfg, out_dir, preset = resolve(args.preset, args.config, given_settings(args), args.resume)
     result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset,
-                     started_at=process_start()).train()
+                     started_at=process_start(), overwrite=args.overwrite).train()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""

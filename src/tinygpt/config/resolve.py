@@ -3,6 +3,8 @@
     model_cfg, train_cfg, out_dir, preset = resolve(preset, config_file, flags, resume)
 
 - a new run layers defaults < preset < `--config` YAML < flags (no preset, file or data: `rhyme`);
+  it goes to `--out`, or to runs/<the data's name> (a rerun there is refused: the loop says how to
+  resume or overwrite);
 - a resumed run starts from its config.json; only settings that leave the computation's meaning
   alone may change (steps, time budget, evaluation, logging);
 - a fine-tuning run (`init_from`) takes the source run's model settings and tokenizer and new
@@ -16,7 +18,7 @@ from pathlib import Path
 from ..data.corpus import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from .layers import DERIVED, MODEL_FIELDS, build_configs, coerce
+from .layers import ALL_FIELDS, DERIVED, MODEL_FIELDS, TRAIN_FIELDS, build_configs, coerce
 from .presets import load_preset, load_yaml_settings
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
@@ -24,6 +26,19 @@ FIXED_ON_RESUME = ("data", "tokenizer", "source_tokenizer", "vocab_size", "sente
                    "batch_size", "init_from")
 # Model settings a fine-tuning run may change: they leave the trained function as it is.
 FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
+# Training settings that the run a fine-tuning verb (sft, reward, rl) starts from fixes (its tokenizer, how
+# its text was marked up), or that belong to another objective.
+NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from")
+WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
+
+
+def accepted_settings(verb: str) -> set[str]:
+    """The settings `tinygpt VERB` accepts (its flags): all of them for train; for a fine-tuning verb, the
+    training settings it may change and the model settings that leave the function alone."""
+    if verb == "train":
+        return set(ALL_FIELDS)
+    names = {name for name in TRAIN_FIELDS if name not in NOT_FOR_FINE_TUNING} | set(FINE_TUNE_MODEL_CHANGES)
+    return names - set(WRITES_TEXT) if verb == "reward" else names
 
 
 def resolve(preset: str = "", config_file: str = "", overrides: dict | None = None, resume: str = ""):
@@ -35,13 +50,13 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
         return resume_settings(RunDir(resume), overrides)
     if overrides.get("init_from"):
         return fine_tune_settings(preset, config_file, overrides)
-    if not preset and not config_file and "data" not in overrides:
-        preset = "rhyme"
+    if not preset and not config_file and overrides.get("data", "rhyme") == "rhyme":
+        preset = "rhyme"  # `tinygpt train` and `tinygpt train --data rhyme`: the tutorial's model
     base = load_preset(preset)["settings"] if preset else {}
     from_file = load_yaml_settings(config_file) if config_file else {}
     model, train = build_configs(base, from_file, overrides)
     adopt_prepared(model, train, {**from_file, **overrides}, PREPARED_FIXES)
-    out = Path(train.out) if train.out else fresh_dir(Path("runs") / (preset or corpus_name(train.data)))
+    out = Path(train.out) if train.out else Path("runs") / corpus_name(train.data)
     train.out = str(out)
     return model, train, out, preset
 
@@ -94,7 +109,7 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
                                  {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},
                                  {k: v for k, v in asked.items() if k in FINE_TUNE_MODEL_CHANGES})
     adopt_prepared(model, train, asked, ("val_fraction",))  # the tokenizer is the source's: the objective checks
-    out = Path(train.out) if train.out else fresh_dir(Path("runs") / f"{corpus_name(train.data)}-finetuned")
+    out = Path(train.out) if train.out else Path("runs") / f"{corpus_name(train.data)}-finetuned"
     train.out = str(out)
     return model, train, out, preset
 
@@ -121,12 +136,3 @@ def adopt_prepared(model, train, asked: dict, fixed: tuple[str, ...]):
 
 
 PREPARED_FIXES = ("tokenizer", "vocab_size", "sentence_end", "val_fraction")
-
-
-def fresh_dir(base: Path) -> Path:
-    """base, or base-2, base-3, ...: the first that does not exist, so no earlier run is touched."""
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate

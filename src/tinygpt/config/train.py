@@ -18,8 +18,9 @@ class TrainConfig:
     """Everything about a training run except the network's shape."""
 
     # Data and tokenizer.
-    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, or 'rhyme' or 'shakespeare' "
-                         "(an encoder-decoder: source/target pairs, a .jsonl or TSV file, or 'dates')")
+    data: str = _setting("rhyme", "text to train on: a UTF-8 file, a folder of .txt files, a folder made by `tinygpt "
+                         "prepare`, or 'rhyme' or 'shakespeare' (built in); an encoder-decoder: source/target pairs, "
+                         "a .jsonl or TSV file, or 'dates'")
     tokenizer: str = _setting("char", "how text becomes token ids: char, word or bpe, built from the training text; "
                                       "or pretrained: the path of a tokenizer.json, or hf:NAME from the Hugging "
                                       "Face Hub (e.g. hf:gpt2)")
@@ -36,7 +37,7 @@ class TrainConfig:
         "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
         "optimizer, schedule and run directory; --data defaults to the run's own text)")
     # Where and how.
-    out: str = _setting("", "run directory (default: runs/<preset or data name>)")
+    out: str = _setting("", "run directory (default: runs/<data name>)")
     device: str = _setting("auto", "cuda, mps or cpu; auto picks the first available in that order")
     dtype: str = _setting(
         "auto", "compute precision; auto = bfloat16 autocast on GPUs that support it, else float32",

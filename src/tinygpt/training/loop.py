@@ -84,12 +84,13 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                  log=None, on_step=None, preset: str = "", started_at: float | None = None,
-                 objective: Objective | None = None):
+                 objective: Objective | None = None, overwrite: bool = False):
         self.model_cfg = dataclasses.replace(model_cfg)
         self.cfg = train_cfg
         self.run = RunDir(out_dir)
         self.out_dir = self.run.path
         self.resume = resume
+        self.overwrite = overwrite  # a new run may replace a finished or stopped one in out_dir
         self.preset = preset
         self.on_step = on_step
         self.objective = objective
@@ -114,9 +115,13 @@ class Trainer:
         cfg, run = self.cfg, self.run
         self.runtime = rt = setup_runtime(cfg)
         saved = run.read_config() if self.resume else None
-        if not self.resume and rt.dist.is_main and run.has_checkpoint():
-            raise TinyGPTError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
         verb = (self.objective or LanguageModeling).verb
+        if not self.resume and rt.dist.is_main and run.has_checkpoint():
+            if not self.overwrite:
+                made_by = run.read_config().data.get("verb", "train") if run.is_run() else verb
+                raise TinyGPTError(f"{run} already holds a run; continue it with `tinygpt {made_by} --resume {run}`, "
+                                   "start it again with --overwrite, or choose another --out")
+            run.clear()
         if saved is not None and (made_by := saved.data.get("verb", "train")) != verb:
             raise TinyGPTError(f"{run} was made by `tinygpt {made_by}`; continue it with "
                                f"`tinygpt {made_by} --resume {run}`")

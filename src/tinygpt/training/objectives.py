@@ -155,8 +155,6 @@ def from_base_run(verb: str, base: str, data: str, out: str, resume: str, settin
     checks its inputs (`usage` when no base is named, `needs_data` when no data is, `arch_problem(arch)`
     what is wrong with the base's architecture, or None); a resumed one must be the verb's own.
     Returns the sha256 of the data a resumed run began with (None for a new run)."""
-    from ..config.resolve import fresh_dir
-
     if data:
         settings["data"] = str(data)
     if base:
@@ -165,12 +163,13 @@ def from_base_run(verb: str, base: str, data: str, out: str, resume: str, settin
         return resumed_config(resume, verb).data.get("sha256")
     if not base:
         raise TinyGPTError(usage)
-    problem = arch_problem(RunDir(base).require().read_config().model.arch)
+    base_run = RunDir(base).require(make=f"tinygpt train --data TEXT --out {base}")
+    problem = arch_problem(base_run.read_config().model.arch)
     if problem:
         raise TinyGPTError(f"{base} is {problem}")
     if not data:
         raise TinyGPTError(needs_data)
-    settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(base).name}-{verb}"))
+    settings["out"] = str(out) if out else str(Path("runs") / f"{RunDir(base).name}-{verb}")
     return None
 
 

@@ -228,8 +228,8 @@ def reward_format(base: RunDir, run: RunDir, resume: bool, pairs: list[Pair]) ->
     return tokenizer, ChatFormat.new(tokenizer, None, "the default chat template")
 
 
-def reward(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", log=None,
-           on_step=None, started_at: float | None = None, **settings):
+def reward(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", overwrite: bool = False,
+           log=None, on_step=None, started_at: float | None = None, **settings):
     """Train a reward model on the trunk of the run `base` with the preference pairs in `data`
     (`tinygpt reward`); the settings of `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue
     the reward run in that directory. Returns the TrainResult."""
@@ -255,7 +255,7 @@ def reward(base: str = "", data: str = "", out: str = "", resume: str = "", conf
     model_cfg = dataclasses.replace(model_cfg, arch="reward", tie_weights=False)
     objective = PreferencePairs.prepare(train_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume), saved_sha256)
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective).train()
+                   started_at=started_at, objective=objective, overwrite=overwrite).train()
 
 
 def evaluate_reward_run(run, data: str | None = None) -> dict:

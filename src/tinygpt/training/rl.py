@@ -348,12 +348,12 @@ def evaluate_rl_run(run, data: str | None = None) -> dict:
 
 
 def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", resume: str = "", config: str = "",
-       log=None, on_step=None, started_at: float | None = None, **settings):
+       overwrite: bool = False, log=None, on_step=None, started_at: float | None = None, **settings):
     """Reinforcement learning of the sft run `sft_run` on the prompts in `prompts` against `reward`
     (`tinygpt rl`); the RL settings (algorithm="grpo", group_size=8, ...; RLConfig) and those of
     `tinygpt train` (max_iters=200, lr=1e-4, ...). `resume`: continue the rl run in that directory,
     with the RL settings it began with. Returns the TrainResult."""
-    from ..config.resolve import fresh_dir, resolve
+    from ..config.resolve import resolve
     from .loop import Trainer
 
     asked = {name: settings.pop(name) for name in list(settings) if name in RL_FIELDS}
@@ -369,7 +369,8 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
     else:
         if not sft_run:
             raise TinyGPTError("name the sft run to train: tinygpt rl SFT_RUN --prompts FILE --reward SPEC")
-        arch = RunDir(sft_run).require().read_config().model.arch
+        source = RunDir(sft_run).require(make=f"tinygpt sft BASE_RUN --data CHATS.jsonl --out {sft_run}")
+        arch = source.read_config().model.arch
         if arch in ("encoder", "encoder-decoder"):
             raise TinyGPTError(f"{sft_run} is an {arch} model; tinygpt rl trains a decoder-only GPT that writes "
                                "replies (a run of tinygpt train with --arch gpt)")
@@ -378,9 +379,9 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
         rl_cfg = RLConfig(**asked)
         load_reward(rl_cfg.reward)  # a bad --reward fails before anything else is read
         settings.update(data=str(prompts), init_from=str(sft_run))
-        settings["out"] = str(out) if out else str(fresh_dir(Path("runs") / f"{RunDir(sft_run).name}-rl"))
+        settings["out"] = str(out) if out else str(Path("runs") / f"{RunDir(sft_run).name}-rl")
     model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
     objective = ReinforcementLearning.prepare(train_cfg, rl_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
                                               saved)
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective).train()
+                   started_at=started_at, objective=objective, overwrite=overwrite).train()

@@ -237,8 +237,8 @@ def _grow(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return torch.cat([t, mean.expand(*[missing if d == dim else n for d, n in enumerate(t.shape)])], dim=dim)
 
 
-def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", log=None, on_step=None,
-        started_at: float | None = None, **settings):
+def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", overwrite: bool = False,
+        log=None, on_step=None, started_at: float | None = None, **settings):
     """Fine-tune the run `base` on the conversations in `data` (`tinygpt sft`); the settings of
     `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue the sft run in that directory.
     Returns the TrainResult."""
@@ -259,4 +259,4 @@ def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config:
     objective = SupervisedFineTuning.prepare(train_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
                                              saved_sha256)
     return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective).train()
+                   started_at=started_at, objective=objective, overwrite=overwrite).train()
