@@ -75,7 +75,7 @@ def child_recipe(spec: dict) -> dict:
     result = tinygpt.train(preset="speedrun-cpu", out=str(out), log=lambda message: None, **settings)
     run = tinygpt.load(out, checkpoint="latest")  # the final weights, scored over the whole split
     whole = run.evaluate()
-    return {"val_loss": whole["val_loss"], "steps": result.step, "tokens": result.tokens,
+    return {"val_loss": whole["loss"], "steps": result.step, "tokens": result.tokens,
             "trained_s": result.elapsed_s, "params": result.num_params}
 
 

@@ -43,7 +43,7 @@ def main() -> None:
                                    progress=False, sample_tokens=0, log=lambda line: None)
             wall = time.perf_counter() - start
             whole = tinygpt.load(out, checkpoint="latest").evaluate()  # the final weights
-            whole_loss = whole["val_loss"]  # named so for every split; here the whole text
+            whole_loss = whole["loss"]  # here the whole text (split "train")
             runs.append({"scale": scale, "seed": seed, "train_loss": result.train_loss,
                          "whole_text_loss": whole_loss, "wall_s": round(wall, 2)})
             print(f"{scale:>9} seed {seed}: train loss {result.train_loss:.4f}, whole text {whole_loss:.4f}, "

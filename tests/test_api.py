@@ -53,11 +53,11 @@ def test_load_then_generate(rhyme_run):
 
 def test_load_then_evaluate(char_run, rhyme_run):
     result = tinygpt.load(char_run).evaluate()
-    assert set(result) == {"split", "val_loss", "tokens", "characters", "bits_per_char", "perplexity"}
+    assert set(result) == {"split", "loss", "tokens", "characters", "bits_per_char", "perplexity"}
     assert result["split"] == "val" and result["tokens"] == result["characters"] == 135
-    assert result["perplexity"] == pytest.approx(2.718281828 ** result["val_loss"], rel=1e-5)
+    assert result["perplexity"] == pytest.approx(2.718281828 ** result["loss"], rel=1e-5)
     rhyme = tinygpt.load(rhyme_run.out_dir).evaluate()
-    assert rhyme["split"] == "train" and rhyme["tokens"] == 105 and rhyme["val_loss"] < 0.5
+    assert rhyme["split"] == "train" and rhyme["tokens"] == 105 and rhyme["loss"] < 0.5
 
 
 def test_evaluate_on_another_file(char_run, tiny_corpus):

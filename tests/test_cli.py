@@ -250,8 +250,8 @@ def test_eval_json_is_one_deterministic_object(capsys, char_run):
     assert len(out.strip().splitlines()) == 1
     result = json.loads(out)
     assert result["split"] == "val" and result["tokens"] == 135
-    assert 0 < result["val_loss"] < 4 and result["bits_per_char"] == pytest.approx(
-        result["val_loss"] * result["tokens"] / result["characters"] / 0.6931471805599453)
+    assert 0 < result["loss"] < 4 and result["bits_per_char"] == pytest.approx(
+        result["loss"] * result["tokens"] / result["characters"] / 0.6931471805599453)
     assert json.loads(run_cli(capsys, "eval", char_run, "--json")[1]) == result
 
 

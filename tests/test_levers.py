@@ -254,15 +254,53 @@ def test_capped_evaluations_during_training_and_a_whole_split_pass_at_the_end(sh
     result = tinygpt.train(data="shakespeare", out=str(tmp_path / "run"), max_iters=4, eval_interval=2,
                            eval_max_tokens=1000, n_layer=1, n_head=2, n_embd=16, block_size=32, batch_size=4,
                            threads=1, progress=False, sample_tokens=0, log=messages.append)
-    assert ("note: the validation split has 111,540 tokens: evaluations during training score its first 1,000 "
+    assert ("note: the validation split has 111,540 tokens: evaluations during training score its first 992 "
             "(--eval-max-tokens), the final one all of them (a lower --val-fraction shortens it)") in messages
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4, 4]  # the last step again, over the whole split
     whole = tinygpt.load(tmp_path / "run").evaluate()
     assert whole["tokens"] == 111_539  # every validation token but the first
-    assert result.val_loss == pytest.approx(whole["val_loss"], abs=1e-5)
-    assert result.best_val_loss == pytest.approx(whole["val_loss"], abs=1e-5)
+    assert result.val_loss == pytest.approx(whole["loss"], abs=1e-5)
+    assert result.best_val_loss == pytest.approx(whole["loss"], abs=1e-5)
     assert records[-2]["val_loss"] != records[-1]["val_loss"]  # the capped pass saw 992 tokens (31 windows)
+
+
+def test_the_final_evaluation_of_a_long_split_scores_a_fixed_subset_and_says_so(shakespeare_file, tmp_path, capsys):
+    messages = []
+    settings = dict(data="shakespeare", max_iters=2, eval_interval=2, eval_max_tokens=1000, final_eval_tokens=4096,
+                    n_layer=1, n_head=2, n_embd=16, block_size=32, batch_size=4, threads=1, progress=False,
+                    sample_tokens=0)
+    result = tinygpt.train(out=str(tmp_path / "run"), log=messages.append, **settings)
+    assert ("note: the validation split has 111,540 tokens: evaluations during training score its first 992 "
+            "(--eval-max-tokens), the final one 4,096: those and a fixed subset of the rest's windows "
+            "(--final-eval-tokens; 0 = all)") in messages
+    banner = next(m for m in messages if m.startswith("tinygpt "))
+    assert "111,540 val tokens (the final evaluation scores a fixed 4,096 of them)" in banner
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2, 2]
+    # `tinygpt eval --max-tokens` scores the same windows; the whole split is another number.
+    run = tinygpt.load(tmp_path / "run")
+    subset = run.evaluate(max_tokens=4096)
+    assert subset["tokens"] == 4096 and subset["loss"] == pytest.approx(result.val_loss, abs=1e-6)
+    assert run.evaluate(max_tokens=4096) == subset  # deterministic
+    assert run.evaluate()["tokens"] == 111_539
+    # Another run on the same split (another seed) is scored on the same windows.
+    again = tinygpt.train(out=str(tmp_path / "again"), **{**settings, "seed": 7})
+    assert tinygpt.load(again.out_dir).evaluate(max_tokens=4096)["loss"] == pytest.approx(again.val_loss, abs=1e-6)
+
+
+def test_a_subset_of_a_pass_keeps_the_first_windows_and_a_seeded_draw_of_the_rest():
+    from tinygpt.data import pass_windows, subset_windows
+
+    whole = pass_windows(10_001, 16)
+    assert sum(n for _, n in whole) == 10_000 and whole[-1] == (9_984, 16)
+    assert subset_windows(10_001, 16, 0, 0) == whole == subset_windows(10_001, 16, 64, 20_000)
+    chosen = subset_windows(10_001, 16, 64, 1_024)
+    assert chosen[:4] == whole[:4] and sum(n for _, n in chosen) == 1_024
+    starts = [s for s, _ in chosen]
+    assert starts == sorted(set(starts)) and all(s % 16 == 0 and s + 16 <= 10_000 for s in starts)
+    assert chosen == subset_windows(10_001, 16, 64, 1_024)  # the same every time
+    assert starts[-1] > 5_000  # drawn from the whole rest of the split, not its start
 
 
 # ---- the presets ---------------------------------------------------------------------------------------

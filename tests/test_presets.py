@@ -238,7 +238,7 @@ def test_a_run_trained_on_one_path_loads_into_the_other(trained_on, loaded_on, t
         a, _ = same.model(idx)
         b, _ = moved.model(idx)
     assert (a - b).abs().max().item() < 1e-5
-    assert same.evaluate()["val_loss"] == pytest.approx(moved.evaluate()["val_loss"], abs=1e-5)
+    assert same.evaluate()["loss"] == pytest.approx(moved.evaluate()["loss"], abs=1e-5)
 
 
 def test_loading_refuses_a_norm_switch_that_would_change_the_function(tmp_path):

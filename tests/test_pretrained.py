@@ -102,10 +102,10 @@ def test_an_imported_run_samples_evaluates_on_a_file_and_fine_tunes(tmp_path, mo
     assert "has no training text of its own (it was imported); evaluate it on a file with --data FILE" in \
         capsys.readouterr().err
     (tmp_path / "text.txt").write_text(rhyme_text() * 4, encoding="utf-8")
-    before = tinygpt.load("runs/gpt2").evaluate(data="text.txt")["val_loss"]
+    before = tinygpt.load("runs/gpt2").evaluate(data="text.txt")["loss"]
     result = tinygpt.train(init_from="runs/gpt2", data="text.txt", out="runs/tuned", max_iters=20, eval_interval=20,
                            warmup_iters=0, lr=3e-3, batch_size=4, threads=1, progress=False, sample_tokens=0)
-    after = tinygpt.load(result.out_dir).evaluate(data="text.txt")["val_loss"]
+    after = tinygpt.load(result.out_dir).evaluate(data="text.txt")["loss"]
     assert after < before - 0.5  # random GPT-2 weights learn the rhyme
 
 

@@ -278,8 +278,8 @@ def test_a_reward_run_loads_and_scores_the_chosen_reply_higher(reward_run):
 def test_eval_on_a_reward_run_reports_its_held_out_pairwise_accuracy(capsys, reward_run, tmp_path):
     best = min(RunDir(reward_run).read_metrics(), key=lambda r: r["val_loss"])
     result = tinygpt.load(reward_run).evaluate()
-    assert result == {"split": "val", "val_loss": pytest.approx(best["val_loss"], rel=1e-6),
-                      "val_accuracy": best["val_accuracy"], "pairs": 10}
+    assert result == {"split": "val", "loss": pytest.approx(best["val_loss"], rel=1e-6),
+                      "accuracy": best["val_accuracy"], "pairs": 10}
     assert main(["eval", str(reward_run)]) == 0
     assert capsys.readouterr().out == (f"val accuracy {best['val_accuracy']:.4f} over 10 preference pairs (the share "
                                        f"whose chosen reply scores higher); loss {best['val_loss']:.4f}\n")
@@ -288,7 +288,7 @@ def test_eval_on_a_reward_run_reports_its_held_out_pairwise_accuracy(capsys, rew
                           {"prompt": "to ", "chosen": "lamb see", "rejected": "snow see"})
     assert main(["eval", str(reward_run), "--data", str(flipped), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert (result["split"], result["pairs"], result["val_accuracy"]) == ("all", 2, 0.5)
+    assert (result["split"], result["pairs"], result["accuracy"]) == ("all", 2, 0.5)
 
 
 def test_eval_on_an_sft_run_reports_the_assistant_token_loss_on_its_held_out_conversations(capsys, char_run, tmp_path):
@@ -300,10 +300,10 @@ def test_eval_on_an_sft_run_reports_the_assistant_token_loss_on_its_held_out_con
     report = json.loads(capsys.readouterr().out)
     # The last 2 conversations are held out: "had a" and "was", each with its <|end|>: 6 + 4 targets.
     assert (report["split"], report["conversations"], report["tokens"]) == ("val", 2, 10)
-    assert report["val_loss"] == pytest.approx(result.best_val_loss, rel=1e-6)
-    assert report["perplexity"] == pytest.approx(math.exp(report["val_loss"]))
+    assert report["loss"] == pytest.approx(result.best_val_loss, rel=1e-6)
+    assert report["perplexity"] == pytest.approx(math.exp(report["loss"]))
     assert main(["eval", str(result.out_dir)]) == 0
-    assert capsys.readouterr().out == (f"val loss {report['val_loss']:.4f} over 10 assistant tokens in 2 "
+    assert capsys.readouterr().out == (f"val loss {report['loss']:.4f} over 10 assistant tokens in 2 "
                                        f"conversations; perplexity {report['perplexity']:.2f}\n")
     one = write_jsonl(tmp_path / "one.jsonl", {"prompt": "mary", "completion": "had a"})
     assert tinygpt.load(result.out_dir).evaluate(str(one))["tokens"] == 6

@@ -223,7 +223,7 @@ def test_translate_reads_sources_from_stdin_one_per_line(dates_run, monkeypatch,
 def test_eval_reports_target_loss_bits_per_character_and_exact_match(dates_run):
     result = tinygpt.load(dates_run.out_dir).evaluate()
     assert result["split"] == "val" and result["pairs"] == 500
-    assert result["val_loss"] == pytest.approx(dates_run.best_val_loss, rel=1e-4)
+    assert result["loss"] == pytest.approx(dates_run.best_val_loss, rel=1e-4)
     assert 0 < result["bits_per_char"] < 1.0 and 0.0 <= result["exact_match"] <= 100.0
 
 

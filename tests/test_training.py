@@ -101,7 +101,7 @@ def test_loading_and_resuming_never_unpickle(char_run, copy_run, monkeypatch):
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     assert tinygpt.load(char_run).generate("mary", max_new_tokens=5, seed=0)
-    assert tinygpt.load(char_run, checkpoint="latest").evaluate()["val_loss"] > 0
+    assert tinygpt.load(char_run, checkpoint="latest").evaluate()["loss"] > 0
     run = copy_run(char_run)
     assert tinygpt.train(resume=str(run), max_iters=42).step == 42
 
@@ -111,7 +111,7 @@ def test_eval_of_the_saved_model_equals_the_best_validation_loss_of_training(cha
     best = min(r["val_loss"] for r in records)
     result = tinygpt.load(char_run).evaluate()
     assert result["split"] == "val" and result["tokens"] == 136 - 1  # the last 10%: every token but the first
-    assert result["val_loss"] == pytest.approx(best, abs=1e-5)
+    assert result["loss"] == pytest.approx(best, abs=1e-5)
 
 
 # ---- resume equals uninterrupted ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     run = tinygpt.load("runs/rhyme")
     print(run.generate("mary", max_new_tokens=12))
-    print(run.evaluate()["val_loss"])
+    print(run.evaluate()["loss"])
     print(run.chat([{"role": "user", "content": "hi"}]))     # a run fine-tuned by `tinygpt sft`
 """
 
@@ -216,11 +216,15 @@ class Run:
                 stream(piece)
         return "".join(pieces)
 
-    def evaluate(self, data: str | None = None, batch_size: int = 64) -> dict:
-        """Exact loss over the whole validation split (or over all of `data` if given)."""
+    def evaluate(self, data: str | None = None, batch_size: int = 64, max_tokens: int = 0, log=None) -> dict:
+        """What `tinygpt eval` reports: for a language model, {"split", "loss", "tokens", "characters",
+        "bits_per_char", "perplexity"}, an exact pass over the whole validation split ("val"; "train" for a
+        run that held none out; "all" of `data` if given). max_tokens: a fixed subset of at most that many
+        tokens instead (what training's final evaluation scores of a long split). log(line): told how long a
+        long pass will take."""
         from .training.evaluation import evaluate_run
 
-        return evaluate_run(self, data, batch_size)
+        return evaluate_run(self, data, batch_size, max_tokens, log)
 
 
 def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", attention: str | None = None,

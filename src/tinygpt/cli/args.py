@@ -123,11 +123,15 @@ def not_here(command: str | None, flag: str) -> str:
     from ..config import ALL_FIELDS
     from ..config.resolve import accepted_settings
 
+    from ..config.resolve import WRITES_TEXT
+
     name = flag.lstrip("-").replace("-", "_")
-    if command in ("sft", "reward", "rl") and name in ALL_FIELDS and name not in accepted_settings(command):
-        return (f"{flag} is not a setting of `tinygpt {command}`: the model's shape and tokenizer come from the run "
-                "it starts from")
-    return ""
+    if command not in ("sft", "reward", "rl") or name not in ALL_FIELDS or name in accepted_settings(command):
+        return ""
+    if name in WRITES_TEXT:
+        return f"a reward model scores text and writes none; leave out {flag}"
+    return (f"{flag} is not a setting of `tinygpt {command}`: the model's shape and tokenizer come from the run it "
+            "starts from")
 
 
 def unknown_arguments(parser, command: str | None, unknown: list[str]) -> str:

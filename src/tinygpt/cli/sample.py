@@ -30,6 +30,9 @@ def add_parsers(sub):
     add_run(p)
     p.add_argument("--data", default=None, help="evaluate on all of this file instead (conversations for an sft "
                    "run, preference pairs for a reward run)")
+    p.add_argument("--max-tokens", type=int, default=0, metavar="N", help="a language model: score a fixed subset "
+                   "of at most N tokens, the one a training run's final evaluation scores (default: 0 = all; a "
+                   "pass that will take long says so when it starts)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_loading(p)
     p.set_defaults(func=evaluate)
@@ -69,28 +72,30 @@ def evaluate(args) -> int:
     from ..run import load
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
-    result = run.evaluate(data=args.data)
+    if args.max_tokens < 0:
+        raise TinyGPTError(f"--max-tokens must be 0 (all) or more, got {args.max_tokens}")
+    result = run.evaluate(data=args.data, max_tokens=args.max_tokens, log=lambda line: print(line, file=sys.stderr))
     verb = run.config.data.get("verb", "train")  # what kind of run, so what was measured
     arch = run.model_config.arch
     if args.json:
         print(json.dumps(result))
     elif arch == "encoder-decoder":
-        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} target tokens of "
+        print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} target tokens of "
               f"{result['pairs']:,} pairs; {result['bits_per_char']:.4f} bits per target character; "
               f"exact match {result['exact_match']:.1f}% (greedy)")
     elif arch == "encoder":
-        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} hidden tokens; "
+        print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} hidden tokens; "
               f"perplexity {result['perplexity']:.2f}")
     elif verb == "reward":
-        print(f"{result['split']} accuracy {result['val_accuracy']:.4f} over {result['pairs']:,} preference pairs "
-              f"(the share whose chosen reply scores higher); loss {result['val_loss']:.4f}")
+        print(f"{result['split']} accuracy {result['accuracy']:.4f} over {result['pairs']:,} preference pairs "
+              f"(the share whose chosen reply scores higher); loss {result['loss']:.4f}")
     elif verb == "sft":
-        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} assistant tokens in "
+        print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} assistant tokens in "
               f"{result['conversations']:,} conversations; perplexity {result['perplexity']:.2f}")
     elif verb == "rl":
         print(f"{result['split']} reward {result['reward']:.4f} (mean over {result['prompts']:,} greedy replies, "
               f"{result['reply_tokens']:.1f} tokens each, scored by {result['reward_spec']})")
     else:
-        print(f"{result['split']} loss {result['val_loss']:.4f} over {result['tokens']:,} tokens; "
+        print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} tokens; "
               f"{result['bits_per_char']:.4f} bits per character; perplexity {result['perplexity']:.2f}")
     return 0

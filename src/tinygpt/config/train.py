@@ -75,8 +75,12 @@ class TrainConfig:
     eval_iters: int = _setting(
         0, "estimate losses from this many random batches; 0 = one exact pass over each split")
     eval_max_tokens: int = _setting(
-        131072, "exact pass: periodic evaluations score at most this many tokens of each split (0 = all; "
-        "tiny Shakespeare's 111,539 fit); the final evaluation and `tinygpt eval` score the whole validation split")
+        131072, "exact pass: periodic evaluations score at most this many tokens of each split, its first ones "
+        "(0 = all; tiny Shakespeare's 111,539 fit)")
+    final_eval_tokens: int = _setting(
+        262144, "exact pass: the final evaluation scores at most this many validation tokens: the whole split when "
+        "it is no longer, else the periodic evaluations' tokens and a fixed subset of the rest's windows, the same "
+        "for every run on that split (0 = the whole split however long; `tinygpt eval` scores it whole)")
     log_interval: int = _setting(10, "update the progress bar every this many steps")
     sample_tokens: int = _setting(100, "after training, print samples of this many tokens (0 = none)")
     num_samples: int = _setting(2, "how many samples to print after training")
@@ -94,8 +98,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise TinyGPTError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "eval_iters", "eval_max_tokens", "sample_tokens",
-                     "num_samples", "threads", "plot_every"):
+        for name in ("max_iters", "warmup_iters", "eval_iters", "eval_max_tokens", "final_eval_tokens",
+                     "sample_tokens", "num_samples", "threads", "plot_every"):
             if getattr(self, name) < 0:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip", "muon_lr"):

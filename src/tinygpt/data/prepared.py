@@ -3,7 +3,7 @@
     prepared = prepare("big.txt", "data/big", tokenizer="bpe", vocab_size=8192)   # tinygpt prepare
     prepared = PreparedData.open("data/big")        # None for anything that is not a prepared folder
     train = prepared.train_tokens()                 # (N_train,) ids of train.bin, read a window at a time
-    val = prepared.val_tokens()                     # (N_val,), read whole: it is small
+    val = prepared.val_tokens()                     # (N_val,), read whole (whole=False: a window at a time)
 
 A prepared folder holds
 - `train.bin` and `val.bin`: the token ids one after another, little-endian uint16 (uint32 for a
@@ -97,8 +97,11 @@ class PreparedData:
         """(N_train,) ids of train.bin, read where a batch asks: nothing of the file stays in memory."""
         return TokenFile(self.path / "train.bin", self.meta["dtype"])
 
-    def val_tokens(self) -> torch.Tensor:
-        """(N_val,) ids read into memory: the split is scored whole, again and again."""
+    def val_tokens(self, whole: bool = True) -> torch.Tensor | TokenFile:
+        """(N_val,) ids of val.bin: read into memory, or (whole=False) read a window at a time as evaluations
+        ask, so that memory does not grow with the split."""
+        if not whole:
+            return TokenFile(self.path / "val.bin", self.meta["dtype"])
         return torch.from_numpy(np.fromfile(self.path / "val.bin", dtype=self.meta["dtype"]))
 
     def describe(self) -> dict:

@@ -133,4 +133,4 @@ def evaluate_masked_run(run, data: str | None = None) -> dict:
     total, count = masked_loss(run.model, tokens, block, run.tokenizer.token_to_id(MASK), cfg.mask_fraction,
                                cfg.seed + 1, Runtime.local(run.device))
     loss = total / max(count, 1)
-    return {"split": split, "val_loss": loss, "tokens": count, "perplexity": math.exp(loss)}
+    return {"split": split, "loss": loss, "tokens": count, "perplexity": math.exp(loss)}

@@ -21,7 +21,18 @@ import torch
 
 from ..config import TrainConfig
 from ..convert.hub import hub_name
-from ..data import PreparedData, describe_corpus, encode_corpus, fit_context, random_batch, read_corpus, split_ids
+from ..data import (
+    PreparedData,
+    describe_corpus,
+    encode_corpus,
+    first_tokens,
+    fit_context,
+    pass_windows,
+    random_batch,
+    read_corpus,
+    split_ids,
+    subset_windows,
+)
 from ..errors import TinyGPTError
 from ..rundir import RunDir
 from ..tokenizers import train_tokenizer
@@ -207,6 +218,7 @@ class LanguageModeling(Objective):
         self.notes = notes
         self.has_validation = val is not None
         self.tokens_per_batch = cfg.batch_size * block_size
+        self.notes = [*notes, *self.evaluation_notes()]
 
     @classmethod
     def prepare(cls, cfg: TrainConfig, block_size: int, run: RunDir, resume: bool, log,
@@ -228,11 +240,6 @@ class LanguageModeling(Objective):
             raise TinyGPTError(f"{cfg.data} is too short for the context of {cfg.init_from}'s model "
                                f"({block_size} tokens); fine-tune on a longer text")
         notes = list(splits.notes)
-        cap = cfg.eval_max_tokens
-        if cfg.eval_iters == 0 and cap and splits.val is not None and len(splits.val) > cap:
-            notes.append(f"the validation split has {len(splits.val):,} tokens: evaluations during training score "
-                         f"its first {cap:,} (--eval-max-tokens), the final one all of them "
-                         "(a lower --val-fraction shortens it)")
         info.update(train_tokens=len(splits.train), val_tokens=0 if splits.val is None else len(splits.val),
                     notes=splits.notes)
         return cls(cfg, tokenizer, splits.train, splits.val, splits.block_size, info, notes)
@@ -252,7 +259,7 @@ class LanguageModeling(Objective):
         if saved_sha256 is not None and info["sha256"] != saved_sha256:
             raise TinyGPTError(f"the prepared data ({cfg.data}) changed since this run started; "
                                "resume with the same data or start a new run")
-        train, val = prepared.train_tokens(), prepared.val_tokens()  # (N_train,) on disk, (N_val,) in memory
+        train, val = prepared.train_tokens(), prepared.val_tokens(whole=False)  # (N_train,), (N_val,): both on disk
         fitted, notes = fit_context(len(train), len(val), block_size, cfg.eval_iters > 0)
         if fixed_context and fitted != block_size:
             raise TinyGPTError(f"{cfg.data} is too short for the context of {cfg.init_from}'s model "
@@ -263,7 +270,29 @@ class LanguageModeling(Objective):
     def describe(self) -> str:
         d = self.data_info
         where = " (prepared: train.bin read from disk)" if d.get("prepared") else ""
-        return f"data {d['name']}{where}: {d['train_tokens']:,} train / {d['val_tokens']:,} val tokens"
+        final = self.final_tokens()
+        subset = f" (the final evaluation scores a fixed {final:,} of them)" if final < d["val_tokens"] - 1 else ""
+        return f"data {d['name']}{where}: {d['train_tokens']:,} train / {d['val_tokens']:,} val tokens{subset}"
+
+    def evaluation_notes(self) -> list[str]:
+        """What the evaluations of a long validation split score, said before training starts."""
+        if self.cfg.eval_iters or self.val_data is None or not self.val_cap():
+            return []
+        n, first, final = len(self.val_data), self.val_cap(), self.final_tokens()
+        last = (f"the final one {final:,}: those and a fixed subset of the rest's windows (--final-eval-tokens; 0 = "
+                "all)" if final < n - 1 else "the final one all of them (a lower --val-fraction shortens it)")
+        return [f"the validation split has {n:,} tokens: evaluations during training score its first {first:,} "
+                f"(--eval-max-tokens), {last}"]
+
+    def final_windows(self) -> list[tuple[int, int]]:
+        """The windows of the validation split that the final evaluation scores (exact passes)."""
+        return subset_windows(len(self.val_data), self.block_size, self.val_cap(), self.cfg.final_eval_tokens)
+
+    def final_tokens(self) -> int:
+        """How many validation tokens the final evaluation scores."""
+        if self.val_data is None or self.cfg.eval_iters:
+            return 0 if self.val_data is None else len(self.val_data) - 1
+        return sum(length for _, length in self.final_windows())
 
     def batch(self, generator):
         return random_batch(self.train_data, self.cfg.batch_size, self.block_size, generator)  # x, y: (B, T)
@@ -276,10 +305,9 @@ class LanguageModeling(Objective):
 
         A multiple of block_size, so the capped windows are exactly the first windows of a whole pass.
         """
-        cap = self.cfg.eval_max_tokens
-        if self.cfg.eval_iters or not cap or self.val_data is None or cap >= len(self.val_data) - 1:
+        if self.cfg.eval_iters or self.val_data is None:
             return 0
-        return max(self.block_size, cap // self.block_size * self.block_size)
+        return first_tokens(len(self.val_data), self.block_size, self.cfg.eval_max_tokens)
 
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
         """Train and validation loss: exact passes (eval_iters 0) or averages of random batches.
@@ -313,10 +341,11 @@ class LanguageModeling(Objective):
                                           autocast=runtime.autocast, shard=shard,
                                           lockstep=runtime.dist.lockstep)
                 if split == "val" and cap and final:
-                    # The rest of the split, in the same windows a whole pass would use.
-                    rest, rest_count = split_loss(model, data[cap:], block, runtime.device, windows,
+                    # The rest of the split (or the fixed subset of it), in the windows a whole pass would use.
+                    rest_windows = self.final_windows()[len(pass_windows(len(data), block, cap)):]
+                    rest, rest_count = split_loss(model, data, block, runtime.device, windows,
                                                   autocast=runtime.autocast, shard=shard,
-                                                  lockstep=runtime.dist.lockstep)
+                                                  lockstep=runtime.dist.lockstep, windows=rest_windows)
                     head, head_count = ddp.sum_across(runtime.dist, total, count)
                     capped = head / head_count
                     total, count = total + rest, count + rest_count
@@ -325,7 +354,7 @@ class LanguageModeling(Objective):
             losses[f"{split}_loss"] = total / count
         score = losses["val_loss"] if losses["val_loss"] is not None else losses["train_loss"]
         cap = self.val_cap()
-        # The final evaluation scores the rest of the validation split too: predict what it costs.
-        rest = 0 if final or not cap else (len(self.val_data) - 1 - cap) / runtime.dist.world_size
+        # The final evaluation scores the rest of the validation split (or a subset) too: predict what it costs.
+        rest = 0 if final or not cap else (self.final_tokens() - cap) / runtime.dist.world_size
         return Evaluation(losses, capped if capped is not None else score, whole=not cap or final,
                           final_cost=1 + rest / max(scored, 1))

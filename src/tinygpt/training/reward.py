@@ -276,4 +276,4 @@ def evaluate_reward_run(run, data: str | None = None) -> dict:
         split, picked = ("all" if data is not None else "train"), torch.arange(objective.n_train)
     runtime = Runtime.local(run.device)
     total, right, count = objective.pair_results(run.model, picked, runtime)
-    return {"split": split, "val_loss": total / count, "val_accuracy": right / count, "pairs": count}
+    return {"split": split, "loss": total / count, "accuracy": right / count, "pairs": count}

@@ -207,7 +207,7 @@ def evaluate_translation_run(run, data: str | None = None, exact: bool = True) -
     rows = encode_pairs(run.tokenizer, chosen, run.model_config.block_size, source_tokenizer)
     total, count = target_loss(run.model, rows, Runtime.local(run.device))
     chars = sum(len(p.target) + 1 for p in chosen)  # each target's characters and its end
-    result = {"split": split, "val_loss": total / count, "tokens": count, "pairs": len(chosen), "characters": chars,
+    result = {"split": split, "loss": total / count, "tokens": count, "pairs": len(chosen), "characters": chars,
               "bits_per_char": bits_per_char(total, chars), "perplexity": math.exp(total / count)}
     if exact:
         from ..demo.translation import exact_match

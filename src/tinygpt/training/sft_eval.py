@@ -34,4 +34,4 @@ def evaluate_sft_run(run, data: str | None = None) -> dict:
     runtime = Runtime.local(run.device)
     total, count = reply_loss(run.model, x, y, runtime)
     loss = total / count
-    return {"split": split, "val_loss": loss, "tokens": count, "conversations": len(x), "perplexity": math.exp(loss)}
+    return {"split": split, "loss": loss, "tokens": count, "conversations": len(x), "perplexity": math.exp(loss)}
