@@ -121,9 +121,7 @@ def given_settings(args) -> dict:
 def not_here(command: str | None, flag: str) -> str:
     """Why a setting's flag is not one of `command`'s (a fine-tuning verb), or ''."""
     from ..config import ALL_FIELDS
-    from ..config.resolve import accepted_settings
-
-    from ..config.resolve import WRITES_TEXT
+    from ..config.resolve import WRITES_TEXT, accepted_settings
 
     name = flag.lstrip("-").replace("-", "_")
     if command not in ("sft", "reward", "rl") or name not in ALL_FIELDS or name in accepted_settings(command):
