@@ -68,8 +68,15 @@ def test_a_preference_pair_chooses_the_answer_sentence_over_the_reply_given():
 def test_the_quick_demo_runs_every_stage_and_writes_results(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "assistant", "--quick", "--out", str(out), "--seed", "1"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     results = json.loads((out / "results.json").read_text())
+    # Each stage says what it does, shows its progress as training does, and what it reached.
+    for number, stage in enumerate(("base", "sft", "reward", "rl"), start=1):
+        assert f"stage {number}/4, {stage}: " in printed
+        assert f"  {stage}: " in printed
+    for verb in ("train", "sft", "reward", "rl"):
+        assert f"{verb}: 100%" in captured.err, verb
     for stage in ("base", "sft", "rl"):
         assert 0.0 <= results[stage]["score"] <= 100.0 and results[stage]["seconds"] > 0
         assert f"{results[stage]['score']:.1f}" in printed

@@ -116,7 +116,10 @@ def test_two_nodes_of_one_process_each_match_one_process(tmp_path, corpus):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    auto = [a for a in ARGS if a not in ("--threads", "1")]  # the default: this node's cores
+    # The default thread count: this node's cores, for a model whose steps are big enough that the rule
+    # (devices.choose_threads) gives it more than one thread.
+    auto = [a for a in ARGS if a not in ("--threads", "1")]
+    auto[auto.index("--n-embd") + 1], auto[auto.index("--block-size") + 1] = "256", "32"
     args = [a.format(data=corpus) for a in auto] + ["--out", str(tmp_path / "two")]
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                                f"--node-rank={k}", "--master-addr=127.0.0.1", f"--master-port={port}", "-m",

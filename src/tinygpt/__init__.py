@@ -19,10 +19,18 @@
     tinygpt.load("runs/dates").translate("1987-11-05")                           # '5 november 1987'
 """
 
-__version__ = "0.1.0"
+from .errors import TinyGPTError
+from .version import __version__
 
-from .errors import TinyGPTError  # noqa: E402
-from .run import Run, load  # noqa: E402
+
+def __getattr__(name: str):
+    """`tinygpt.Run` and `tinygpt.load` import PyTorch when first asked for, so that `import tinygpt` (and
+    `tinygpt --version`, `--help`) does not."""
+    if name in ("Run", "load"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'tinygpt' has no attribute {name!r}")
 
 
 def train(preset: str = "", config: str = "", out: str = "", resume: str = "", log=None, on_step=None,

@@ -22,7 +22,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
 from .checkpoint import (
     append_metrics,
     atomic_write_bytes,
@@ -36,6 +35,7 @@ from .checkpoint import (
 )
 from .config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
 from .errors import TinyGPTError
+from .version import __version__
 
 CHECKPOINTS = ("latest", "best")
 

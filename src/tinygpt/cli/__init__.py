@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import TinyGPTError
+from ..errors import TinyGPTError, TrainingInterrupted
 from . import chat, data, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
 from .args import Parser, require_run, unknown_arguments
 
@@ -51,7 +51,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> Parser:
-    from .. import __version__
+    from ..version import __version__
 
     parser = Parser(prog="tinygpt", description="Train small GPT language models from scratch, sample them, "
                     "evaluate them, and look inside.")
@@ -74,8 +74,6 @@ def build_parser() -> Parser:
 
 def main(argv=None) -> int:
     """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 130 when interrupted."""
-    from ..training import TrainingInterrupted
-
     try:
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)

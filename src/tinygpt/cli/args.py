@@ -41,7 +41,7 @@ def add_run(parser, optional: bool = False, kind: str = "any"):
         parser.add_argument("run", metavar="RUN", nargs="?", default=None, help=f"run directory ({DEFAULT_RUN})")
     else:
         parser.add_argument("run", metavar="RUN", help=f"run directory written by `{made_by}`")
-    parser.set_defaults(make_run=make)
+        parser.set_defaults(make_run=make)
 
 
 def require_run(args):
@@ -91,7 +91,7 @@ def add_settings(parser, verb: str = "train"):
     every model and training setting for train; the fine-tuning verbs take their model and tokenizer from
     the run they start from, so they list only the settings they may change."""
     from ..config import ALL_FIELDS, MODEL_FIELDS
-    from ..config.resolve import accepted_settings
+    from ..config.layers import accepted_settings
 
     accepted = accepted_settings(verb)
     groups = {"model": parser.add_argument_group("model settings"),
@@ -121,7 +121,7 @@ def given_settings(args) -> dict:
 def not_here(command: str | None, flag: str) -> str:
     """Why a setting's flag is not one of `command`'s (a fine-tuning verb), or ''."""
     from ..config import ALL_FIELDS
-    from ..config.resolve import WRITES_TEXT, accepted_settings
+    from ..config.layers import WRITES_TEXT, accepted_settings
 
     name = flag.lstrip("-").replace("-", "_")
     if command not in ("sft", "reward", "rl") or name not in ALL_FIELDS or name in accepted_settings(command):

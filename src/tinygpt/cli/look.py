@@ -156,6 +156,11 @@ def _model_to_count(args):
     from ..tokenizers import train_tokenizer
 
     model_cfg, train_cfg, _, _ = resolve(args.preset)
+    if train_cfg.data == "shakespeare" and train_cfg.tokenizer == "char":  # known: no need to read the text
+        from ..data.corpus import SHAKESPEARE_CHAR_VOCAB, SHAKESPEARE_CHARACTERS
+
+        model_cfg.vocab_size = SHAKESPEARE_CHAR_VOCAB
+        return f"preset {args.preset}", model_cfg, train_cfg, SHAKESPEARE_CHARACTERS
     text = read_corpus(train_cfg.data, train_cfg.tokenizer, train_cfg.sentence_end)
     tokenizer = train_tokenizer(train_cfg.tokenizer, text, train_cfg.vocab_size, train_cfg.sentence_end)
     model_cfg.vocab_size = tokenizer.vocab_size

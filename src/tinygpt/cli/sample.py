@@ -98,4 +98,11 @@ def evaluate(args) -> int:
     else:
         print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} tokens; "
               f"{result['bits_per_char']:.4f} bits per character; perplexity {result['perplexity']:.2f}")
+        cfg = run.config.train
+        if cfg.eval_iters and args.data is None and not args.max_tokens:
+            block = run.model_config.block_size
+            print(f"note: training logged another number, the mean loss of {cfg.eval_iters} random batches of "
+                  f"windows; this pass scores each token once, in the window it falls in (tokens 0-{block - 1}, "
+                  f"{block}-{2 * block - 1}, ...), and on a short text what a token sees before it depends on where "
+                  "the windows fall")
     return 0

@@ -22,6 +22,22 @@ TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # `vocab_size` as a user setting means the BPE target; the model's is derived from the tokenizer.
 ALL_FIELDS = {**MODEL_FIELDS, **TRAIN_FIELDS}
 
+# Model settings a fine-tuning run may change: they leave the trained function as it is.
+FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
+# Training settings that the run a fine-tuning verb (sft, reward, rl) starts from fixes (its tokenizer, how
+# its text was marked up), or that belong to another objective.
+NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from")
+WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
+
+
+def accepted_settings(verb: str) -> set[str]:
+    """The settings `tinygpt VERB` accepts (its flags): all of them for train; for a fine-tuning verb, the
+    training settings it may change and the model settings that leave the function alone."""
+    if verb == "train":
+        return set(ALL_FIELDS)
+    names = {name for name in TRAIN_FIELDS if name not in NOT_FOR_FINE_TUNING} | set(FINE_TUNE_MODEL_CHANGES)
+    return names - set(WRITES_TEXT) if verb == "reward" else names
+
 
 def coerce(name: str, value: Any) -> Any:
     """Convert a value from YAML or the command line to the type of setting `name`."""

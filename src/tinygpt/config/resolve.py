@@ -18,29 +18,12 @@ from pathlib import Path
 from ..data.corpus import corpus_name
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from .layers import ALL_FIELDS, DERIVED, MODEL_FIELDS, TRAIN_FIELDS, build_configs, coerce
+from .layers import DERIVED, FINE_TUNE_MODEL_CHANGES, MODEL_FIELDS, build_configs, coerce
 from .presets import load_preset, load_yaml_settings
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
 FIXED_ON_RESUME = ("data", "tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed",
                    "batch_size", "init_from")
-# Model settings a fine-tuning run may change: they leave the trained function as it is.
-FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
-# Training settings that the run a fine-tuning verb (sft, reward, rl) starts from fixes (its tokenizer, how
-# its text was marked up), or that belong to another objective.
-NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from")
-WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
-
-
-def accepted_settings(verb: str) -> set[str]:
-    """The settings `tinygpt VERB` accepts (its flags): all of them for train; for a fine-tuning verb, the
-    training settings it may change and the model settings that leave the function alone."""
-    if verb == "train":
-        return set(ALL_FIELDS)
-    names = {name for name in TRAIN_FIELDS if name not in NOT_FOR_FINE_TUNING} | set(FINE_TUNE_MODEL_CHANGES)
-    return names - set(WRITES_TEXT) if verb == "reward" else names
-
-
 def resolve(preset: str = "", config_file: str = "", overrides: dict | None = None, resume: str = ""):
     """Settings for a run; returns (model_config, train_config, out_dir, preset_name)."""
     overrides = dict(overrides or {})

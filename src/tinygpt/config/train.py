@@ -47,8 +47,9 @@ class TrainConfig:
         "ddp", "under torchrun: ddp (each process holds the whole model) or fsdp (FSDP2: weights, gradients and "
         "optimizer state sharded across the processes, for a model too big for one GPU)", ("ddp", "fsdp"))
     threads: int = _setting(
-        0, "CPU threads for PyTorch; 0 = one per core, fixed for the run (a resumed run keeps its own), so the "
-        "numbers never depend on the machine's load; on a machine busy with other work, 1 is often faster")
+        0, "CPU threads for PyTorch; 0 = by the model's size: one for a step of under 2 GFLOP, else one per core "
+        "(benchmarks/threads.py), fixed for the run (a resumed run keeps its own), so the numbers never depend on "
+        "the machine's load; on a machine busy with other work, 1 is often faster for mid-sized models too")
     seed: int = _setting(1337, "random seed for initialisation, batches and dropout")
     # Optimisation.
     batch_size: int = _setting(12, "sequences per micro-batch, summed over all processes")

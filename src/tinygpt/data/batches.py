@@ -22,8 +22,8 @@ def read_windows(data, starts: torch.Tensor, length: int) -> tuple[torch.Tensor,
     if hasattr(data, "windows"):  # a TokenFile (prepared.py): one read per window, x and y from it
         w = data.windows(starts, length + 1)  # (B, T + 1)
         return w[:, :-1], w[:, 1:]
-    w = data[starts[:, None] + torch.arange(length + 1)].long()  # (B, T + 1)
-    return w[:, :-1], w[:, 1:]
+    offsets = starts[:, None] + torch.arange(length)  # (B, T)
+    return data[offsets].long(), data[offsets + 1].long()
 
 
 def pass_windows(n_tokens: int, block_size: int, max_tokens: int = 0) -> list[tuple[int, int]]:

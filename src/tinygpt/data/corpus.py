@@ -21,6 +21,8 @@ from ..errors import TinyGPTError
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 SHAKESPEARE_FILE = "tinyshakespeare.txt"
+# What the file with that sha256 holds, for counting a model's parameters without reading (or fetching) it.
+SHAKESPEARE_CHARACTERS, SHAKESPEARE_CHAR_VOCAB = 1_115_394, 65
 
 
 def cache_dir() -> Path:

@@ -32,7 +32,14 @@ import numpy as np
 import torch
 
 from ..errors import TinyGPTError
-from ..tokenizers import CharTokenizer, WordTokenizer, load_tokenizer, mark_sentence_ends, train_tokenizer
+from ..tokenizers import (
+    CharTokenizer,
+    WordTokenizer,
+    bpe_shortfall,
+    load_tokenizer,
+    mark_sentence_ends,
+    train_tokenizer,
+)
 from .sources import line_blocks, stream_text
 
 META = "prepared.json"
@@ -246,8 +253,11 @@ def _build_tokenizer(kind: str, blocks, vocab_size: int, end_token: str, sample:
             if size >= sample:
                 break
         if log is not None:
-            log(f"training a BPE tokenizer of {vocab_size:,} tokens on {size:,} characters")
-        return train_tokenizer("bpe", "".join(taken), vocab_size)
+            log(f"training a BPE tokenizer of up to {vocab_size:,} tokens on {size:,} characters")
+        tokenizer = train_tokenizer("bpe", "".join(taken), vocab_size)
+        if log is not None and (short := bpe_shortfall(vocab_size, tokenizer.vocab_size)):
+            log(f"  {short}")
+        return tokenizer
     return train_tokenizer(kind, "", vocab_size)
 
 

@@ -188,14 +188,18 @@ class Stages:
         self.log_file.flush()
 
     def common(self, name: str) -> dict:
-        return dict(out=str(self.out / name), seed=self.seed, progress=False, sample_tokens=0, threads=self.threads,
+        # The progress bar (steps, loss or reward, time left) shows each stage as training shows a run; the
+        # log lines go to log.txt.
+        return dict(out=str(self.out / name), seed=self.seed, progress=True, sample_tokens=0, threads=self.threads,
                     device="cpu", log=self.quiet)
 
-    def timed(self, name: str, work):
-        self.say(f"{name}...")
+    def timed(self, number: int, name: str, what: str, work, report):
+        """Stage `number` of 4: say what it does, run it, and say what it reached and in how long."""
+        self.say(f"stage {number}/4, {name}: {what}")
         start = time.perf_counter()
         result = work()
         self.times[name] = time.perf_counter() - start
+        self.say(f"  {name}: {report(result)} ({self.times[name]:.1f}s)")
         return result
 
 
@@ -227,6 +231,8 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
 
     def preferences():
         model, chat = load_policy(RunDir(out / "sft")), sft_chat(out / "sft")
+        log(f"  sampling {recipe.samples_per_question} sft replies to each of {len(world.train)} training questions: "
+            "the wrong or malformed ones become preference pairs")
         pairs = sampled_pairs(model, chat, world.train, recipe.samples_per_question, seed)
         pairs += World.near_misses(world.train, recipe.near_misses, seed)
         random.Random(seed).shuffle(pairs)  # the reward run holds out the file's last pairs: a mix of both
@@ -255,10 +261,18 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         graded["kl"] = metrics[-1]["kl"]
         return graded
 
-    base = stages.timed("base", pretrain)
-    sft = stages.timed("sft", supervised)
-    accuracy = stages.timed("reward", preferences)
-    rl = stages.timed("rl", reinforcement)
+    def scored(graded):
+        return f"held-out score {graded['score']:.1f} ({graded['well_formed']:.1f} well formed)"
+
+    steps = {name: getattr(recipe, name)["max_iters"] for name in ("pretrain", "sft", "reward", "rl")}
+    base = stages.timed(1, "base", f"pretrain a GPT on statements of sums, {steps['pretrain']:,} steps", pretrain,
+                        scored)
+    sft = stages.timed(2, "sft", f"fine-tune it to answer questions, {steps['sft']:,} steps", supervised, scored)
+    accuracy = stages.timed(3, "reward", f"train a reward model on preference pairs, {steps['reward']:,} steps",
+                            preferences, lambda a: f"pairwise accuracy {a['test_pairs']['accuracy']:.3f} on "
+                            f"{a['test_pairs']['pairs']} held-out pairs")
+    rl = stages.timed(4, "rl", f"reinforce the sft model against the grader (GRPO), {steps['rl']:,} steps",
+                      reinforcement, scored)
     results = {
         "seed": seed, "quick": quick, "held_out_questions": len(world.held_out),
         "base": {"score": base["score"], "well_formed": base["well_formed"], "seconds": stages.times["base"]},

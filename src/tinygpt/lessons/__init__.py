@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import torch
-
 from ..errors import TinyGPTError
 
 
@@ -52,6 +50,8 @@ def lesson(name: str) -> Lesson:
 
 def as_data(value):
     """A lesson's numbers as plain JSON values: tensors and tuples become (nested) lists."""
+    import torch  # here, not above: `tinygpt lesson --help` lists the lessons without importing PyTorch
+
     if isinstance(value, torch.Tensor):
         return value.tolist()
     if isinstance(value, dict):

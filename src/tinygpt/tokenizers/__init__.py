@@ -25,8 +25,18 @@ from .base import Tokenizer
 from .huggingface import HFTokenizer
 from .simple import MAX_WORDS_SHOWN, CharTokenizer, WordTokenizer, mark_sentence_ends
 
-__all__ = ["MAX_WORDS_SHOWN", "CharTokenizer", "HFTokenizer", "Tokenizer", "WordTokenizer", "load_tokenizer",
+__all__ = ["MAX_WORDS_SHOWN", "CharTokenizer", "HFTokenizer", "Tokenizer", "WordTokenizer", "bpe_shortfall",
+           "load_tokenizer",
            "mark_sentence_ends", "pretrained_tokenizer", "tokenizer_from_json", "train_tokenizer"]
+
+
+def bpe_shortfall(asked: int, got: int) -> str:
+    """Why a BPE tokenizer trained for `asked` tokens has fewer (''): its merges never join two words, so
+    once every word of the text is one token nothing is left to merge."""
+    if got >= asked:
+        return ""
+    return (f"the BPE tokenizer has {got:,} tokens, not the {asked:,} asked for: by then every word of the text "
+            "is one token and nothing is left to merge (a longer or more varied text gives more)")
 
 
 def train_tokenizer(kind: str, text: str, vocab_size: int = 512, end_token: str = "") -> Tokenizer:

@@ -46,18 +46,38 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def choose_threads(threads: int, world_size: int = 1) -> int:
-    """The CPU thread count of a run: `threads`, or (0) the cores shared among the processes.
+def step_work(model: torch.nn.Module, tokens: int) -> float:
+    """The matmul FLOPs of one optimizer step over `tokens` tokens, forward and backward: 6 per weight of
+    every linear layer (the head included, the embedding lookups not) per token, plus attention's scores
+    and weighted sums, 12 x n_layer x n_embd x block_size per token (PaLM's and nanoGPT's count)."""
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.config
+    return tokens * (6.0 * weights + 12.0 * cfg.n_layer * cfg.n_embd * cfg.block_size)
 
-    The choice depends on the machine, never on how busy it is at the moment. The number of
-    threads decides how PyTorch splits its sums (a LayerNorm's mean, a bias's gradient), so a
+
+# Below this much work per optimizer step a second thread does not pay on this project's 2-core machine even
+# when nothing else runs (the rhyme model, 0.015 GFLOP: 0.77x; lecture-small, 0.67: 1.00x), and on a busy
+# one it makes every step wait for a core (rhyme: 3.8x slower); from speedrun-cpu's 3.1 GFLOP up it makes
+# a quiet step 1.17-1.63x faster (benchmarks/threads.py, benchmarks/README.md "Threads").
+ONE_THREAD_BELOW = 2.0e9
+
+
+def choose_threads(threads: int, world_size: int = 1, work: float | None = None) -> int:
+    """The CPU thread count of a run: `threads`, or (0) by the rule: one thread for a step of less than
+    ONE_THREAD_BELOW FLOPs of `work` (step_work), else the cores shared among this node's processes.
+
+    The choice depends on the model and the machine, never on how busy it is at the moment. The number
+    of threads decides how PyTorch splits its sums (a LayerNorm's mean, a bias's gradient), so a
     different count gives different last digits, and within a few hundred steps different losses.
-    Earlier versions probed the cores and dropped to one thread when other work kept them busy;
-    that made the same command give different numbers under load. What the fixed choice costs on
-    a busy machine is measured in benchmarks/README.md ("Threads under load"); `--threads 1` is
-    the answer there.
+    Earlier versions probed the cores and dropped to one thread when other work kept them busy; that
+    made the same command give different numbers under load. The rule's threshold and what each choice
+    costs quiet and busy are measured in benchmarks/threads.py (benchmarks/README.md, "Threads").
     """
-    return threads if threads > 0 else max(1, cpu_cores() // world_size)
+    if threads > 0:
+        return threads
+    if work is not None and work < ONE_THREAD_BELOW:
+        return 1
+    return max(1, cpu_cores() // world_size)
 
 
 def keep_freed_memory() -> None:

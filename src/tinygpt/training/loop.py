@@ -25,13 +25,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..checkpoint import load_weights_into
 from ..config import ModelConfig, TrainConfig
-from ..errors import TinyGPTError
+from ..errors import TinyGPTError, TrainingInterrupted
 from ..model import build_model
 from ..rundir import RunConfig, RunDir
+from ..version import __version__
 from . import distributed as ddp
+from .devices import choose_threads, step_work
 from .objectives import Evaluation, LanguageModeling, Objective, text_objective
 from .optim import build_optimizer, lr_factor, set_lr
 from .progress import Clock, ProgressBar, Schedule, StopRequest
@@ -39,25 +40,6 @@ from .records import Records
 from .runtime import setup_runtime
 from .sharding import WholeModel, WholeOptimizer, shard, whole_state
 from .state import Progress, restore_state, save_state
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C); `step` is the saved step it can resume from (None: none).
-
-    `quit_at` is the step it was at when a second Ctrl-C quit without saving, if that was later.
-    """
-
-    def __init__(self, step: int | None, out_dir: Path, quit_at: int | None = None, verb: str = "train"):
-        resume = f"tinygpt {verb} --resume {out_dir}"
-        if step is None:
-            message = f"quit at step {quit_at} before the first checkpoint was saved; nothing to resume"
-        elif quit_at is not None and quit_at != step:
-            message = f"quit at step {quit_at} without saving; continue from the step-{step} checkpoint: {resume}"
-        else:
-            message = f"stopped at step {step}; saved. Continue with: {resume}"
-        super().__init__(message)
-        self.step = step
-        self.out_dir = out_dir
 
 
 @dataclass
@@ -99,6 +81,7 @@ class Trainer:
         self._log = log or print
         self._bar: ProgressBar | None = None
         self.step = 0
+        self.first_step, self.setup_seconds = 0, 0.0  # where this session's training began, and when
 
     def log(self, message: str):
         if getattr(self, "runtime", None) is not None and not self.runtime.dist.is_main:
@@ -144,6 +127,9 @@ class Trainer:
         self.model_cfg.validate()
 
         self.model = build_model(self.model_cfg).to(rt.device)
+        # The thread count follows the work of a step (devices.choose_threads): known now that the model is.
+        tokens = cfg.batch_size * cfg.grad_accum * self.model_cfg.block_size // rt.dist.world_size
+        rt.use_threads(choose_threads(cfg.threads, rt.dist.local_world_size, step_work(self.model, tokens)))
         if cfg.init_from and not self.resume:
             state, path = RunDir(cfg.init_from).read_weights("best")
             load_weights_into(self.model, objective.initial_weights(state), path)
@@ -277,9 +263,11 @@ class Trainer:
             with self.stop:
                 if dist.is_main:
                     self.log(self.describe())
-                self._bar = ProgressBar(cfg, self.schedule, self.step, cfg.progress and dist.is_main, self._log)
+                self._bar = ProgressBar(cfg, self.schedule, self.step, cfg.progress and dist.is_main, self._log,
+                                        self.objective.verb)
                 if self.step == 0 and not self.resume:
                     last = self.evaluate_and_save(set_lr(self.optimizer, lr_factor(cfg, 0, 0.0)))
+                self.first_step, self.setup_seconds = self.step, self.clock.elapsed() - self.clock.before
                 while not self.done():
                     step_start = time.perf_counter()
                     loss, lr, tokens = self.train_step()
@@ -305,6 +293,8 @@ class Trainer:
                 self.records.close()
         if self.records is not None and cfg.plot_every:
             self.records.plot(self.step)
+        if (warning := self.budget_warning()) and dist.is_main:
+            self.log(warning)
         # Under FSDP every forward is a collective: all processes write the (seeded, so the same) samples.
         samples = self.final_samples() if dist.is_main or self.sharded else []
         self.train_model = self.model  # the DDP wrapper holds the process group: let it go first
@@ -323,6 +313,19 @@ class Trainer:
     def done(self) -> bool:
         over = self.schedule.steps_done(self.step) or self.schedule.time_is_up()
         return ddp.any_across(self.runtime.dist, bool(over) or self.stop.requested)
+
+    def budget_warning(self) -> str:
+        """A time budget that ended before training meant anything (fewer steps than the warmup, or than
+        MIN_BUDGET_STEPS) says so, and how to get more steps, instead of letting "done" stand alone."""
+        cfg = self.cfg
+        steps = self.step - self.first_step
+        if cfg.time_budget_s is None or steps >= max(cfg.warmup_iters, MIN_BUDGET_STEPS):
+            return ""
+        setup = f"; setup and the first evaluation took {self.setup_seconds:.1f} s of it" if self.setup_seconds else ""
+        threads = ", --threads 1 on a busy machine" if self.runtime.threads > 1 else ""
+        return (f"warning: the {cfg.time_budget} time budget ended after {_count(steps, 'optimizer step')}, too few to "
+                f"learn much{setup}; for more steps give it a longer --time-budget, evaluate less (--eval-interval, "
+                f"--eval-max-tokens){threads}, or set --max-iters instead")
 
     def describe(self) -> str:
         m, c, rt = self.model_cfg, self.cfg, self.runtime
@@ -354,6 +357,10 @@ class Trainer:
             self.log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
         self.model.train()
         return samples
+
+
+# A time-budgeted run that takes fewer optimizer steps than this (or than its warmup) is told it learnt little.
+MIN_BUDGET_STEPS = 20
 
 
 def _count(n: int, thing: str) -> str:

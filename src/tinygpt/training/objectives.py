@@ -35,7 +35,7 @@ from ..data import (
 )
 from ..errors import TinyGPTError
 from ..rundir import RunDir
-from ..tokenizers import train_tokenizer
+from ..tokenizers import bpe_shortfall, train_tokenizer
 from . import distributed as ddp
 from .evaluation import estimate_loss, split_loss
 
@@ -196,7 +196,10 @@ def choose_tokenizer(cfg: TrainConfig, run: RunDir, resume: bool, text_for, log)
         tokenizer = RunDir(cfg.init_from).read_tokenizer()
     elif cfg.tokenizer in ("char", "word", "bpe"):
         text = text_for(cfg.tokenizer)
-        return train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end), text
+        tokenizer = train_tokenizer(cfg.tokenizer, text, cfg.vocab_size, cfg.sentence_end)
+        if cfg.tokenizer == "bpe" and (short := bpe_shortfall(cfg.vocab_size, tokenizer.vocab_size)):
+            log(f"note: {short}")
+        return tokenizer, text
     else:
         if (repo := hub_name(cfg.tokenizer)) is not None:
             log(f"fetching the tokenizer {repo} from the Hugging Face Hub (or its cache)")

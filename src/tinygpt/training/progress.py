@@ -106,10 +106,10 @@ class ProgressBar:
     `log` prints a line above the bar (the bar steps aside), and works the same when it is hidden.
     """
 
-    def __init__(self, cfg: TrainConfig, schedule: Schedule, initial_step: int, show: bool, log):
+    def __init__(self, cfg: TrainConfig, schedule: Schedule, initial_step: int, show: bool, log, desc: str = "train"):
         self.cfg, self.schedule, self._log = cfg, schedule, log
         self.bar = tqdm(total=cfg.max_iters or None, initial=initial_step, disable=not show, dynamic_ncols=True,
-                        desc="training", unit="step", mininterval=0.1 if sys.stderr.isatty() else 5.0)
+                        desc=desc, unit="step", mininterval=0.1 if sys.stderr.isatty() else 5.0)
         self.window_start, self.window_tokens = time.perf_counter(), 0
 
     def log(self, message: str):
