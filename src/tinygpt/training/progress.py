@@ -108,8 +108,10 @@ class ProgressBar:
 
     def __init__(self, cfg: TrainConfig, schedule: Schedule, initial_step: int, show: bool, log, desc: str = "train"):
         self.cfg, self.schedule, self._log = cfg, schedule, log
+        # A terminal redraws the bar often; a log file (not a terminal) gets a line every few seconds.
+        self.interactive = sys.stderr.isatty()
         self.bar = tqdm(total=cfg.max_iters or None, initial=initial_step, disable=not show, dynamic_ncols=True,
-                        desc=desc, unit="step", mininterval=0.1 if sys.stderr.isatty() else 5.0)
+                        desc=desc, unit="step", mininterval=0.1 if self.interactive else 5.0)
         self.window_start, self.window_tokens = time.perf_counter(), 0
 
     def log(self, message: str):
@@ -129,7 +131,8 @@ class ProgressBar:
         postfix = dict(loss=f"{loss.item():.4f}", **(extra or {}), tok_s=f"{rate:,.0f}", lr=f"{lr:.2e}")
         if self.cfg.time_budget_s is not None:  # tqdm's own estimate counts steps, not the budget
             postfix["budget_left"] = self.schedule.time_left()
-        self.bar.set_postfix(postfix)
+        # A terminal shows every refresh; a log file (not a terminal) only one per mininterval.
+        self.bar.set_postfix(postfix, refresh=self.interactive)
         self.window_start, self.window_tokens = now, 0
 
     def close(self):
