@@ -83,8 +83,8 @@ def main(argv=None):
             rows.append(row)
             print(f"{mb} MB: prepare {row['prepare_s']} s; train 5 steps {row['train_5_steps_s']} s, peak "
                   f"{row['train_peak_mb']} MB; final val {row['final_val_loss']:.4f}, eval --max-tokens 262144 "
-                  f"{row['eval_subset']['loss']:.4f}; eval of the whole split says after {row['eval_whole_said_after_s']}"
-                  f" s: {said}", flush=True)
+                  f"{row['eval_subset']['loss']:.4f}; eval of the whole split says after "
+                  f"{row['eval_whole_said_after_s']} s: {said}", flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
