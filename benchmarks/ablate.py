@@ -82,22 +82,22 @@ def child_recipe(spec: dict) -> dict:
 def child_throughput(spec: dict) -> dict:
     import torch
 
-    import tinygpt.training.devices
-    import tinygpt.training.optim
     from tinygpt.config import build_configs
     from tinygpt.config.presets import load_preset
+    from tinygpt.core import devices
     from tinygpt.data import load_corpus, random_batch, split_ids
     from tinygpt.model import build_model
     from tinygpt.tokenizers import train_tokenizer
-    from tinygpt.training.evaluation import split_loss
+    from tinygpt.training import optim
+    from tinygpt.training.losses import split_loss
     from tinygpt.training.optim import build_optimizer
 
     torch.set_num_threads(1)
     if spec["lever"] != "malloc":
-        tinygpt.training.devices.keep_freed_memory()
+        devices.keep_freed_memory()
     if spec["lever"] == "fused-adamw":
         plain = torch.optim.AdamW
-        tinygpt.training.optim.torch.optim.AdamW = lambda *a, fused=None, **k: plain(*a, **k)  # torch's default kernel
+        optim.torch.optim.AdamW = lambda *a, fused=None, **k: plain(*a, **k)  # torch's default kernel
     model_cfg, train_cfg = build_configs(load_preset("nanogpt-cpu")["settings"])
     text = load_corpus("shakespeare")
     splits = split_ids(train_tokenizer("char", text, 0, "").encode(text), 0.1, model_cfg.block_size)

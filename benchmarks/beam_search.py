@@ -31,11 +31,11 @@ def main(argv=None):
     import torch
 
     import tinygpt
-    from tinygpt.data.pairs import BOS, EOS
-    from tinygpt.demo.translation import HELD_OUT, date_pairs, exact_match
+    from tinygpt.core.tokens import BOS, EOS
+    from tinygpt.data.dates import HELD_OUT, date_pairs, exact_match
     from tinygpt.generation.beam import beam_search, target_score
     from tinygpt.generation.sampling import SamplingConfig
-    from tinygpt.generation.seq2seq import translate_ids
+    from tinygpt.generation.translate import translate_ids
 
     torch.set_num_threads(1)
     run = tinygpt.load(args.run, device="cpu")

@@ -37,13 +37,7 @@ from pathlib import Path
 import torch
 
 import tinygpt
-from tinygpt.checkpoint import (
-    load_checkpoint,
-    load_tensors,
-    read_metrics,
-    save_checkpoint,
-    tensors_checksum,
-)
+from tinygpt.store.checkpoint import load_checkpoint, load_tensors, read_metrics, save_checkpoint, tensors_checksum
 
 # A small model that takes ~10 ms a step on one thread, checkpointed every 10 steps.
 TRAIN_FLAGS = ["--data", "shakespeare", "--tokenizer", "char", "--threads", "1", "--seed", "7", "--n-layer", "2",

@@ -58,7 +58,7 @@ def likelihood_accuracy(sft_dir: Path, pairs_file: Path) -> float:
 
     import tinygpt
     from tinygpt.demo.assistant import sft_chat
-    from tinygpt.training.rollouts import score_tokens
+    from tinygpt.objectives.rollouts import score_tokens
 
     run, chat = tinygpt.load(sft_dir, device="cpu"), sft_chat(sft_dir)
     right, pairs = 0, [json.loads(line) for line in pairs_file.read_text().splitlines()]

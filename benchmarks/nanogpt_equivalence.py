@@ -36,7 +36,7 @@ from tinygpt.config.presets import load_preset
 from tinygpt.data import eval_windows, load_corpus, random_batch, split_ids
 from tinygpt.model import build_model
 from tinygpt.tokenizers import train_tokenizer
-from tinygpt.training.evaluation import split_loss
+from tinygpt.training.losses import split_loss
 from tinygpt.training.optim import build_optimizer, lr_factor, set_lr
 
 # tinygpt's parameter names -> nanoGPT's (the same tensors, in the same layout).

@@ -38,10 +38,10 @@ from pathlib import Path
 import torch
 
 import tinygpt
-from tinygpt.checkpoint import read_metrics
 from tinygpt.config import ALL_FIELDS, coerce
 from tinygpt.config.presets import load_preset, preset_names
-from tinygpt.training.devices import pick_device
+from tinygpt.core.devices import pick_device
+from tinygpt.store.checkpoint import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "reproduce.json"

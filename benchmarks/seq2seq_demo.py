@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 import tinygpt
-from tinygpt.data.pairs import BOS, EOS
-from tinygpt.demo.translation import HELD_OUT, date_pairs, exact_match
+from tinygpt.core.tokens import BOS, EOS
+from tinygpt.data.dates import HELD_OUT, date_pairs, exact_match
 from tinygpt.generation.sampling import SamplingConfig
-from tinygpt.generation.seq2seq import translate_ids
+from tinygpt.generation.translate import translate_ids
 
 HERE = Path(__file__).resolve().parent
 LONGER = 5  # the first seed's decoder-only GPT is also trained this many times as long

@@ -62,22 +62,26 @@ WHAT = ("speedrun", "budget", "throughput", "sample", "matmul")
 
 def child_train(preset: str, overrides: dict) -> None:
     """In the child process: train, timing every optimizer step, and print one result line."""
-    from tinygpt.config.resolve import resolve
-    from tinygpt.training import Trainer
-    from tinygpt.training.devices import process_start
+    from tinygpt.app.launch import train
+    from tinygpt.core.devices import process_start
+    from tinygpt.store.rundir import RunDir
 
-    model_cfg, train_cfg, out, _ = resolve(preset, "", overrides)
-    stamps = []
+    stamps, threads = [], []
+
+    def on_step(trainer):
+        stamps.append((trainer.step, time.perf_counter()))
+        threads[:] = [trainer.runtime.threads]
+
     # As `tinygpt train` does: a time budget covers the whole process, Python's start-up included.
-    trainer = Trainer(model_cfg, train_cfg, out, preset=preset, started_at=process_start(),
-                      on_step=lambda t: stamps.append((t.step, time.perf_counter())))
-    res = trainer.train()
+    res = train(preset, started_at=process_start(), on_step=on_step, **overrides)
+    config = RunDir(res.out_dir).read_config()
+    model_cfg, train_cfg = config.model, config.train
     # A step's time runs from the end of the previous step; steps that evaluated are left out.
     steps = [(s, b - a) for (_, a), (s, b) in zip(stamps, stamps[1:])]
     plain = [dt for s, dt in steps if s % train_cfg.eval_interval != 0] or [dt for _, dt in steps] or [0.0]
     print(CHILD_MARK + json.dumps({
         "val_loss": res.val_loss, "best_val_loss": res.best_val_loss, "steps": res.step, "tokens": res.tokens,
-        "train_s": res.elapsed_s, "params": res.num_params, "threads": trainer.threads,
+        "train_s": res.elapsed_s, "params": res.num_params, "threads": threads[0],
         "ms_per_step_median": 1000 * statistics.median(plain),
         "tokens_per_step": train_cfg.batch_size * model_cfg.block_size * train_cfg.grad_accum}), flush=True)
 
@@ -143,9 +147,9 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
 
     from tinygpt.config import build_configs
     from tinygpt.config.presets import load_preset
+    from tinygpt.core.devices import choose_threads
     from tinygpt.generation import SamplingConfig, generate_ids
     from tinygpt.model import build_model
-    from tinygpt.training.devices import choose_threads
 
     model_cfg, _ = build_configs(load_preset("lecture")["settings"])
     model_cfg.vocab_size = 65
@@ -278,8 +282,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TINYGPT_DATA_DIR", str(HERE.parent.parent / "shared" / "data"))
     import torch
 
+    from tinygpt.core.devices import choose_threads
     from tinygpt.data import shakespeare_path
-    from tinygpt.training.devices import choose_threads
 
     shakespeare = shakespeare_path(download=False)
     torch.set_num_threads(choose_threads(0))  # what tinygpt itself would use here (sampling runs in this process)

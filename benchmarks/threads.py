@@ -50,7 +50,7 @@ MODELS = [
 def child_steps(preset: str, overrides: dict, threads: int, steps: int) -> dict:
     """In a fresh process: train `steps` steps and report the median step time and the step's work."""
     import tinygpt
-    from tinygpt.training.devices import step_work
+    from tinygpt.core.devices import step_work
 
     times, marks = [], [time.perf_counter()]
 

@@ -8,7 +8,7 @@ import pkgutil
 import pytest
 
 import tinygpt
-from tinygpt.run import Run
+from tinygpt.app.run import Run
 from tinygpt.training import TrainResult
 
 

@@ -11,8 +11,8 @@ import pytest
 from safetensors.torch import save_file
 
 import tinygpt
-from tinygpt.checkpoint import load_checkpoint, load_tensors
 from tinygpt.cli import main
+from tinygpt.store.checkpoint import load_checkpoint, load_tensors
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_safety.py"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import tinygpt.data.corpus as data
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.data import encode_corpus, eval_windows, random_batch, shakespeare_path, split_ids
-from tinygpt.errors import TinyGPTError
 from tinygpt.tokenizers import CharTokenizer, WordTokenizer
 
 # ---- where tiny Shakespeare comes from --------------------------------------------------------------

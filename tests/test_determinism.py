@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tinygpt.training.devices import cpu_cores
+from tinygpt.core.devices import cpu_cores
 
 # Big enough that PyTorch splits its operations among threads (a different thread count changes the
 # last digits), small enough to take seconds.

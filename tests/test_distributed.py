@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from tinygpt.core.devices import cpu_cores
+from tinygpt.core.distributed import DistInfo
 from tinygpt.data import rhyme_text
-from tinygpt.training.devices import cpu_cores
-from tinygpt.training.distributed import DistInfo
 
 ARGS = ["--data", "{data}", "--tokenizer", "char", "--n-layer", "2", "--n-head", "2", "--n-embd", "32",
         "--block-size", "16", "--batch-size", "8", "--grad-accum", "2", "--max-iters", "20",

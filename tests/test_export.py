@@ -18,16 +18,16 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import tinygpt  # noqa: E402
-from tinygpt.chat import CHAT_TOKENS, ChatFormat, default_template  # noqa: E402
 from tinygpt.cli import main  # noqa: E402
 from tinygpt.config import ModelConfig, TrainConfig  # noqa: E402
 from tinygpt.convert.gguf_export import byte_alphabet  # noqa: E402
 from tinygpt.convert.gpt2 import gpt2_form_state, gpt2_misfits, tensor_names  # noqa: E402
+from tinygpt.core.errors import TinyGPTError  # noqa: E402
 from tinygpt.data import rhyme_text  # noqa: E402
-from tinygpt.errors import TinyGPTError  # noqa: E402
 from tinygpt.model import build_model  # noqa: E402
-from tinygpt.rundir import RunConfig, RunDir  # noqa: E402
+from tinygpt.store.rundir import RunConfig, RunDir  # noqa: E402
 from tinygpt.tokenizers import CharTokenizer, WordTokenizer  # noqa: E402
+from tinygpt.tokenizers.chat_format import CHAT_TOKENS, ChatFormat, default_template  # noqa: E402
 
 TEXT = rhyme_text() * 2 + "héllo wörld, ça va? 日本語 ✓\n"
 TRAIN = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, batch_size=4, max_iters=15, eval_interval=15,

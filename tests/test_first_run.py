@@ -3,8 +3,8 @@ name the command to run next."""
 
 import pytest
 
+from tinygpt.app.settings import resolve
 from tinygpt.cli import main
-from tinygpt.config.resolve import resolve
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +169,7 @@ def test_a_time_budget_that_trains_enough_gives_no_warning(tmp_path, tiny_corpus
 # ---- threads -------------------------------------------------------------------------------------------
 
 def test_the_thread_rule_gives_small_models_one_thread_and_big_ones_every_core(monkeypatch):
-    from tinygpt.training import devices
+    from tinygpt.core import devices
 
     monkeypatch.setattr(devices, "cpu_cores", lambda: 8)
     assert devices.choose_threads(0, 1, work=1.5e7) == 1  # the rhyme model's step
@@ -185,8 +185,8 @@ def test_the_work_of_a_step_counts_the_linear_layers_and_attention():
     import torch
 
     from tinygpt.config import ModelConfig
+    from tinygpt.core.devices import step_work
     from tinygpt.model import build_model
-    from tinygpt.training.devices import step_work
 
     model = build_model(ModelConfig(vocab_size=35, n_layer=2, n_head=2, n_embd=32, block_size=6).validate())
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -198,7 +198,7 @@ def test_a_small_run_takes_one_thread_and_a_big_one_every_core_whatever_the_load
     import torch
 
     import tinygpt
-    from tinygpt.training import devices
+    from tinygpt.core import devices
 
     before = torch.get_num_threads()
     monkeypatch.setattr(devices, "cpu_cores", lambda: 2)

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import tinygpt
+from tinygpt.app.run import Run
 from tinygpt.config import ModelConfig
-from tinygpt.errors import TinyGPTError
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.generation import Decoder, Row, SamplingConfig, TextStream, generate_ids, next_token
 from tinygpt.generation.text import CONTEXT
 from tinygpt.model import build_model
 from tinygpt.model.attention import rotate_rows
 from tinygpt.model.layers import Rotary
-from tinygpt.run import Run
 from tinygpt.tokenizers import CharTokenizer, HFTokenizer
 
 SAMPLERS = [

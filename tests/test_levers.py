@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import tinygpt
-import tinygpt.training.loop as loop_module
-import tinygpt.training.objectives as objectives_module
 from tinygpt.config import ModelConfig, TrainConfig, build_configs
 from tinygpt.config.presets import load_preset
 from tinygpt.generation import SamplingConfig, generate_ids
 from tinygpt.model import build_model
 from tinygpt.model.layers import Rotary
+from tinygpt.objectives import language as objectives_module
+from tinygpt.training import loop as loop_module
 from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz
 
 # Every modern lever at once: rotary, QK-norm, ReLU squared, zero-initialised projections, RMSNorm.

@@ -4,11 +4,11 @@ tied weights stored once, and settings checked before anything is built."""
 import pytest
 import torch
 
-from tinygpt.checkpoint import load_tensors, save_weights
 from tinygpt.config import ModelConfig, build_configs
-from tinygpt.errors import TinyGPTError
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.model import build_model
 from tinygpt.model.layers import Linear
+from tinygpt.store.checkpoint import load_tensors, save_weights
 
 
 def gpt(**settings):

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import tinygpt
-import tinygpt.rundir
 from tinygpt.config import ModelConfig, TrainConfig
+from tinygpt.store import rundir
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.training import Evaluation, Objective, Trainer
 
@@ -75,10 +75,10 @@ def test_a_new_objective_trains_through_the_same_loop(tmp_path):
     assert result.step == 60 and result.tokens == 60 * 64
     # Echoing is easy for attention: far below the loss of guessing among 8 tokens.
     assert result.val_loss < 0.25 * math.log(len(ALPHABET))
-    records = tinygpt.rundir.RunDir(tmp_path / "echo").read_metrics()
+    records = rundir.RunDir(tmp_path / "echo").read_metrics()
     assert [r["step"] for r in records] == [0, 20, 40, 60]
     assert all("echo_accuracy" in r for r in records)  # the objective decides what is recorded
-    config = tinygpt.rundir.RunDir(tmp_path / "echo").read_config()
+    config = rundir.RunDir(tmp_path / "echo").read_config()
     assert config.data["task"] == "repeat the first token" and config.model.vocab_size == len(ALPHABET)
     run = tinygpt.load(tmp_path / "echo")  # an ordinary run directory: load and sample it
     assert run.tokenizer.decode(run.tokenizer.encode("abc")) == "abc"
@@ -109,5 +109,5 @@ def test_run_paths_and_config_json_have_one_home():
     src = Path(tinygpt.__file__).parent
     joined = sorted(path.relative_to(src).as_posix() for path in src.rglob("*.py")
                     if RUN_FILE.search(path.read_text(encoding="utf-8")))
-    assert joined == ["convert/gpt2.py", "convert/hf_export.py", "data/prepared.py", "rundir.py"]
+    assert joined == ["convert/gpt2.py", "convert/hf_export.py", "data/prepared.py", "store/rundir.py"]
     assert RUN_FILE.search('run / "metrics.jsonl"') and not RUN_FILE.search('"no metrics.jsonl"')

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 import tinygpt
+from tinygpt.app.settings import resolve
 from tinygpt.cli import main
 from tinygpt.config import build_configs
 from tinygpt.config.presets import load_preset, preset_names
-from tinygpt.config.resolve import resolve
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.data import rhyme_text
-from tinygpt.errors import TinyGPTError
 from tinygpt.model import build_model
 
 MEASURED = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "reproduce.json"

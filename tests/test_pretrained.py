@@ -16,8 +16,8 @@ from safetensors.torch import save_file
 import tinygpt
 from tinygpt.cli import main
 from tinygpt.convert.gpt2 import import_gpt2
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.data import rhyme_text
-from tinygpt.errors import TinyGPTError
 from tinygpt.tokenizers import HFTokenizer
 
 N_LAYER, N_HEAD, N_EMBD, N_POSITIONS = 2, 2, 16, 32

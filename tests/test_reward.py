@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import tinygpt
+from tinygpt.app.launch import reward, sft
 from tinygpt.cli import main
 from tinygpt.config import TrainConfig
 from tinygpt.model import RewardModel
-from tinygpt.rundir import RunDir
+from tinygpt.objectives.reward_model import PreferencePairs
+from tinygpt.store.rundir import RunDir
 from tinygpt.training import TrainingInterrupted
-from tinygpt.training.reward import PreferencePairs, reward
-from tinygpt.training.sft import sft
 
 REWARD = dict(max_iters=10, eval_interval=5, warmup_iters=0, lr=3e-3, threads=1, progress=False, batch_size=8)
 END = 26  # <|end|>: char_run's 23 characters, then <|system|> <|user|> <|assistant|> <|end|>

@@ -11,15 +11,13 @@ import pytest
 import torch
 
 import tinygpt
-from tinygpt.checkpoint import load_checkpoint, load_tensors
+from tinygpt.app.launch import reward, rl, sft
 from tinygpt.cli import main
 from tinygpt.model import build_model
-from tinygpt.rundir import RunDir
+from tinygpt.objectives.rollouts import gae, group_advantages, score_tokens
+from tinygpt.store.checkpoint import load_checkpoint, load_tensors
+from tinygpt.store.rundir import RunDir
 from tinygpt.training import TrainingInterrupted
-from tinygpt.training.reward import reward
-from tinygpt.training.rl import rl
-from tinygpt.training.rollouts import gae, group_advantages, score_tokens
-from tinygpt.training.sft import sft
 
 # Two replies the sft model knows for each prompt; the toy reward likes the ones with a "w".
 PAIRS = [("mary", "had a"), ("mary", "was"), ("its", "lamb"), ("its", "went")]

@@ -14,15 +14,16 @@ import torch
 import tinygpt
 from tinygpt.cli import main
 from tinygpt.config import ModelConfig
+from tinygpt.core.errors import TinyGPTError
+from tinygpt.core.tokens import IGNORE
+from tinygpt.data.dates import date_pairs, exact_match
 from tinygpt.data.pairs import read_pairs
-from tinygpt.demo.translation import date_pairs, exact_match
-from tinygpt.errors import TinyGPTError
 from tinygpt.generation.beam import beam_search, target_score
 from tinygpt.generation.sampling import SamplingConfig
-from tinygpt.generation.seq2seq import translate_ids
+from tinygpt.generation.translate import translate_ids
 from tinygpt.model import build_model
 from tinygpt.model.cross_attention import CrossAttention, MultiHeadCrossAttention, merge_cross
-from tinygpt.training.masked import IGNORE, mask_tokens
+from tinygpt.objectives.masked import mask_tokens
 
 TINY = dict(vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16)
 

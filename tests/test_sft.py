@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import tinygpt
+from tinygpt.app.launch import sft
 from tinygpt.cli import main
 from tinygpt.config import TrainConfig
-from tinygpt.rundir import RunDir
+from tinygpt.objectives.sft import SupervisedFineTuning
+from tinygpt.store.rundir import RunDir
 from tinygpt.training import TrainingInterrupted
-from tinygpt.training.sft import SupervisedFineTuning, sft
 
 SFT = dict(max_iters=10, eval_interval=5, warmup_iters=0, lr=3e-3, threads=1, progress=False, sample_tokens=0,
            batch_size=4)

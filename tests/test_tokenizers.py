@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 import tinygpt
 from tinygpt.config import TrainConfig
 from tinygpt.config.presets import load_preset
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.data import rhyme_text
-from tinygpt.errors import TinyGPTError
 from tinygpt.tokenizers import (
     CharTokenizer,
     HFTokenizer,

@@ -15,11 +15,10 @@ import torch
 from safetensors import safe_open
 
 import tinygpt
-from tinygpt.checkpoint import load_checkpoint, read_metrics
-from tinygpt.config.resolve import resolve
 from tinygpt.data import encode_corpus, rhyme_text, split_ids
-from tinygpt.training import Trainer, TrainingInterrupted
-from tinygpt.training.evaluation import split_loss
+from tinygpt.store.checkpoint import load_checkpoint, read_metrics
+from tinygpt.training import TrainingInterrupted
+from tinygpt.training.losses import split_loss
 
 RUN_FILES = ["config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "checkpoints/latest.safetensors",
              "checkpoints/best.safetensors"]
@@ -124,10 +123,9 @@ def test_a_run_stopped_and_resumed_computes_exactly_the_uninterrupted_run(tiny_c
                     lr_schedule="cosine", warmup_iters=3, optimizer=optimizer)
     tinygpt.train(out=str(tmp_path / "straight"), **settings)
 
-    model_cfg, train_cfg, out, _ = resolve(overrides=dict(settings, out=str(tmp_path / "stopped")))
-    stopper = Trainer(model_cfg, train_cfg, out, on_step=lambda t: t.request_stop() if t.step == stop_at else None)
+    out = tmp_path / "stopped"
     with pytest.raises(TrainingInterrupted) as e:
-        stopper.train()
+        tinygpt.train(out=str(out), on_step=lambda t: t.request_stop() if t.step == stop_at else None, **settings)
     assert e.value.step == stop_at and f"--resume {out}" in str(e.value)
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")][-1] == stop_at // 5 * 5
     resumed = tinygpt.train(resume=str(out))
@@ -190,8 +188,7 @@ def test_ctrl_c_saves_exits_130_and_names_resume(tiny_corpus, tmp_path):
 
 
 def test_a_second_ctrl_c_quits_at_once_and_says_which_checkpoint_remains(tiny_corpus, tmp_path, tiny_settings):
-    model_cfg, train_cfg, out, _ = resolve(overrides=dict(tiny_settings, data=str(tiny_corpus), max_iters=20,
-                                                          eval_interval=5, out=str(tmp_path / "run")))
+    out = tmp_path / "run"
 
     def press_ctrl_c_twice(trainer):
         if trainer.step == 7:
@@ -200,7 +197,8 @@ def test_a_second_ctrl_c_quits_at_once_and_says_which_checkpoint_remains(tiny_co
 
     handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as e:
-        Trainer(model_cfg, train_cfg, out, on_step=press_ctrl_c_twice).train()
+        tinygpt.train(data=str(tiny_corpus), max_iters=20, eval_interval=5, out=str(out), on_step=press_ctrl_c_twice,
+                      **tiny_settings)
     assert e.value.step == 5  # the last evaluation saved step 5; step 7 was never saved
     assert str(e.value) == f"quit at step 7 without saving; continue from the step-5 checkpoint: " \
                            f"tinygpt train --resume {out}"

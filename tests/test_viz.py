@@ -13,12 +13,12 @@ from matplotlib import colormaps
 from PIL import Image
 
 import tinygpt
-from tinygpt.checkpoint import read_metrics
+from tinygpt.app.run import Run
 from tinygpt.cli import main
 from tinygpt.config import ModelConfig
-from tinygpt.errors import TinyGPTError
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.model import build_model
-from tinygpt.run import Run
+from tinygpt.store.checkpoint import read_metrics
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.viz import plots, probe
 from tinygpt.viz.explain import explain
@@ -260,7 +260,7 @@ def test_without_a_run_or_a_cached_model_the_rhyme_model_is_trained_first(tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls, said = [], []
     monkeypatch.setattr(tinygpt, "train", lambda **kw: calls.append(kw))
-    monkeypatch.setattr("tinygpt.rundir.RunDir.finished", lambda run: bool(calls))
+    monkeypatch.setattr("tinygpt.store.rundir.RunDir.finished", lambda run: bool(calls))
     where = default_run(say=said.append)
     assert where == tmp_path / "tinygpt" / "runs" / "rhyme"
     assert calls == [dict(preset="rhyme", out=str(where), progress=False, sample_tokens=0)]

@@ -19,15 +19,15 @@
     tinygpt.load("runs/dates").translate("1987-11-05")                           # '5 november 1987'
 """
 
-from .errors import TinyGPTError
-from .version import __version__
+from .core.errors import TinyGPTError
+from .core.version import __version__
 
 
 def __getattr__(name: str):
     """`tinygpt.Run` and `tinygpt.load` import PyTorch when first asked for, so that `import tinygpt` (and
     `tinygpt --version`, `--help`) does not."""
     if name in ("Run", "load"):
-        from . import run
+        from .app import run
 
         return getattr(run, name)
     raise AttributeError(f"module 'tinygpt' has no attribute {name!r}")
@@ -39,18 +39,13 @@ def train(preset: str = "", config: str = "", out: str = "", resume: str = "", l
 
     preset: a named recipe (`tinygpt presets`); config: a YAML file of settings; out: run directory;
     resume: a run directory to continue; overwrite: replace a run already in `out` (otherwise refused);
-    init_from=RUN fine-tunes that run's weights. Returns a
-    `TrainResult` (losses, step, samples, out_dir). log(line): where the log lines go (default: print);
-    on_step(trainer): called after every optimizer step.
+    init_from=RUN fine-tunes that run's weights. Returns a `TrainResult` (losses, step, samples,
+    out_dir). log(line): where the log lines go (default: print); on_step(trainer): called after every
+    optimizer step.
     """
-    from .config.resolve import resolve
-    from .training import Trainer
+    from .app.launch import train as launch_train
 
-    if out:
-        settings["out"] = out
-    model_cfg, train_cfg, out_dir, preset_name = resolve(preset, config, settings, resume)
-    return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   preset=preset_name, overwrite=overwrite).train()
+    return launch_train(preset, config, out, resume, log=log, on_step=on_step, overwrite=overwrite, **settings)
 
 
 def prepare(source: str, out: str, **settings):
@@ -85,7 +80,7 @@ def export(run_dir: str, to: str = "hf", out: str | None = None, force: bool = F
 def sft(base: str, data: str, **settings):
     """Supervised fine-tuning of the run `base` on the conversations in `data` (`tinygpt sft`): out=,
     resume=, and the settings of `tinygpt train`. Returns a `TrainResult`."""
-    from .training.sft import sft as fine_tune
+    from .app.launch import sft as fine_tune
 
     return fine_tune(base, data, **settings)
 
@@ -93,7 +88,7 @@ def sft(base: str, data: str, **settings):
 def reward(base: str, data: str, **settings):
     """A reward model from the run `base`, trained on the preference pairs in `data` (`tinygpt reward`):
     out=, resume=, and the settings of `tinygpt train`. Returns a `TrainResult`."""
-    from .training.reward import reward as train_reward
+    from .app.launch import reward as train_reward
 
     return train_reward(base, data, **settings)
 
@@ -102,7 +97,7 @@ def rl(sft_run: str, prompts: str, reward: str, **settings):
     """Reinforcement learning of the sft run `sft_run` on `prompts` against `reward` (a reward run, or
     module:function) (`tinygpt rl`): algorithm="ppo" or "grpo", out=, resume=, the RL settings and
     those of `tinygpt train`. Returns a `TrainResult`."""
-    from .training.rl import rl as reinforce
+    from .app.launch import rl as reinforce
 
     return reinforce(sft_run, prompts, reward, **settings)
 

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import TinyGPTError, TrainingInterrupted
-from . import chat, data, demo, look, recipes, reward, rl, sample, seq2seq, serve, train
+from ..core.errors import TinyGPTError, TrainingInterrupted
+from . import chat, data, demo, look, recipes, reward, rl, sample, serve, train
+from . import encoders as seq2seq
 from .args import Parser, require_run, unknown_arguments
 
 EXIT_USAGE = 2
@@ -51,7 +52,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> Parser:
-    from ..version import __version__
+    from ..core.version import __version__
 
     parser = Parser(prog="tinygpt", description="Train small GPT language models from scratch, sample them, "
                     "evaluate them, and look inside.")

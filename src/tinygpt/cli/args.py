@@ -6,7 +6,7 @@ import argparse
 import difflib
 from dataclasses import MISSING
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 DEFAULT_RUN = "default: the nursery-rhyme model, trained once into the cache if missing"
 
@@ -46,7 +46,7 @@ def add_run(parser, optional: bool = False, kind: str = "any"):
 
 def require_run(args):
     """A RUN that does not exist is one line naming the command that makes the kind of run the verb reads."""
-    from ..rundir import RunDir
+    from ..store.rundir import RunDir
 
     run = getattr(args, "run", None)
     if isinstance(run, str) and getattr(args, "make_run", None):
@@ -91,7 +91,7 @@ def add_settings(parser, verb: str = "train"):
     every model and training setting for train; the fine-tuning verbs take their model and tokenizer from
     the run they start from, so they list only the settings they may change."""
     from ..config import ALL_FIELDS, MODEL_FIELDS
-    from ..config.layers import accepted_settings
+    from ..config.precedence import accepted_settings
 
     accepted = accepted_settings(verb)
     groups = {"model": parser.add_argument_group("model settings"),
@@ -121,7 +121,7 @@ def given_settings(args) -> dict:
 def not_here(command: str | None, flag: str) -> str:
     """Why a setting's flag is not one of `command`'s (a fine-tuning verb), or ''."""
     from ..config import ALL_FIELDS
-    from ..config.layers import WRITES_TEXT, accepted_settings
+    from ..config.precedence import WRITES_TEXT, accepted_settings
 
     name = flag.lstrip("-").replace("-", "_")
     if command not in ("sft", "reward", "rl") or name not in ALL_FIELDS or name in accepted_settings(command):

@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .args import add_loading, add_overwrite, add_run, add_sampling, add_settings, given_settings, sampling_knobs
 
 CHAT_HELP = "/reset starts the conversation again, /quit (or Ctrl-D) ends it"
@@ -44,14 +44,12 @@ def add_parsers(sub):
 
 
 def sft(args) -> int:
-    from ..training.devices import process_start
-    from ..training.sft import sft as fine_tune
+    from ..app.launch import sft as fine_tune
+    from ..core.devices import process_start
 
     settings = given_settings(args)
     for name in ("data", "out"):  # the verb's own arguments
         settings.pop(name, None)
-    if "init_from" in settings:
-        raise TinyGPTError("name the run to fine-tune as BASE_RUN (tinygpt sft BASE_RUN --data FILE), not --init-from")
     result = fine_tune(args.base, data=args.data or "", out=args.out or "", resume=args.resume, config=args.config,
                        overwrite=args.overwrite, started_at=process_start(), **settings)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -64,8 +62,8 @@ def sft(args) -> int:
 
 
 def chat(args) -> int:
-    from ..chat.reply import reply_pieces, run_chat_format
-    from ..run import load
+    from ..app.run import load
+    from ..generation.chat import reply_pieces, run_chat_format
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     chat_format = run_chat_format(run)

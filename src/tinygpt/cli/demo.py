@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 def add_parsers(sub):

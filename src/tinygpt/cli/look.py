@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .args import add_loading, add_run
 
 
@@ -76,7 +76,7 @@ def add_chat(parser):
 
 def _run_and_prompt(args):
     """The run to look at (the cached rhyme model when none is named) and the prompt to use."""
-    from ..run import load
+    from ..app.run import load
     from ..viz.subject import DEFAULT_PROMPT, default_run
 
     prompt = args.prompt
@@ -89,7 +89,7 @@ def _run_and_prompt(args):
         run_dir = args.run
     run = load(run_dir, device=args.device, checkpoint=args.checkpoint)
     if args.chat:
-        from ..chat.reply import run_chat_format
+        from ..generation.chat import run_chat_format
 
         prompt = run_chat_format(run).render([{"role": "user", "content": prompt}], add_generation_prompt=True)
     return run, prompt
@@ -108,7 +108,7 @@ def inspect(args) -> int:
 
 
 def cross_attention(args, inspect_cross_attention) -> int:
-    from ..run import load
+    from ..app.run import load
 
     if not args.cross_attention or args.source is None or args.target is None or args.run is None:
         raise TinyGPTError("the cross-attention picture needs all of RUN, --source TEXT, --target TEXT and "
@@ -142,7 +142,7 @@ def explain(args) -> int:
 def _model_to_count(args):
     """(what it is, model config, train config, tokens in its text) of a run, or of a preset's model."""
     if args.preset is None:
-        from ..rundir import RunDir
+        from ..store.rundir import RunDir
         from ..viz.subject import default_run
 
         run_dir = default_run() if args.run is None else args.run
@@ -151,7 +151,7 @@ def _model_to_count(args):
     if args.run is not None:
         raise TinyGPTError(f"count either a run or a preset, not both: tinygpt params {args.run}, or "
                            f"tinygpt params --preset {args.preset}")
-    from ..config.resolve import resolve
+    from ..app.settings import resolve
     from ..data import encode_corpus, read_corpus
     from ..tokenizers import train_tokenizer
 

@@ -68,8 +68,8 @@ def presets(args) -> int:
 
 def import_checkpoint(args) -> int:
     from ..convert.gpt2 import import_gpt2
-    from ..convert.hub import hub_name
-    from ..rundir import RunDir
+    from ..core.hub import hub_name
+    from ..store.rundir import RunDir
 
     repo = hub_name(args.source)
     if repo is not None:

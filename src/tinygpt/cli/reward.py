@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from ..errors import TinyGPTError
 from .args import add_overwrite, add_settings, given_settings
 
 
@@ -28,15 +27,13 @@ def add_parsers(sub):
 
 
 def reward(args) -> int:
-    from ..rundir import RunDir
-    from ..training.devices import process_start
-    from ..training.reward import reward as train_reward
+    from ..app.launch import reward as train_reward
+    from ..core.devices import process_start
+    from ..store.rundir import RunDir
 
     settings = given_settings(args)
     for name in ("data", "out"):  # the verb's own arguments
         settings.pop(name, None)
-    if "init_from" in settings:
-        raise TinyGPTError("name the run to start from as RUN (tinygpt reward RUN --data FILE), not --init-from")
     result = train_reward(args.base, data=args.data or "", out=args.out or "", resume=args.resume,
                           config=args.config, overwrite=args.overwrite, started_at=process_start(), **settings)
     if int(os.environ.get("RANK", "0")) != 0:

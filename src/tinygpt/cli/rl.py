@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-from ..errors import TinyGPTError
 from .args import add_overwrite, add_settings, given_settings
 
 
@@ -38,16 +37,14 @@ def add_parser(sub):
 
 
 def rl(args) -> int:
+    from ..app.launch import rl as reinforce
     from ..config.rl import RL_FIELDS
-    from ..rundir import RunDir
-    from ..training.devices import process_start
-    from ..training.rl import rl as reinforce
+    from ..core.devices import process_start
+    from ..store.rundir import RunDir
 
     settings = given_settings(args)
     for name in ("data", "out"):  # the verb's own arguments
         settings.pop(name, None)
-    if "init_from" in settings:
-        raise TinyGPTError("name the run to train as SFT_RUN (tinygpt rl SFT_RUN --prompts FILE), not --init-from")
     given = {name: getattr(args, f"rl_{name}") for name in RL_FIELDS}
     settings.update({name: value for name, value in given.items() if value is not None})
     result = reinforce(args.sft_run, prompts=args.prompts or "", out=args.out or "", resume=args.resume,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .args import add_loading, add_run, add_sampling, sampling_knobs
 
 
@@ -39,7 +39,7 @@ def add_parsers(sub):
 
 
 def sample(args) -> int:
-    from ..run import load
+    from ..app.run import load
 
     prompt = args.prompt
     if args.prompt_file is not None:
@@ -69,7 +69,7 @@ def sample(args) -> int:
 
 
 def evaluate(args) -> int:
-    from ..run import load
+    from ..app.run import load
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     if args.max_tokens < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .args import add_loading
 
 

@@ -26,19 +26,19 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..config.resolve import resolve
-    from ..training import Trainer
-    from ..training.devices import process_start
+    from ..app.launch import train
+    from ..core.devices import process_start
+    from ..store.rundir import RunDir
 
-    model_cfg, train_cfg, out_dir, preset = resolve(args.preset, args.config, given_settings(args), args.resume)
-    result = Trainer(model_cfg, train_cfg, out_dir, resume=bool(args.resume), preset=preset,
-                     started_at=process_start(), overwrite=args.overwrite).train()
+    result = train(args.preset, args.config, resume=args.resume, overwrite=args.overwrite, started_at=process_start(),
+                   **given_settings(args))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only the first process reports
     val = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}{val}, {result.elapsed_s:.1f}s; "
           f"saved in {result.out_dir}")
     use = {"encoder": "fill {} --prompt '... <mask> ...'", "encoder-decoder": "translate {} --source ..."}
-    print(f"next: tinygpt {use.get(model_cfg.arch, 'sample {} --prompt ...').format(result.out_dir)}   |   "
+    arch = RunDir(result.out_dir).read_config().model.arch
+    print(f"next: tinygpt {use.get(arch, 'sample {} --prompt ...').format(result.out_dir)}   |   "
           f"tinygpt eval {result.out_dir}")
     return 0

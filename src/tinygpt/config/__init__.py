@@ -10,8 +10,8 @@
 """
 
 from .fields import parse_duration
-from .layers import ALL_FIELDS, MODEL_FIELDS, TRAIN_FIELDS, build_configs, coerce, model_config_from_dict, to_dict
 from .model import ModelConfig
+from .precedence import ALL_FIELDS, MODEL_FIELDS, TRAIN_FIELDS, build_configs, coerce, model_config_from_dict, to_dict
 from .train import TrainConfig
 
 __all__ = ["ModelConfig", "TrainConfig", "ALL_FIELDS", "MODEL_FIELDS", "TRAIN_FIELDS", "build_configs", "coerce",

@@ -11,7 +11,7 @@ import re
 from dataclasses import field, fields
 from typing import Any
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 def setting(default: Any, help: str, choices: tuple | None = None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .fields import check_choices
 from .fields import setting as _setting
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 def _preset_files() -> dict[str, object]:

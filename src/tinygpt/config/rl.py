@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .fields import check_choices, setting
 
 

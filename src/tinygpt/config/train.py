@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .fields import check_choices, parse_duration
 from .fields import setting as _setting
 

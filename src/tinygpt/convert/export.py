@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig, to_dict
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 FORMATS = {"hf": "a folder for Hugging Face transformers", "gguf": "one GGUF file for llama.cpp"}
 
@@ -52,7 +52,7 @@ class Source:
 
     def special_ids(self) -> dict[str, int]:
         """bos: the id an empty prompt starts from (when it is one id); eos: the chat format's end token."""
-        from ..chat.template import END
+        from ..core.tokens import END
 
         ids = {}
         start = self.tokenizer.start_ids()
@@ -65,8 +65,8 @@ class Source:
 
 def read_source(run_dir) -> Source:
     """The run at `run_dir`, checked to be a language model this export can describe."""
-    from ..run import load
-    from ..rundir import RunDir
+    from ..app.run import load
+    from ..store.rundir import RunDir
 
     run = RunDir(run_dir).require()
     cfg = run.read_config().model

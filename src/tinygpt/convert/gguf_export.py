@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .export import Exported, check_out, read_source
 from .gpt2 import LAYER_NORM_EPS, gpt2_form_state, gpt2_misfits, tensor_names
 

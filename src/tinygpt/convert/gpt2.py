@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_tensors, load_weights_into
 from ..config import ModelConfig, TrainConfig
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..core.hub import hub_name, one_line, quiet
 from ..model import build_model
-from ..rundir import RunConfig, RunDir
+from ..store.checkpoint import load_tensors, load_weights_into
+from ..store.rundir import RunConfig, RunDir
 from ..tokenizers import load_tokenizer
-from .hub import hub_name, one_line, quiet
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # GPT-2's activation names: the tanh approximation (several spellings), the exact GELU, ReLU.

@@ -22,9 +22,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from ..checkpoint import atomic_save_tensors, atomic_write_bytes, atomic_write_json
 from ..config import ModelConfig
-from ..version import __version__
+from ..core.version import __version__
+from ..store.checkpoint import atomic_save_tensors, atomic_write_bytes, atomic_write_json
 from .export import COMPUTED, Exported, check_out, read_source
 from .gpt2 import gpt2_misfits, hf_gpt2_config, hf_gpt2_tensors
 from .hf_tokenizer import hf_tokenizer, tokenizer_config

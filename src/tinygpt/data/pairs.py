@@ -16,13 +16,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..chat.jsonl import read_jsonl
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .corpus import read_text_file
+from .jsonl import read_jsonl
 
 BUILT_IN = ("dates",)
-# The target side's special tokens: the decoder starts from BOS and ends a translation with EOS.
-BOS, EOS = "<|bos|>", "<|eos|>"
 SHAPE = '{"source": ..., "target": ...} object'
 
 
@@ -36,7 +34,7 @@ class Pair:
 def read_pairs(spec: str) -> tuple[list[Pair], str]:
     """Every pair `spec` holds, in order, and the sha256 of what was read."""
     if spec in BUILT_IN:
-        from ..demo.translation import date_pairs
+        from .dates import date_pairs
 
         pairs = [Pair(s, t, f"{spec}:{i + 1}") for i, (s, t) in enumerate(date_pairs())]
         return pairs, hashlib.sha256("\n".join(f"{p.source}\t{p.target}" for p in pairs).encode()).hexdigest()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from ..tokenizers import mark_sentence_ends
 from .corpus import corpus_name, fingerprint, load_corpus
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from ..tokenizers import (
     CharTokenizer,
     WordTokenizer,

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..convert.hub import hub_name, one_line
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..core.hub import hub_name, one_line
 from ..tokenizers.huggingface import cuts_cleanly
 from .corpus import load_corpus, read_text_file, text_files
 

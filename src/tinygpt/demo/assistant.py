@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from ..chat import ChatFormat
-from ..checkpoint import load_weights_into
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from ..model import build_model
-from ..rundir import RunDir
+from ..store.checkpoint import load_weights_into
+from ..store.rundir import RunDir
+from ..tokenizers.chat_format import ChatFormat
 from .arithmetic import World, grade, question
 
 REWARD_FUNCTION = "tinygpt.demo.arithmetic:exact_answer"
@@ -117,7 +117,7 @@ def load_policy(run: RunDir, chat: ChatFormat | None = None, which: str = "best"
     pretrained run): its weights with rows for the chat tokens, as `tinygpt sft` starts from them."""
     import dataclasses
 
-    from ..training.sft import grow_vocabulary
+    from ..objectives.sft import grow_vocabulary
 
     config = run.read_config().model
     state, path = run.read_weights(which)
@@ -134,7 +134,7 @@ def reply_texts(model, chat: ChatFormat, questions: list[str], temperature: floa
                 seeds: list[int] | None = None) -> list[str]:
     """`model`'s reply to each question through the chat template, as text (without the token that
     ended it): greedy, or sampled at `temperature` with one seed per question."""
-    from ..training.rollouts import sample_replies
+    from ..objectives.rollouts import sample_replies
 
     stop = {*chat.role_ids.values(), chat.end_id}
     prompts = [chat.prompt_ids([{"role": "user", "content": q}]) for q in questions]
@@ -206,11 +206,11 @@ class Stages:
 def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool = False, log=print) -> dict:
     """Run the four stages into `out` (which must not hold a demo yet) and return (and write to
     out/results.json) each stage's held-out score, the reward model's accuracy, the KL and the times."""
-    from .. import train
-    from ..training.reward import evaluate_reward_run
-    from ..training.reward import reward as train_reward
-    from ..training.rl import rl as reinforce
-    from ..training.sft import sft as fine_tune
+    from ..app.launch import reward as train_reward
+    from ..app.launch import rl as reinforce
+    from ..app.launch import sft as fine_tune
+    from ..app.launch import train
+    from ..evaluation import reward_model as evaluate_reward_run
 
     recipe = QUICK if quick else Recipe()
     out = Path(out)
@@ -245,7 +245,7 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
                                    f"{name.replace('_', ' ')} to score the reward model on")
             write_jsonl(files[name], rows)
         run = train_reward(str(out / "sft"), data=str(files["pairs"]), **recipe.reward, **stages.common("reward"))
-        from ..run import load
+        from ..app.run import load
 
         reward_run = load(run.out_dir, device="cpu")
         return {name: evaluate_reward_run(reward_run, data=str(files[name])) for name in tests} | {

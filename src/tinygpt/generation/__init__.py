@@ -8,7 +8,7 @@ Data flows one way: ids -> Decoder (model -> logits -> next_token) -> ids -> Tex
 `Run.generate` and `Run.stream` (run.py) put these together for prompts given as text.
 """
 
-from .loop import Decoder, Row, generate_ids
+from .decoder import Decoder, Row, generate_ids
 from .sampling import SamplingConfig, draw, next_token
 from .text import TextStream, stream_rows
 

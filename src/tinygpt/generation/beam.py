@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .sampling import SamplingConfig
-from .seq2seq import translate_ids
+from .translate import translate_ids
 
 
 def _normalised(total: float, length: int, length_penalty: float) -> float:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import TinyGPTError
-from ..training.masked import MASK
+from ..core.errors import TinyGPTError
+from ..core.tokens import MASK
 
 
 @torch.inference_mode()

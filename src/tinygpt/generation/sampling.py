@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 @dataclass

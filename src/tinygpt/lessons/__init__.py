@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.errors import TinyGPTError
 from ..data import encode_corpus, load_corpus, random_batch, read_text_file, split_ids
-from ..errors import TinyGPTError
 from ..tokenizers import CharTokenizer, WordTokenizer, mark_sentence_ends
 
 SEED = 1337  # the lecture's

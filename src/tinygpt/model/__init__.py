@@ -4,9 +4,9 @@ and the encoder-decoder."""
 from ..config import ModelConfig
 from .bigram import BigramLM
 from .encoder import Encoder
+from .encoder_decoder import EncoderDecoder
 from .gpt import GPT
-from .reward import RewardModel
-from .seq2seq import EncoderDecoder
+from .reward_model import RewardModel
 
 ARCHS = {"gpt": GPT, "bigram": BigramLM, "reward": RewardModel, "encoder": Encoder, "encoder-decoder": EncoderDecoder}
 

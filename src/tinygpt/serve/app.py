@@ -23,10 +23,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from ..chat.reply import run_chat_format
-from ..chat.template import CHAT_TOKENS
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..core.tokens import CHAT_TOKENS
 from ..generation import SamplingConfig
+from ..generation.chat import run_chat_format
 from .engine import Busy, Engine
 from .engine import Request as Job
 from .responses import ChatCompletion, Completion, sse

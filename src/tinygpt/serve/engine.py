@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..chat.reply import ReplyTrim
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from ..generation import Decoder, Row, SamplingConfig, TextStream
+from ..generation.chat import ReplyTrim
 
 
 class Busy(Exception):

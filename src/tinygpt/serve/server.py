@@ -7,7 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -35,7 +35,7 @@ def steady_malloc() -> bool:
 
 def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
     """{name: Run} for these run directories; a run's name is its directory's name."""
-    from ..run import load
+    from ..app.run import load
 
     runs = {}
     for path in paths:

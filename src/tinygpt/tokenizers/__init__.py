@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..convert.hub import hub_name, one_line, quiet
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..core.hub import hub_name, one_line, quiet
 from .base import Tokenizer
 from .huggingface import HFTokenizer
 from .simple import MAX_WORDS_SHOWN, CharTokenizer, WordTokenizer, mark_sentence_ends

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 class Tokenizer(ABC):

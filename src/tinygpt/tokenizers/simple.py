@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .base import Tokenizer, special_pattern
 
 

@@ -1,13 +1,13 @@
 """The training loop, top to bottom, for every objective.
 
-    trainer = Trainer(model_cfg, train_cfg, out_dir)            # language modelling on train_cfg.data
-    trainer = Trainer(model_cfg, train_cfg, out_dir, objective=my_objective)   # anything else
+    trainer = Trainer(model_cfg, train_cfg, out_dir, objective)    # objective: prepared on its data
     result = trainer.train()
 
-`train()` sets up (runtime, data through the objective, model, optimizer, or all of them restored
-from the run's latest checkpoint), evaluates step 0, then steps until max_iters or the time
-budget, evaluating and saving every eval_interval steps, and ends with a final evaluation. Each
-job it calls has its own module: objectives.py (batches, loss, evaluation), state.py
+The launchers (app/launch.py: `tinygpt train`, `sft`, `reward`, `rl`) prepare the objective and hand it
+here. `train()` sets up (runtime, model, optimizer, or all of them restored from the run's latest
+checkpoint), evaluates step 0, then steps until max_iters or the time budget, evaluating and saving
+every eval_interval steps, and ends with a final evaluation. Each job it calls has its own module:
+objective.py (the interface an objective implements: batches, loss, evaluation), state.py
 (checkpoints), progress.py (time budget, Ctrl-C, progress bar), records.py (metrics), runtime.py
 (device, processes, threads).
 
@@ -25,20 +25,22 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_weights_into
 from ..config import ModelConfig, TrainConfig
-from ..errors import TinyGPTError, TrainingInterrupted
+from ..core import distributed as ddp
+from ..core.devices import choose_threads, step_work
+from ..core.errors import TinyGPTError, TrainingInterrupted
+from ..core.sharding import WholeModel, WholeOptimizer, shard, whole_state
+from ..core.version import __version__
+from ..generation import SamplingConfig
+from ..generation.complete import complete
 from ..model import build_model
-from ..rundir import RunConfig, RunDir
-from ..version import __version__
-from . import distributed as ddp
-from .devices import choose_threads, step_work
-from .objectives import Evaluation, LanguageModeling, Objective, text_objective
+from ..store.checkpoint import load_weights_into
+from ..store.rundir import RunConfig, RunDir
+from .objective import Evaluation, Objective
 from .optim import build_optimizer, lr_factor, set_lr
 from .progress import Clock, ProgressBar, Schedule, StopRequest
 from .records import Records
 from .runtime import setup_runtime
-from .sharding import WholeModel, WholeOptimizer, shard, whole_state
 from .state import Progress, restore_state, save_state
 
 
@@ -64,9 +66,9 @@ class Trainer:
     `on_step(trainer)` is called after every optimizer step (tests, tools); `trainer.step` counts them.
     """
 
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
-                 log=None, on_step=None, preset: str = "", started_at: float | None = None,
-                 objective: Objective | None = None, overwrite: bool = False):
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | Path, objective: Objective,
+                 resume: bool = False, log=None, on_step=None, preset: str = "", started_at: float | None = None,
+                 overwrite: bool = False):
         self.model_cfg = dataclasses.replace(model_cfg)
         self.cfg = train_cfg
         self.run = RunDir(out_dir)
@@ -97,26 +99,9 @@ class Trainer:
     def setup(self):
         cfg, run = self.cfg, self.run
         self.runtime = rt = setup_runtime(cfg)
-        saved = run.read_config() if self.resume else None
-        verb = (self.objective or LanguageModeling).verb
-        if not self.resume and rt.dist.is_main and run.has_checkpoint():
-            if not self.overwrite:
-                made_by = run.read_config().data.get("verb", "train") if run.is_run() else verb
-                raise TinyGPTError(f"{run} already holds a run; continue it with `tinygpt {made_by} --resume {run}`, "
-                                   "start it again with --overwrite, or choose another --out")
-            run.clear()
-        if saved is not None and (made_by := saved.data.get("verb", "train")) != verb:
-            raise TinyGPTError(f"{run} was made by `tinygpt {made_by}`; continue it with "
-                               f"`tinygpt {made_by} --resume {run}`")
+        run.ready_for(self.objective.verb, self.resume, self.overwrite, rt.dist.is_main)
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
-        if self.objective is None and self.model_cfg.arch == "reward":
-            raise TinyGPTError("a reward model is trained on preference pairs, not on text: "
-                               "tinygpt reward RUN --data PAIRS.jsonl (RUN: a trained GPT to start from)")
-        if self.objective is None:
-            self.objective = text_objective(self.model_cfg.arch).prepare(
-                cfg, self.model_cfg.block_size, run, self.resume, self.log, fixed_context=bool(cfg.init_from),
-                saved_sha256=saved.data.get("sha256") if saved else None)
         objective = self.objective
         for note in objective.notes:
             self.log(f"note: {note}")
@@ -341,18 +326,18 @@ class Trainer:
                 f"{where}, {_count(rt.threads, 'thread')}; out {self.out_dir}")
 
     def final_samples(self) -> list[str]:
+        """The seeded samples a run prints at its end (sample i draws from seed + i), through the one decoder."""
         cfg = self.cfg
         if not cfg.sample_tokens or not cfg.num_samples or not self.objective.generates_text:
             return []
-        from ..run import Run
-
-        run = Run(self.run.path, self.model, self.objective.tokenizer, self.run_config, self.runtime.device)
         prompts = [p.strip() for p in cfg.sample_prompts.split(",") if p.strip()] or [""]
         samples = []
         self.model.eval()
         for i in range(cfg.num_samples):
             prompt = prompts[i % len(prompts)]
-            sample = prompt + run.generate(prompt, max_new_tokens=cfg.sample_tokens, seed=cfg.seed + i)
+            sampling = SamplingConfig(cfg.sample_tokens, temperature=1.0)
+            pieces = complete(self.model, self.objective.tokenizer, [prompt], [sampling], [cfg.seed + i])
+            sample = prompt + "".join(piece for _, piece in pieces)
             samples.append(sample)
             self.log(f"--- sample {i + 1}" + (f" (from {prompt!r})" if prompt else "") + " ---\n" + sample)
         self.model.train()

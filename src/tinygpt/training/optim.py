@@ -17,7 +17,7 @@ import torch
 from torch.optim.adamw import adamw as adamw_update
 
 from ..config import TrainConfig
-from .sharding import is_sharded, shard_like
+from ..core.sharding import is_sharded, shard_like
 
 
 class Optimizer:

@@ -8,7 +8,7 @@ never stopped.
 from __future__ import annotations
 
 from ..config import TrainConfig
-from ..rundir import RunDir
+from ..store.rundir import RunDir
 
 
 class Records:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TrainConfig
-from ..errors import TinyGPTError
-from . import distributed as ddp
-from .devices import autocast_for, choose_threads, keep_freed_memory, map_large_blocks, pick_device
+from ..core import distributed as ddp
+from ..core.devices import autocast_for, choose_threads, keep_freed_memory, map_large_blocks, pick_device
+from ..core.errors import TinyGPTError
 
 
 @dataclass

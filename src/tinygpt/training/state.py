@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import TinyGPTError
-from ..rundir import RunDir
+from ..core.errors import TinyGPTError
+from ..store.rundir import RunDir
 
 
 @dataclass
@@ -63,7 +63,7 @@ def restore_state(run: RunDir, model, optimizer, device, batch_gen, objective=No
     """Load checkpoints/latest (or `state`, already read from it) into the model (unless `load_model` is
     False: a sharded run loads the whole weights before it cuts them), the optimizer, the generators and
     the objective (its own tensors, `Objective.load_state_dict`); return its progress."""
-    from ..checkpoint import load_weights_into
+    from ..store.checkpoint import load_weights_into
 
     state = state if state is not None else run.read_checkpoint("latest")
     if load_model:

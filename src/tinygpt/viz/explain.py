@@ -8,7 +8,7 @@ Every number printed comes from `probe.trace`, i.e. from the model's own forward
 
 from __future__ import annotations
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .probe import display_token, trace
 
 SHOW_POSITIONS = 8  # a long prompt is summarised by its last positions

@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from ..errors import TinyGPTError
-from ..rundir import RunDir
+from ..core.errors import TinyGPTError
+from ..store.rundir import RunDir
 
 DPI = 100
 MASKED = "#d9d9d9"  # the future positions a causal model may not look at

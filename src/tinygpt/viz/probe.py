@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..core.tokens import MASK
 from ..model.attention import CausalSelfAttention, causal_mask, prepare_qk, score_scale
-from ..training.masked import MASK
 
 
 def display_token(text: str) -> str:
@@ -222,7 +222,7 @@ def cross_attention(run, source: str, target: str) -> dict:
     """Which source tokens each target token read, per decoder layer and head, with the target as the
     model reads it (<|bos|> first) and each row labelled by the token written there (the target's, then
     <|eos|>). Returns {"weights": (n_layer, n_head, T, S) tensor, rows summing to 1, "rows", "columns"}."""
-    from ..data.pairs import BOS, EOS
+    from ..core.tokens import BOS, EOS
     from ..model.cross_attention import cross_weights
 
     model, tok = run.model, run.tokenizer

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..data import cache_dir
-from ..rundir import RunDir
+from ..store.rundir import RunDir
 
 DEFAULT_PROMPT = "mary had a little"
 

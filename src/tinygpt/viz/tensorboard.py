@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 class TensorBoardLog:

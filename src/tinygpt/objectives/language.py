@@ -1,26 +1,17 @@
-"""What the training loop trains for: an objective yields batches, computes the loss, and knows what
-an evaluation measures.
+"""Next-token prediction on one text, the first objective: random windows to train on, exact passes (or
+random batches) over the training and validation splits to evaluate.
 
     objective = LanguageModeling.prepare(train_cfg, block_size, run_dir, resume=False, log=print)
-    batch = objective.batch(generator)        # a tuple of (B, ...) tensors: the global batch
-    loss = objective.loss(model, batch)       # a scalar to minimise
-    result = objective.evaluate(model, runtime, final=False)
-
-The loop (loop.py) knows nothing else about the data, so supervised fine-tuning on conversations,
-a reward model on preference pairs or a sequence-to-sequence task is a new `Objective`, not a new
-loop. Next-token language modelling on a text corpus is the first one.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 
 from ..config import TrainConfig
-from ..convert.hub import hub_name
+from ..core import distributed as ddp
+from ..core.errors import TinyGPTError
+from ..core.hub import hub_name
 from ..data import (
     PreparedData,
     describe_corpus,
@@ -33,155 +24,10 @@ from ..data import (
     split_ids,
     subset_windows,
 )
-from ..errors import TinyGPTError
-from ..rundir import RunDir
+from ..store.rundir import RunDir
 from ..tokenizers import bpe_shortfall, train_tokenizer
-from . import distributed as ddp
-from .evaluation import estimate_loss, split_loss
-
-
-@dataclass
-class Evaluation:
-    """What one evaluation found.
-
-    losses: what metrics.jsonl records (`train_loss`, `val_loss`; None where there is no such split).
-    score: the number "best" is chosen on, lower is better, comparable across evaluations of a run.
-    whole: whether the validation split was scored whole (else the run ends with a final evaluation).
-    final_cost: how many times this evaluation's work the final one will take (for the time budget).
-    """
-
-    losses: dict[str, float | None]
-    score: float
-    whole: bool = True
-    final_cost: float = 1.0
-
-
-class Objective(ABC):
-    """The interface the loop trains through. Subclasses set `tokenizer`, `block_size` (the context
-    the data allows), `tokens_per_batch` (the tokens of the batch `batch()` last drew, counted in the
-    metrics and the throughput: fixed for text, the real tokens of each batch for padded
-    conversations), `data_info` (recorded in config.json) and `notes`."""
-
-    tokenizer = None
-    block_size: int = 0
-    tokens_per_batch: int = 0
-    data_info: dict = {}
-    notes: list[str] = []
-    has_validation: bool = False
-    generates_text: bool = True  # the run's model continues text (the loop samples it at the end)
-    verb: str = "train"  # the tinygpt command that trains it, and resumes it (`tinygpt VERB --resume RUN`)
-
-    @abstractmethod
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The next global batch, drawn only from `generator` (so a resumed run draws the same ones).
-
-        Every tensor's first dimension is the batch; the loop gives each process its slice of rows.
-        """
-
-    def loss(self, model, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The mean loss of `model` on `batch` (already on the model's device)."""
-        _, loss = model(*batch)
-        return loss
-
-    @abstractmethod
-    def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
-        """Measure `model`; `final` is the run's last evaluation."""
-
-    def describe(self) -> str:
-        """The data part of the run's opening line."""
-        return self.data_info.get("name", "")
-
-    def initial_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The weights a fine-tuning run starts from, given its source run's (`init_from`): as they are,
-        unless the objective changes the model's shape (new special tokens grow the embeddings)."""
-        return state
-
-    def model_settings(self) -> dict:
-        """Model settings the data decides, beside vocab_size (a source vocabulary of its own); none here."""
-        return {}
-
-    def write_files(self, run: RunDir):
-        """Files of the objective's own that a new run directory keeps (a chat template); none here."""
-        return None
-
-    def periodic_is_whole(self) -> bool:
-        """Whether an evaluation during training measures everything a final one would."""
-        return True
-
-    def bind(self, model, runtime) -> torch.nn.Module:
-        """Called once the model is built and on its device, before the optimizer is: returns the module
-        the loop trains (optimizer, gradient clipping, DDP), `model` itself unless the objective trains
-        weights of its own beside it (PPO's value head). An objective that samples from the model
-        while it trains (reinforcement learning) keeps it here."""
-        return model
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors of the objective's own that every checkpoint keeps, so a resumed run continues exactly
-        (reinforcement learning: the rollout being learnt from); none here."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]):
-        """Take back, from the checkpoint a run resumes from, what `state_dict` gave."""
-        return None
-
-    def report(self, record: dict) -> str:
-        """An evaluation's line in the log, after `step N: ` (`record`: its line in metrics.jsonl)."""
-        val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
-        return f"train loss {record['train_loss']:.4f}, val loss {val}"
-
-    def status(self) -> dict[str, str]:
-        """What the progress bar shows beside the loss (reinforcement learning: the latest reward); nothing here."""
-        return {}
-
-
-def text_objective(arch: str) -> type[Objective]:
-    """What `tinygpt train --data FILE` trains a model of this arch for: next tokens (a GPT), hidden tokens
-    (an encoder: masked.py) or targets from sources (an encoder-decoder: seq2seq.py)."""
-    if arch == "encoder":
-        from .masked import MaskedLanguageModeling
-
-        return MaskedLanguageModeling
-    if arch == "encoder-decoder":
-        from .seq2seq import Translation
-
-        return Translation
-    return LanguageModeling
-
-
-def resumed_config(resume: str, verb: str):
-    """The saved settings of the run `resume`, which the verb `verb` (sft, reward, rl) must have made:
-    a run continues only with the command that started it."""
-    saved = RunDir(resume).read_config()
-    made_by = saved.data.get("verb", "train")
-    if made_by != verb:
-        raise TinyGPTError(f"{resume} was made by `tinygpt {made_by}`; continue it with "
-                           f"`tinygpt {made_by} --resume {resume}`")
-    return saved
-
-
-def from_base_run(verb: str, base: str, data: str, out: str, resume: str, settings: dict, *, usage: str,
-                  needs_data: str, arch_problem) -> str | None:
-    """Fill `settings` for a run that `tinygpt VERB` trains from the run `base` on the file `data`
-    (sft, reward): `init_from` and `data`, and a fresh `out` (runs/BASE-VERB) unless given. A new run
-    checks its inputs (`usage` when no base is named, `needs_data` when no data is, `arch_problem(arch)`
-    what is wrong with the base's architecture, or None); a resumed one must be the verb's own.
-    Returns the sha256 of the data a resumed run began with (None for a new run)."""
-    if data:
-        settings["data"] = str(data)
-    if base:
-        settings["init_from"] = str(base)
-    if resume:
-        return resumed_config(resume, verb).data.get("sha256")
-    if not base:
-        raise TinyGPTError(usage)
-    base_run = RunDir(base).require(make=f"tinygpt train --data TEXT --out {base}")
-    problem = arch_problem(base_run.read_config().model.arch)
-    if problem:
-        raise TinyGPTError(f"{base} is {problem}")
-    if not data:
-        raise TinyGPTError(needs_data)
-    settings["out"] = str(out) if out else str(Path("runs") / f"{RunDir(base).name}-{verb}")
-    return None
+from ..training.losses import estimate_loss, split_loss
+from ..training.objective import Evaluation, Objective
 
 
 def choose_tokenizer(cfg: TrainConfig, run: RunDir, resume: bool, text_for, log):

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ..errors import TinyGPTError
+from .errors import TinyGPTError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -12,7 +12,7 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .model import ModelConfig
 from .train import TrainConfig
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_weights_into
-from .config import ModelConfig
-from .errors import TinyGPTError
-from .generation import Decoder, Row, SamplingConfig, TextStream, stream_rows
-from .model import build_model
-from .rundir import RunConfig, RunDir
-from .training.devices import pick_device
+from ..config import ModelConfig
+from ..core.devices import pick_device
+from ..core.errors import TinyGPTError
+from ..generation import SamplingConfig
+from ..generation.complete import complete, start_ids
+from ..model import build_model
+from ..store.checkpoint import load_weights_into
+from ..store.rundir import RunConfig, RunDir
 
 
 class Run:
@@ -62,7 +63,7 @@ class Run:
     def fill(self, prompt: str, top_k: int = 5) -> list[dict]:
         """The likeliest tokens, with probabilities, for each <mask> in `prompt` (an encoder run): a list of
         {"position", "top": [{"token", "id", "prob"}, ...]}, one per <mask>."""
-        from .generation.fill import fill_masks
+        from ..generation.fill import fill_masks
 
         if self.model_config.arch != "encoder":
             what = ("an encoder-decoder: it writes a target for a source" if self.model_config.arch == "encoder-decoder"
@@ -79,9 +80,9 @@ class Run:
         Greedy at temperature 0 (the default), sampled otherwise (source i draws from seed + i), or
         beam search with num_beams > 1 (greedy scoring: the sampling knobs must stay off).
         """
-        from .data.pairs import BOS, EOS
-        from .generation.beam import beam_search
-        from .generation.seq2seq import translate_ids
+        from ..core.tokens import BOS, EOS
+        from ..generation.beam import beam_search
+        from ..generation.translate import translate_ids
 
         if self.model_config.arch != "encoder-decoder":
             kind = "an encoder" if self.model_config.arch == "encoder" else f"a {self.model_config.arch} model"
@@ -117,10 +118,8 @@ class Run:
         return texts[0] if isinstance(source, str) else texts
 
     def start_ids(self, prompt: str) -> list[int]:
-        """Token ids to start from; an empty prompt starts where the tokenizer says a text starts
-        (a line break, or the word model's sentence end)."""
-        ids = self.tokenizer.encode(prompt) if prompt else []
-        return ids or self.tokenizer.start_ids()
+        """Token ids to start from; an empty prompt starts where the tokenizer says a text starts."""
+        return start_ids(self.tokenizer, prompt)
 
     def generate(self, prompt: str | list[str] = "", max_new_tokens: int = 100, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
@@ -184,18 +183,7 @@ class Run:
         if num_samples < 1:
             raise TinyGPTError(f"num_samples must be at least 1, got {num_samples}")
         seeds = per_prompt("seed", seed, (int, type(None)))
-        rows, streams = [], []
-        for text, config, first_seed in zip(prompts, configs, seeds):
-            ids = self.start_ids(text)
-            # A word model with no prompt starts after a sentence end, which decoding joins with a space.
-            lead = " " if self.tokenizer.kind == "word" and not text.strip() else ""
-            for j in range(num_samples):
-                generator = None
-                if first_seed is not None:
-                    generator = torch.Generator(device=self.device).manual_seed(first_seed + j)
-                rows.append(Row(ids, config, generator))
-                streams.append(TextStream(self.tokenizer, ids, config.stop, drop_lead=lead))
-        pieces = stream_rows(Decoder(self.model, rows, use_cache), streams)
+        pieces = complete(self.model, self.tokenizer, prompts, configs, seeds, num_samples, use_cache)
         if isinstance(prompt, str) and num_samples == 1:
             return (piece for _, piece in pieces)
         return pieces
@@ -207,7 +195,7 @@ class Run:
         knobs: the sampling knobs of `generate` (max_new_tokens, temperature, top_k, top_p,
         repetition_penalty, seed, use_cache). stream: called with each piece of the reply as it comes.
         """
-        from .chat.reply import reply_pieces
+        from ..generation.chat import reply_pieces
 
         pieces = []
         for piece in reply_pieces(self, messages, **knobs):
@@ -222,7 +210,7 @@ class Run:
         run that held none out; "all" of `data` if given). max_tokens: a fixed subset of at most that many
         tokens instead (what training's final evaluation scores of a long split). log(line): told how long a
         long pass will take."""
-        from .training.evaluation import evaluate_run
+        from ..evaluation import evaluate_run
 
         return evaluate_run(self, data, batch_size, max_tokens, log)
 

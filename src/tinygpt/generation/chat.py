@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..errors import TinyGPTError
-from ..rundir import RunDir
-from .template import CHAT_TOKENS, ChatFormat
+from ..core.errors import TinyGPTError
+from ..core.tokens import CHAT_TOKENS
+from ..store.rundir import RunDir
+from ..tokenizers.chat_format import ChatFormat
 
 
 def run_chat_format(run) -> ChatFormat:

@@ -22,6 +22,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
+from ..core.errors import TinyGPTError
+from ..core.version import __version__
 from .checkpoint import (
     append_metrics,
     atomic_write_bytes,
@@ -33,9 +36,6 @@ from .checkpoint import (
     save_weights,
     truncate_metrics,
 )
-from .config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
-from .errors import TinyGPTError
-from .version import __version__
 
 CHECKPOINTS = ("latest", "best")
 
@@ -169,6 +169,29 @@ class RunDir:
         for folder in (self.checkpoints_dir, self.tensorboard_dir):
             shutil.rmtree(folder, ignore_errors=True)
 
+    def resumable_by(self, verb: str) -> RunConfig:
+        """The saved settings of this run, which `tinygpt VERB` must have made: a run continues only with
+        the command that started it."""
+        saved = self.read_config()
+        if (made_by := saved.data.get("verb", "train")) != verb:
+            raise TinyGPTError(f"{self} was made by `tinygpt {made_by}`; continue it with "
+                               f"`tinygpt {made_by} --resume {self}`")
+        return saved
+
+    def ready_for(self, verb: str, resume: bool, overwrite: bool, main: bool = True) -> RunConfig | None:
+        """Check that `tinygpt VERB` may train here: a resumed run must be the verb's own (its saved settings
+        are returned); a new run may not land on a run already here unless `overwrite` (the main process
+        then removes the old run's files)."""
+        if resume:
+            return self.resumable_by(verb)
+        if main and self.has_checkpoint():
+            if not overwrite:
+                made_by = self.read_config().data.get("verb", "train") if self.is_run() else verb
+                raise TinyGPTError(f"{self} already holds a run; continue it with `tinygpt {made_by} --resume "
+                                   f"{self}`, start it again with --overwrite, or choose another --out")
+            self.clear()
+        return None
+
     def create(self) -> "RunDir":
         try:
             self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +225,7 @@ class RunDir:
     # ------------------------------------------------------------------ tokenizer
 
     def read_tokenizer(self):
-        from .tokenizers import load_tokenizer
+        from ..tokenizers import load_tokenizer
 
         return load_tokenizer(self.tokenizer_path)
 
@@ -213,7 +236,7 @@ class RunDir:
         """An encoder-decoder's tokenizer for its sources, or None: the sources use tokenizer.json too."""
         if not self.source_tokenizer_path.is_file():
             return None
-        from .tokenizers import load_tokenizer
+        from ..tokenizers import load_tokenizer
 
         return load_tokenizer(self.source_tokenizer_path)
 

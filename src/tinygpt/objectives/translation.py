@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import torch
 
+from ..core import distributed as ddp
+from ..core.errors import TinyGPTError
+from ..core.tokens import BOS, EOS, IGNORE
 from ..data import corpus_name
-from ..data.pairs import BOS, EOS, read_pairs
-from ..errors import TinyGPTError
-from ..rundir import RunDir
-from . import distributed as ddp
-from .objectives import Evaluation, Objective, choose_tokenizer
-
-IGNORE = -100
+from ..data.pairs import read_pairs
+from ..store.rundir import RunDir
+from ..training.objective import Evaluation, Objective
+from .language import choose_tokenizer
 
 
 def encode_pairs(tokenizer, pairs, block_size: int, source_tokenizer=None):
@@ -181,39 +181,3 @@ def target_loss(model, rows, runtime) -> tuple[float, int]:
             count += int((targets != IGNORE).sum())
     model.train(was_training)
     return total, count
-
-
-def evaluate_translation_run(run, data: str | None = None, exact: bool = True) -> dict:
-    """`tinygpt eval` on an encoder-decoder run: on its held-out pairs (or every pair of `data`), the loss
-    per target token, bits per target character and (exact) the share of greedy translations equal to
-    their target."""
-    import dataclasses
-    import math
-
-    from .evaluation import bits_per_char
-    from .runtime import Runtime
-
-    cfg = run.config.train
-    if data is not None:
-        cfg = dataclasses.replace(cfg, data=str(data), val_fraction=0.0)
-    pairs, sha256 = read_pairs(cfg.data)
-    if data is None and sha256 != run.config.data.get("sha256"):
-        raise TinyGPTError(f"the pairs ({cfg.data}) changed since {run.dir} was trained, so which were held out is "
-                           "not known; evaluate on a file of pairs with --data FILE")
-    n_val = min(int(len(pairs) * cfg.val_fraction), len(pairs) - 1)
-    split = "val" if n_val else ("all" if data is not None else "train")
-    chosen = pairs[len(pairs) - n_val:] if n_val else pairs
-    source_tokenizer = run.source_tokenizer if run.source_tokenizer is not run.tokenizer else None
-    rows = encode_pairs(run.tokenizer, chosen, run.model_config.block_size, source_tokenizer)
-    total, count = target_loss(run.model, rows, Runtime.local(run.device))
-    chars = sum(len(p.target) + 1 for p in chosen)  # each target's characters and its end
-    result = {"split": split, "loss": total / count, "tokens": count, "pairs": len(chosen), "characters": chars,
-              "bits_per_char": bits_per_char(total, chars), "perplexity": math.exp(total / count)}
-    if exact:
-        from ..demo.translation import exact_match
-
-        outputs = []
-        for start in range(0, len(chosen), 256):
-            outputs += run.translate([p.source for p in chosen[start : start + 256]], max_new_tokens=rows[2].shape[1])
-        result["exact_match"] = exact_match(outputs, [p.target for p in chosen])
-    return result

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.precedence import DERIVED, FINE_TUNE_MODEL_CHANGES, MODEL_FIELDS, build_configs, coerce
+from ..config.presets import load_preset, load_yaml_settings
+from ..core.errors import TinyGPTError
 from ..data.corpus import corpus_name
-from ..errors import TinyGPTError
-from ..rundir import RunDir
-from .layers import DERIVED, FINE_TUNE_MODEL_CHANGES, MODEL_FIELDS, build_configs, coerce
-from .presets import load_preset, load_yaml_settings
+from ..store.rundir import RunDir
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
 FIXED_ON_RESUME = ("data", "tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed",

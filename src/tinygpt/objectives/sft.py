@@ -30,15 +30,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..chat import ChatFormat, read_conversations
 from ..config import TrainConfig
+from ..core import distributed as ddp
+from ..core.errors import TinyGPTError
+from ..core.tokens import IGNORE
 from ..data import corpus_name
-from ..errors import TinyGPTError
-from ..rundir import RunDir
-from . import distributed as ddp
-from .objectives import Evaluation, Objective, from_base_run
-
-IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
+from ..data.conversations import read_conversations
+from ..store.rundir import RunDir
+from ..tokenizers.chat_format import ChatFormat
+from ..training.objective import Evaluation, Objective
 
 
 class SupervisedFineTuning(Objective):
@@ -235,28 +235,3 @@ def _grow(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
         raise TinyGPTError(f"the base weights have {t.shape[dim]} token rows, more than the tokenizer's {size}")
     mean = t.float().mean(dim=dim, keepdim=True).to(t.dtype)
     return torch.cat([t, mean.expand(*[missing if d == dim else n for d, n in enumerate(t.shape)])], dim=dim)
-
-
-def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", overwrite: bool = False,
-        log=None, on_step=None, started_at: float | None = None, **settings):
-    """Fine-tune the run `base` on the conversations in `data` (`tinygpt sft`); the settings of
-    `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue the sft run in that directory.
-    Returns the TrainResult."""
-    from ..config.resolve import resolve
-    from .loop import Trainer
-
-    def arch_problem(arch):
-        if arch in ("encoder", "encoder-decoder"):
-            return (f"an {arch} model; tinygpt sft trains a decoder-only GPT that writes replies (a run of "
-                    "tinygpt train with --arch gpt)")
-        return None
-
-    saved_sha256 = from_base_run(
-        SupervisedFineTuning.verb, base, data, out, resume, settings, arch_problem=arch_problem,
-        usage="name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE",
-        needs_data="pass the conversations to learn from: --data FILE.jsonl (or a folder of them)")
-    model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
-    objective = SupervisedFineTuning.prepare(train_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
-                                             saved_sha256)
-    return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective, overwrite=overwrite).train()

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .attention import from_fused_layout, to_fused_layout
 from .gpt import GPT
 

@@ -28,20 +28,18 @@ of each): the loss, and the pairwise accuracy, the share of pairs whose chosen r
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from ..chat import ChatFormat
-from ..chat.preferences import Pair, read_pairs
-from ..config import TrainConfig, coerce
+from ..config import TrainConfig
+from ..core import distributed as ddp
+from ..core.errors import TinyGPTError
 from ..data import corpus_name
-from ..errors import TinyGPTError
-from ..model.reward import reward_weights
-from ..rundir import RunDir
-from . import distributed as ddp
-from .objectives import Evaluation, Objective, from_base_run
+from ..data.preferences import Pair, read_pairs
+from ..model.reward_model import reward_weights
+from ..store.rundir import RunDir
+from ..tokenizers.chat_format import ChatFormat
+from ..training.objective import Evaluation, Objective
 from .sft import grow_vocabulary
 
 
@@ -226,54 +224,3 @@ def reward_format(base: RunDir, run: RunDir, resume: bool, pairs: list[Pair]) ->
         raise TinyGPTError(f"{conversational.where}: the pair is a conversation, but {run} has no "
                            f"{run.chat_template_path.name} (it learnt plain-text pairs); score plain text with it")
     return tokenizer, ChatFormat.new(tokenizer, None, "the default chat template")
-
-
-def reward(base: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", overwrite: bool = False,
-           log=None, on_step=None, started_at: float | None = None, **settings):
-    """Train a reward model on the trunk of the run `base` with the preference pairs in `data`
-    (`tinygpt reward`); the settings of `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue
-    the reward run in that directory. Returns the TrainResult."""
-    from ..config.resolve import resolve
-    from .loop import Trainer
-
-    if coerce("sample_tokens", settings.get("sample_tokens", 0)):
-        raise TinyGPTError("a reward model scores text and writes none; leave out --sample-tokens")
-    settings["sample_tokens"] = 0
-
-    def arch_problem(arch):
-        if arch != "gpt":
-            return (f"a {arch} model; a reward model starts from a GPT's trunk (a run of `tinygpt train` or "
-                    "`tinygpt sft`)")
-        return None
-
-    saved_sha256 = from_base_run(
-        PreferencePairs.verb, base, data, out, resume, settings, arch_problem=arch_problem,
-        usage="name the trained run to start from: tinygpt reward RUN --data FILE",
-        needs_data="pass the preference pairs to learn from: --data FILE.jsonl (or a folder of them)")
-    model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
-    # The trunk of the base's GPT under a scalar head: nothing is tied to the dropped language-model head.
-    model_cfg = dataclasses.replace(model_cfg, arch="reward", tie_weights=False)
-    objective = PreferencePairs.prepare(train_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume), saved_sha256)
-    return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective, overwrite=overwrite).train()
-
-
-def evaluate_reward_run(run, data: str | None = None) -> dict:
-    """`tinygpt eval` on a reward run: the loss and pairwise accuracy on its held-out pairs (when it held
-    none out, on its training pairs), or on every pair in `data`."""
-    from .runtime import Runtime
-
-    cfg = run.config.train
-    if data is not None:
-        cfg = dataclasses.replace(cfg, data=str(data), val_fraction=0.0)
-    objective = PreferencePairs.prepare(cfg, run.model_config.block_size, RunDir(run.dir), resume=True)
-    if data is None and objective.data_info["sha256"] != run.config.data.get("sha256"):
-        raise TinyGPTError(f"the preference pairs ({cfg.data}) changed since {run.dir} was trained, so which were "
-                           "held out is not known; evaluate on a file of pairs with --data FILE")
-    if objective.has_validation:
-        split, picked = "val", torch.arange(objective.n_train, objective.n_train + objective.n_val)
-    else:
-        split, picked = ("all" if data is not None else "train"), torch.arange(objective.n_train)
-    runtime = Runtime.local(run.device)
-    total, right, count = objective.pair_results(run.model, picked, runtime)
-    return {"split": split, "loss": total / count, "accuracy": right / count, "pairs": count}

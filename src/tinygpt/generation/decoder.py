@@ -245,7 +245,7 @@ def autograd_off(model):
     counters, views), a few percent per token; or no_grad for a model sharded by FSDP (--parallel fsdp,
     sampling while it trains), whose weight-gathering buffers are reused outside inference mode, where
     a tensor made in it may not be written."""
-    from ..training.sharding import is_sharded
+    from ..core.sharding import is_sharded
 
     return torch.no_grad if is_sharded(next(model.parameters())) else torch.inference_mode
 

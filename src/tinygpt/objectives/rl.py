@@ -41,34 +41,25 @@ resumed run computes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
 
-from ..chat import CHAT_TOKENS, ChatFormat
-from ..chat.prompts import read_prompts
-from ..checkpoint import load_weights_into, tensors_checksum
 from ..config import TrainConfig
-from ..config.rl import RL_FIELDS, RLConfig
+from ..config.rl import RLConfig
+from ..core import distributed as ddp
+from ..core.errors import TinyGPTError
+from ..core.tokens import CHAT_TOKENS
 from ..data import corpus_name
-from ..errors import TinyGPTError
+from ..data.prompts import read_prompts
 from ..model import build_model
-from ..rundir import RunDir
-from . import distributed as ddp
-from .objectives import Evaluation, Objective, resumed_config
-from .rewards import load_reward
-from .rollouts import (
-    Rollout,
-    gae,
-    group_advantages,
-    pad_rows,
-    sample_replies,
-    score_tokens,
-    token_logprobs,
-    whiten,
-)
+from ..store.checkpoint import load_weights_into, tensors_checksum
+from ..store.rundir import RunDir
+from ..tokenizers.chat_format import ChatFormat
+from ..training.objective import Evaluation, Objective
+from .reward_functions import load_reward
+from .rollouts import Rollout, gae, group_advantages, pad_rows, sample_replies, score_tokens, token_logprobs, whiten
 
 
 class PolicyWithValue(nn.Module):
@@ -328,60 +319,3 @@ def rl_chat_format(sft_run: RunDir, run: RunDir, resume: bool) -> ChatFormat:
         raise TinyGPTError(f"{source}'s tokenizer has no chat tokens; reinforcement learning starts from a run of "
                            "`tinygpt sft`")
     return ChatFormat(tokenizer, template, origin=str(source.chat_template_path))
-
-
-def evaluate_rl_run(run, data: str | None = None) -> dict:
-    """`tinygpt eval` on an rl run: the mean reward of its greedy replies to its held-out prompts
-    (or to every prompt of `data`), scored by the reward it was trained against."""
-    from .runtime import Runtime
-
-    saved = run.config.data
-    cfg = run.config.train if data is None else replace(run.config.train, data=str(data), val_fraction=0.0)
-    objective = ReinforcementLearning.prepare(cfg, RLConfig(**saved["rl"]), run.model_config.block_size,
-                                              RunDir(run.dir), resume=True, saved=saved if data is None else None)
-    objective.reward.check(objective.chat, objective.block_size)
-    objective.reward.to(run.device)
-    result = objective.evaluate(run.model, Runtime.local(run.device), final=True)
-    return {"split": "val" if data is None and saved.get("held_out_prompts") else "all",
-            "reward": result.losses["eval_reward"], "reply_tokens": result.losses["eval_reply_tokens"],
-            "prompts": len(objective.eval_prompts), "reward_spec": objective.rl.reward}
-
-
-def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", resume: str = "", config: str = "",
-       overwrite: bool = False, log=None, on_step=None, started_at: float | None = None, **settings):
-    """Reinforcement learning of the sft run `sft_run` on the prompts in `prompts` against `reward`
-    (`tinygpt rl`); the RL settings (algorithm="grpo", group_size=8, ...; RLConfig) and those of
-    `tinygpt train` (max_iters=200, lr=1e-4, ...). `resume`: continue the rl run in that directory,
-    with the RL settings it began with. Returns the TrainResult."""
-    from ..config.resolve import resolve
-    from .loop import Trainer
-
-    asked = {name: settings.pop(name) for name in list(settings) if name in RL_FIELDS}
-    if reward:
-        asked["reward"] = str(reward)
-    saved = None
-    if resume:
-        saved = resumed_config(resume, ReinforcementLearning.verb).data
-        rl_cfg = RLConfig(**saved["rl"])
-        changed = [name for name, value in asked.items() if value != getattr(rl_cfg, name)]
-        if changed:
-            raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
-    else:
-        if not sft_run:
-            raise TinyGPTError("name the sft run to train: tinygpt rl SFT_RUN --prompts FILE --reward SPEC")
-        source = RunDir(sft_run).require(make=f"tinygpt sft BASE_RUN --data CHATS.jsonl --out {sft_run}")
-        arch = source.read_config().model.arch
-        if arch in ("encoder", "encoder-decoder"):
-            raise TinyGPTError(f"{sft_run} is an {arch} model; tinygpt rl trains a decoder-only GPT that writes "
-                               "replies (a run of tinygpt train with --arch gpt)")
-        if not prompts:
-            raise TinyGPTError("pass the prompts to reply to: --prompts FILE.jsonl (or a folder of them)")
-        rl_cfg = RLConfig(**asked)
-        load_reward(rl_cfg.reward)  # a bad --reward fails before anything else is read
-        settings.update(data=str(prompts), init_from=str(sft_run))
-        settings["out"] = str(out) if out else str(Path("runs") / f"{RunDir(sft_run).name}-rl")
-    model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
-    objective = ReinforcementLearning.prepare(train_cfg, rl_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
-                                              saved)
-    return Trainer(model_cfg, train_cfg, out_dir, resume=bool(resume), log=log, on_step=on_step,
-                   started_at=started_at, objective=objective, overwrite=overwrite).train()

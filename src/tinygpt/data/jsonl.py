@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 
 def jsonl_files(spec: str, what: str, shape: str) -> list[Path]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..core import distributed as ddp
+from ..core.tokens import IGNORE, MASK
 from ..data import eval_windows, random_batch
-from ..rundir import RunDir
-from . import distributed as ddp
-from .objectives import Evaluation, LanguageModeling
-
-MASK = "<mask>"
-IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
+from ..store.rundir import RunDir
+from ..training.objective import Evaluation
+from .language import LanguageModeling
 
 
 def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float, generator: torch.Generator):
@@ -115,22 +114,3 @@ def masked_loss(model, data: torch.Tensor, block_size: int, mask_id: int, fracti
             model(first.to(runtime.device))
     model.train(was_training)
     return total, count
-
-
-def evaluate_masked_run(run, data: str | None = None) -> dict:
-    """`tinygpt eval` on an encoder run: the loss on hidden tokens of its validation split (or of all of
-    `data`), the same tokens hidden as its training's evaluations hid (seed + 1)."""
-    import math
-
-    from ..data import encode_corpus, held_out, read_corpus
-    from .runtime import Runtime
-
-    cfg = run.config.train
-    text = read_corpus(data if data is not None else cfg.data, run.tokenizer.kind, cfg.sentence_end)
-    ids = encode_corpus(run.tokenizer, text)  # (N,)
-    block = run.model_config.block_size
-    split, tokens = held_out(ids, cfg.val_fraction, block) if data is None else ("all", ids)
-    total, count = masked_loss(run.model, tokens, block, run.tokenizer.token_to_id(MASK), cfg.mask_fraction,
-                               cfg.seed + 1, Runtime.local(run.device))
-    loss = total / max(count, 1)
-    return {"split": split, "loss": loss, "tokens": count, "perplexity": math.exp(loss)}

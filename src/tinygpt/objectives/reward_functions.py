@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TinyGPTError
-from ..rundir import RunDir
+from ..core.errors import TinyGPTError
+from ..store.rundir import RunDir
 
 
 class Reward:
@@ -77,8 +77,8 @@ class RewardModelScore(Reward):
     """The score of a reward model (`tinygpt reward`) at each reply's last token."""
 
     def __init__(self, spec: str, run: RunDir):
-        from ..checkpoint import load_weights_into
         from ..model import build_model
+        from ..store.checkpoint import load_weights_into
 
         self.spec = spec
         self.run = run

@@ -34,7 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .errors import TinyGPTError
+from ..core.errors import TinyGPTError
 
 FORMAT = "tinygpt-checkpoint-1"
 CHECKSUM_KEY = "checksum"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
 from .args import add_loading, add_run
 
 BAR = 30  # characters of the widest probability bar
@@ -43,7 +43,7 @@ def add_parsers(sub):
 
 
 def fill(args) -> int:
-    from ..run import load
+    from ..app.run import load
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     rows = run.fill(args.prompt, args.top_k)
@@ -57,7 +57,7 @@ def fill(args) -> int:
 
 
 def translate(args) -> int:
-    from ..run import load
+    from ..app.run import load
 
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     if args.source is not None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import TinyGPTError
+from ..core.errors import TinyGPTError
+from ..tokenizers.chat_format import check_messages
 from .jsonl import read_jsonl
-from .template import check_messages
 
 
 @dataclass

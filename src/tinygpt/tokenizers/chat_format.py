@@ -20,12 +20,8 @@ from __future__ import annotations
 
 from string import Template
 
-from ..errors import TinyGPTError
-
-ROLES = ("system", "user", "assistant")
-ROLE_TOKENS = {role: f"<|{role}|>" for role in ROLES}
-END = "<|end|>"
-CHAT_TOKENS = [*ROLE_TOKENS.values(), END]
+from ..core.errors import TinyGPTError
+from ..core.tokens import CHAT_TOKENS, END, ROLE_TOKENS, ROLES
 
 # $sep is filled in once, when a run gets its template: the saved file is plain Jinja.
 _TEMPLATE = Template("""\
