@@ -20,11 +20,12 @@ from tinygpt.core.errors import TinyGPTError
 from tinygpt.model import build_model
 from tinygpt.store.checkpoint import read_metrics
 from tinygpt.tokenizers import CharTokenizer
+from tinygpt.training import curves
+from tinygpt.training.tensorboard import TensorBoardLog
 from tinygpt.viz import plots, probe
 from tinygpt.viz.explain import explain
 from tinygpt.viz.plots import MASKED, cell_centre
 from tinygpt.viz.subject import default_run
-from tinygpt.viz.tensorboard import TensorBoardLog
 
 PROMPT = "mary had a little"
 
@@ -194,7 +195,7 @@ def test_pca_projects_every_word_on_the_two_directions_of_largest_variance(rhyme
 # ---- loss curves --------------------------------------------------------------------------------
 
 def test_loss_plot_overlays_runs_with_the_numbers_from_their_metrics(rhyme_run, char_run, tmp_path):
-    drawn = plots.plot_loss([rhyme_run.out_dir, char_run], tmp_path / "loss.png", x="tokens", log=True)
+    drawn = curves.plot_loss([rhyme_run.out_dir, char_run], tmp_path / "loss.png", x="tokens", log=True)
     assert pixels(tmp_path / "loss.png").shape == (500, 800, 3)
     rhyme_series, char_series = drawn["series"]
     records = read_metrics(Path(char_run) / "metrics.jsonl")
@@ -207,15 +208,15 @@ def test_loss_plot_overlays_runs_with_the_numbers_from_their_metrics(rhyme_run, 
 
 
 def test_loss_plot_against_seconds_and_steps(char_run, tmp_path):
-    by_step = plots.loss_series(char_run, "step")
-    by_time = plots.loss_series(char_run, "seconds")
+    by_step = curves.loss_series(char_run, "step")
+    by_time = curves.loss_series(char_run, "seconds")
     assert by_step["x"] == [0, 20, 40]
     assert by_time["x"] == sorted(by_time["x"]) and by_time["train"] == by_step["train"]
 
 
 def test_loss_plot_of_a_folder_without_metrics_is_a_clear_error(tmp_path):
     with pytest.raises(TinyGPTError, match="no metrics.jsonl"):
-        plots.plot_loss([tmp_path], tmp_path / "loss.png")
+        curves.plot_loss([tmp_path], tmp_path / "loss.png")
 
 
 # ---- the walkthrough ----------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def cross_attention(args, inspect_cross_attention) -> int:
 
 
 def plot(args) -> int:
-    from ..viz.plots import plot_loss
+    from ..training.curves import plot_loss
 
     drawn = plot_loss(args.runs, args.out, x=args.x, log=args.log, title=args.title)
     print(f"drew {len(drawn['lines'])} curve(s) of {len(drawn['series'])} run(s) against {args.x} into {drawn['path']}")

@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 
 from ..core.errors import TinyGPTError
-from .export import Exported, check_out, read_source
 from .gpt2 import LAYER_NORM_EPS, gpt2_form_state, gpt2_misfits, tensor_names
+from .source import Exported, check_out, read_source
 
 ARCH = "gpt2"
 GELU_GAP = 4.73e-4  # max |GELU(x) - its tanh approximation| over all x, near |x| = 2.7

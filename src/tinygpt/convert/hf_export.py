@@ -25,9 +25,9 @@ from pathlib import Path
 from ..config import ModelConfig
 from ..core.version import __version__
 from ..store.checkpoint import atomic_save_tensors, atomic_write_bytes, atomic_write_json
-from .export import COMPUTED, Exported, check_out, read_source
 from .gpt2 import gpt2_misfits, hf_gpt2_config, hf_gpt2_tensors
 from .hf_tokenizer import hf_tokenizer, tokenizer_config
+from .source import COMPUTED, Exported, check_out, read_source
 
 MODELING_FILE = Path(__file__).with_name("modeling_tinygpt.py")  # copied beside the weights
 

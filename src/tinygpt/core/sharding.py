@@ -1,6 +1,6 @@
 """Fully sharded data parallel (FSDP2, `torch.distributed.fsdp.fully_shard`): `--parallel fsdp`.
 
-    shard(model)                                   # every Block, then the rest: DTensor parameters
+    shard(model, blocks)                           # each block, then the rest: DTensor parameters
     state = whole_state(module)                    # the full tensors, gathered (every process calls it)
     shard_like(tensor, param)                      # a whole saved tensor cut as `param` is
 
@@ -24,19 +24,16 @@ import torch
 import torch.nn as nn
 
 
-def shard(model: nn.Module) -> nn.Module:
-    """Shard `model` in place: each transformer block a unit of its own, the embeddings, final norm and
-    head (and anything an objective adds) the root's unit."""
+def shard(model: nn.Module, units: list[nn.Module]) -> nn.Module:
+    """Shard `model` in place: each of `units` (the transformer blocks) a unit of its own, the rest (the
+    embeddings, final norm and head, and anything an objective adds) the root's unit."""
     from torch.distributed.fsdp import fully_shard
-
-    from ..model.gpt import Block
 
     # The head's logits come back as a view of the matmul's output; nothing here changes them in place,
     # which is what FSDP warns about.
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
-    for module in model.modules():
-        if isinstance(module, Block):
-            fully_shard(module)
+    for module in units:
+        fully_shard(module)
     fully_shard(model)
     return model
 

@@ -34,6 +34,7 @@ from ..core.version import __version__
 from ..generation import SamplingConfig
 from ..generation.complete import complete
 from ..model import build_model
+from ..model.gpt import Block
 from ..store.checkpoint import load_weights_into
 from ..store.rundir import RunConfig, RunDir
 from .objective import Evaluation, Objective
@@ -135,7 +136,7 @@ class Trainer:
             if rt.dist.is_main:  # the writer's plain copy for checkpoints, drawing nothing of the run's randomness
                 with torch.random.fork_rng(devices=[]):
                     self._whole = build_model(self.model_cfg)
-            shard(self.trained)
+            shard(self.trained, [m for m in self.trained.modules() if isinstance(m, Block)])
         self.optimizer = build_optimizer(self.trained, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.progress = Progress(threads=rt.threads)

@@ -21,7 +21,7 @@ class Records:
         if resumed:
             run.truncate_metrics(step)
         if cfg.tensorboard:
-            from ..viz.tensorboard import TensorBoardLog
+            from .tensorboard import TensorBoardLog
 
             self.tensorboard = TensorBoardLog(run.tensorboard_dir, step + 1 if resumed else None)
 
@@ -38,7 +38,7 @@ class Records:
 
     def plot(self, step: int):
         """Redraw RUN/loss.png from metrics.jsonl (--plot-every)."""
-        from ..viz.plots import plot_loss
+        from .curves import plot_loss
 
         plot_loss([self.run.path], self.run.loss_plot_path, title=f"Loss curves of {self.run.name}")
         self.plotted_at = step

@@ -1,4 +1,4 @@
-"""Pictures of a run: attention maps, token embeddings, loss curves.
+"""Pictures of a run: attention maps and token embeddings (loss curves: training/curves.py).
 
 Each `plot_*` function writes one image and returns the data it drew, with the picture's size in
 pixels and where its panels are, so a test can check the picture against the numbers. Figures are
@@ -12,50 +12,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
-from ..core.errors import TinyGPTError
-from ..store.rundir import RunDir
+from ..training.curves import check_output, new_figure, pixel_box, save
 
-DPI = 100
 MASKED = "#d9d9d9"  # the future positions a causal model may not look at
-X_AXES = {"step": ("step", "optimizer step"), "tokens": ("tokens", "training tokens seen"),
-          "seconds": ("elapsed_s", "seconds of training")}
-
-
-def check_output(path: str | Path) -> Path:
-    """An image path whose folder exists and whose format matplotlib can write."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise TinyGPTError(f"cannot write {path}: the folder {path.parent} does not exist; create it or pick another")
-    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in formats:
-        raise TinyGPTError(f"cannot write {path}: {path.suffix or 'no ending'} is not a picture format; "
-                           "end the name with .png (or .svg, .pdf)")
-    return path
-
-
-def _new_figure(width_in: float, height_in: float, layout: str | None = None) -> Figure:
-    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout=layout)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> tuple[int, int]:
-    """Write the figure at its own size (no tight cropping, so panel positions stay known)."""
-    fig.savefig(path, dpi=DPI)
-    width, height = fig.canvas.get_width_height()
-    return width, height
-
-
-def _pixel_box(fig: Figure, ax) -> tuple[int, int, int, int]:
-    """An axes' drawing area in image pixels: (left, top, right, bottom), origin at the top left."""
-    box = ax.get_window_extent()
-    height = fig.canvas.get_width_height()[1]
-    return round(box.x0), round(height - box.y1), round(box.x1), round(height - box.y0)
 
 
 # ----------------------------------------------------------------------------- attention
@@ -77,7 +38,7 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
     n = max(T, S)
     panel = min(max(3.0, 0.3 * n + 1.6), 8.0)  # inches: room for the labels on each axis, within reason
     every = math.ceil(n / 40)  # a long prompt labels every n-th position so the labels stay readable
-    fig = _new_figure(panel * H + 1.2, panel * L + 0.6, layout="constrained")
+    fig = new_figure(panel * H + 1.2, panel * L + 0.6, layout="constrained")
     cmap = ListedColormap(_blues(256)).with_extremes(bad=MASKED)
     hidden = np.triu(np.ones((T, S), dtype=bool), k=1) if causal else np.zeros((T, S), dtype=bool)
     panels, image = [], None
@@ -107,8 +68,8 @@ def plot_attention(weights, tokens: list[str], path: str | Path, title: str = ""
     fig.suptitle(title or "Attention weights (grey: the future, masked)", fontsize=12)
     fig.canvas.draw()
     for p in panels:
-        p["box"] = _pixel_box(fig, p.pop("ax"))
-    size = _save(fig, path)
+        p["box"] = pixel_box(fig, p.pop("ax"))
+    size = save(fig, path)
     return {"weights": w, "tokens": list(tokens), "columns": columns, "panels": panels, "size": size,
             "path": str(path)}
 
@@ -137,7 +98,7 @@ def plot_embeddings(points, labels: list[str], path: str | Path, explained=(None
     """
     path = check_output(path)
     xy = np.asarray(points, dtype=np.float64)  # (V, 2)
-    fig = _new_figure(8.0, 8.0)
+    fig = new_figure(8.0, 8.0)
     fig.subplots_adjust(left=0.1, right=0.96, bottom=0.08, top=0.92)
     ax = fig.add_subplot(1, 1, 1)
     ax.scatter(xy[:, 0], xy[:, 1], s=18, color="tab:blue", alpha=0.7)
@@ -153,73 +114,7 @@ def plot_embeddings(points, labels: list[str], path: str | Path, explained=(None
     more = f"; {len(labelled)} of {len(labels)} labelled" if step > 1 else ""
     ax.set_title(title or f"Token embeddings projected to 2-D ({len(labels)} tokens{more})")
     fig.canvas.draw()
-    box = _pixel_box(fig, ax)
-    size = _save(fig, path)
+    box = pixel_box(fig, ax)
+    size = save(fig, path)
     return {"points": xy, "labels": list(labels), "labelled": labelled, "panels": [{"box": box}], "size": size,
             "path": str(path)}
-
-
-# ----------------------------------------------------------------------------- loss curves
-
-def loss_series(run_dir: str | Path, x: str = "step") -> dict:
-    """A run's losses against `x` (step, tokens or seconds), read from its metrics.jsonl."""
-    if x not in X_AXES:
-        raise TinyGPTError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise TinyGPTError(f"run directory {run} does not exist")
-    records = run.read_metrics()
-    if not records:
-        raise TinyGPTError(f"{run} has no metrics.jsonl (or an empty one), so it holds no training run; "
-                           "pass directories written by `tinygpt train`")
-    key = X_AXES[x][0]
-    out = {"label": run.name, "x": [], "train": [], "val": []}
-    for r in records:
-        out["x"].append(r[key])
-        out["train"].append(r.get("train_loss"))
-        out["val"].append(r.get("val_loss"))
-    return out
-
-
-def plot_loss(run_dirs: list[str | Path], path: str | Path, x: str = "step", log: bool = False,
-              title: str = "") -> dict:
-    """Training (solid) and validation (dashed) loss of one or more runs, overlaid; one colour per run.
-
-    Returns {"series": [{"label", "x", "train", "val"}], "lines": [legend labels], "panels", "size", "path"}.
-    """
-    path = check_output(path)
-    series = [loss_series(d, x) for d in run_dirs]
-    names = [s["label"] for s in series]
-    if len(set(names)) < len(names):  # two runs with the same folder name: tell them apart by path
-        for s, d in zip(series, run_dirs):
-            s["label"] = str(d)
-    fig = _new_figure(8.0, 5.0, layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    colours = [f"C{i % 10}" for i in range(len(series))]
-    lines = []
-    for s, colour in zip(series, colours):
-        for split, style in (("train", "-"), ("val", "--")):
-            pts = [(a, b) for a, b in zip(s["x"], s[split]) if b is not None]
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            label = f"{s['label']} {split}"
-            ax.plot(xs, ys, style, color=colour, marker="o", markersize=3, label=label)
-            lines.append(label)
-    if log:
-        from matplotlib.ticker import LogLocator, ScalarFormatter
-
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))  # 0.3, 0.5, 1, 2, 3: plain numbers
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter("")
-    ax.set_xlabel(X_AXES[x][1])
-    ax.set_ylabel("loss (cross-entropy, nats per token)" + (", log scale" if log else ""))
-    has_val = any(line.endswith(" val") for line in lines)
-    ax.set_title(title or ("Loss curves (solid: training, dashed: validation)" if has_val else "Training loss"))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=9)
-    fig.canvas.draw()
-    box = _pixel_box(fig, ax)
-    size = _save(fig, path)
-    return {"series": series, "lines": lines, "panels": [{"box": box}], "size": size, "path": str(path)}
