@@ -12,7 +12,7 @@ from tinygpt.core.errors import TinyGPTError
 from tinygpt.generation import Decoder, Row, SamplingConfig, TextStream, generate_ids, next_token
 from tinygpt.generation.text import CONTEXT
 from tinygpt.model import build_model
-from tinygpt.model.attention import rotate_rows
+from tinygpt.model.cached import rotate_rows
 from tinygpt.model.layers import Rotary
 from tinygpt.tokenizers import CharTokenizer, HFTokenizer
 
@@ -389,3 +389,18 @@ def test_a_byte_level_run_streams_what_it_returns(bpe):
             decoder.step()
         full = bpe.decode(decoder.ids[0])[len("café ") :]
         assert full.startswith("".join(pieces))
+
+
+# ---- the lecture's own sampler -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", PATHS)
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_the_lectures_generate_gives_the_tokens_of_the_batched_decoder(extra, top_k):
+    model = small_model(**extra)
+    prompt = torch.tensor([[3, 1, 4]])
+    torch.manual_seed(11)
+    lecture = model.generate(prompt, 30, temperature=0.9, top_k=top_k)  # crop, forward, softmax, multinomial
+    torch.manual_seed(11)
+    ours = generate_ids(model, prompt, SamplingConfig(30, temperature=0.9, top_k=top_k or 0), use_cache=True)
+    assert lecture.shape == (1, 33)  # past block_size 8: the window slid
+    assert torch.equal(lecture, ours)

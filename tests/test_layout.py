@@ -100,3 +100,25 @@ def test_no_module_outgrows_one_concept():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MOST_LINES}
     assert long == {}
+
+
+def test_the_readmes_code_map_names_every_module_where_it_is():
+    readme = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## How the code is laid out", 1)[1].split("```", 2)[1]
+    entries, current = {}, None
+    for line in block.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # "  name/   text" or "  module.py   text"
+            current = line.split()[0].rstrip("/")
+            entries[current] = line
+        elif current is not None and line.startswith("   "):
+            entries[current] += line
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).parts
+        if len(parts) == 1:
+            if path.name not in entries and path.name != "__main__.py":
+                missing.append(path.name)
+        elif path.name != "__init__.py" and path.name not in entries.get(parts[0], ""):
+            missing.append("/".join(parts))
+    assert missing == []
+    assert set(LAYERS) <= {name.removesuffix(".py") for name in entries}

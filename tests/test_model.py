@@ -7,7 +7,7 @@ import torch
 from tinygpt.config import ModelConfig, build_configs
 from tinygpt.core.errors import TinyGPTError
 from tinygpt.model import build_model
-from tinygpt.model.layers import Linear
+from tinygpt.model.layers import ThreadedLinear
 from tinygpt.store.checkpoint import load_tensors, save_weights
 
 
@@ -140,7 +140,7 @@ def test_settings_from_text_are_converted_to_their_types():
 @pytest.mark.parametrize("out_features", [12, 13])
 def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features, monkeypatch):
     # One row without gradients takes the chunked path when out_features divides among the threads.
-    layer = Linear(8, out_features, bias=bias)
+    layer = ThreadedLinear(8, out_features, bias=bias)
     x = torch.randn(1, 1, 8)
     batched = []
     for name in ("bmm", "baddbmm"):

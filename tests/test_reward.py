@@ -15,7 +15,7 @@ from tinygpt.app.launch import reward, sft
 from tinygpt.cli import main
 from tinygpt.config import TrainConfig
 from tinygpt.model import RewardModel
-from tinygpt.objectives.reward_model import PreferencePairs
+from tinygpt.objectives.preference_pairs import PreferencePairs
 from tinygpt.store.rundir import RunDir
 from tinygpt.training import TrainingInterrupted
 

@@ -33,7 +33,7 @@ from .data import PreparedData, encode_corpus, first_tokens, held_out, read_corp
 from .data.dates import exact_match
 from .data.pairs import read_pairs
 from .objectives.masked import masked_loss
-from .objectives.reward_model import PreferencePairs
+from .objectives.preference_pairs import PreferencePairs
 from .objectives.rl import ReinforcementLearning
 from .objectives.sft import SupervisedFineTuning, reply_loss
 from .objectives.translation import encode_pairs, target_loss

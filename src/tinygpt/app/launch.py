@@ -23,8 +23,8 @@ from ..config.rl import RL_FIELDS, RLConfig
 from ..core.errors import TinyGPTError
 from ..objectives.language import LanguageModeling
 from ..objectives.masked import MaskedLanguageModeling
+from ..objectives.preference_pairs import PreferencePairs
 from ..objectives.reward_functions import load_reward
-from ..objectives.reward_model import PreferencePairs
 from ..objectives.rl import ReinforcementLearning
 from ..objectives.sft import SupervisedFineTuning
 from ..objectives.translation import Translation

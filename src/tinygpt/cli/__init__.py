@@ -29,7 +29,7 @@
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
-    seq2seq.py  fill, translate
+    encoders.py fill, translate
     serve.py    serve
     args.py     the parser and the arguments several verbs share
 

@@ -1,5 +1,5 @@
 """`tinygpt rl`: reinforcement learning of a chat model (a run of `tinygpt sft`) against a reward,
-with PPO or GRPO (training/rl.py)."""
+with PPO or GRPO (objectives/rl.py)."""
 
 from __future__ import annotations
 

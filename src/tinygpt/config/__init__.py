@@ -3,9 +3,8 @@
     model.py    ModelConfig, saved in every run's config.json
     train.py    TrainConfig
     fields.py   what a setting is (default, help, choices), durations
-    layers.py   merging defaults < preset < YAML file < flags, with type coercion
+    precedence.py  merging defaults < preset < YAML file < flags, with type coercion; what each verb accepts
     presets.py  the named recipes in tinygpt/presets/*.yaml, and users' YAML files
-    resolve.py  the settings of a new run, a resumed run, or a fine-tuning run
     rl.py       RLConfig: reinforcement learning's own settings (tinygpt rl)
 """
 

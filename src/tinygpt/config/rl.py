@@ -1,7 +1,7 @@
 """`RLConfig`: the settings of reinforcement learning (`tinygpt rl`) beside the training ones.
 
 Recorded in an rl run's config.json (`data.rl`); a resumed run keeps them. What each one does is
-explained in training/rl.py.
+explained in objectives/rl.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     pairs, sha256 = read_pairs("pairs.jsonl")     # {"source": "...", "target": "..."} per line
     pairs, sha256 = read_pairs("pairs.tsv")       # source<TAB>target per line
-    pairs, sha256 = read_pairs("dates")           # the built-in task (demo/translation.py)
+    pairs, sha256 = read_pairs("dates")           # the built-in task (data/dates.py)
     pairs[0].source, pairs[0].target, pairs[0].where   # where: "pairs.tsv:3", for errors
 
 A .jsonl file (or a folder of them) is JSON Lines; any other file is TSV. A line with a column

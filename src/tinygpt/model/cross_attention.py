@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from .attention import padding_mask, score_scale
-from .layers import Linear
+from .layers import ThreadedLinear
 
 
 class CrossAttention(nn.Module):
@@ -34,9 +34,9 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head, self.head_size = cfg.n_head, cfg.head_size
-        self.q = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.qkv_bias)
-        self.kv = Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.qkv_bias)
-        self.proj = Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.q = ThreadedLinear(cfg.n_embd, cfg.n_embd, bias=cfg.qkv_bias)
+        self.kv = ThreadedLinear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.qkv_bias)
+        self.proj = ThreadedLinear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.scale = score_scale(cfg)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)

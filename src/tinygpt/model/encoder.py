@@ -7,9 +7,9 @@
 
 Nothing else changes: the same blocks, norms, MLP and head as `GPT`, and the same settings. Because
 every position sees the tokens after it, next-token prediction would be trivial (copy the next
-token); an encoder is trained instead to fill in hidden tokens from both sides (training/masked.py),
+token); an encoder is trained instead to fill in hidden tokens from both sides (objectives/masked.py),
 and its outputs at each position describe that token in its whole context. The encoder half of the
-encoder-decoder (model/seq2seq.py) is built from the same non-causal blocks.
+encoder-decoder (model/encoder_decoder.py) is built from the same non-causal blocks.
 """
 
 from __future__ import annotations

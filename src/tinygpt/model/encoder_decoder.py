@@ -18,7 +18,7 @@ tokenizer of their own (`source_tokenizer`) and so a token table of their own (`
 `norm_position` post is the paper's arrangement, pre the GPTs'.
 
 Decoding computes the memory and its cross keys/values once per source (`encode`), then runs the
-decoder one token at a time with the self-attention KV cache (`decode`): generation/seq2seq.py.
+decoder one token at a time with the self-attention KV cache (`decode`): generation/translate.py.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from .attention import from_fused_layout, to_fused_layout
+from .cached import attend_cached
 from .cross_attention import CrossAttention, MultiHeadCrossAttention, merge_cross, split_cross
 from .gpt import Block, final_norm, init_weights
 from .kv_cache import KVCache
-from .layers import Linear, Rotary, make_norm
+from .layers import Rotary, ThreadedLinear, make_norm
 
 
 @dataclass
@@ -61,7 +62,10 @@ class DecoderBlock(Block):
         self.cross = CrossAttention(cfg) if cfg.attention == "fused" else MultiHeadCrossAttention(cfg)
 
     def forward(self, x, memory: Memory, cache: KVCache | None = None, layer: int = 0):  # (B, T, C)
-        x = self.sublayer(x, self.ln1, lambda h: self.attn(h, cache, layer))
+        if cache is None:
+            x = self.sublayer(x, self.ln1, self.attn)
+        else:  # generation: the fast path's cached self-attention (cached.py)
+            x = self.sublayer(x, self.ln1, lambda h: attend_cached(self.attn, h, cache, layer))
         x = self.sublayer(x, self.ln_cross, lambda h: self.cross(h, memory.kv[layer], memory.mask))
         if self.mlp is not None:
             x = self.sublayer(x, self.ln2, self.mlp)
@@ -89,7 +93,7 @@ class EncoderDecoder(nn.Module):
         self.enc_ln = final_norm(cfg)
         self.blocks = nn.ModuleList(DecoderBlock(cfg, self.rotary) for _ in range(cfg.n_layer))
         self.ln_f = final_norm(cfg)
-        self.lm_head = Linear(C, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
+        self.lm_head = ThreadedLinear(C, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
         init_weights(self, cfg, 2 * cfg.encoder_layers + 3 * cfg.n_layer)
@@ -109,7 +113,7 @@ class EncoderDecoder(nn.Module):
         self._check_length(src.size(1), "source")
         x = self._embed(src, self.enc_pos_emb, 0, self.src_emb or self.tok_emb)  # (B, S, C)
         for block in self.encoder:
-            x = block(x, None, 0, src_mask)  # (B, S, C)
+            x = block(x, src_mask)  # (B, S, C)
         memory = self.enc_ln(x)  # (B, S, C)
         return Memory([block.cross.keys_values(memory) for block in self.blocks], src_mask)
 

@@ -1,17 +1,25 @@
-"""The decoder-only GPT, in the order data flows through it.
+"""The GPT as the "Let's build GPT" lecture builds it, in the order data flows through it.
 
     ids (B, T)
-      -> token embedding (+ learned position embedding, unless rotary)   (B, T, C)
-      -> n_layer blocks: x + attention(norm(x)), then x + mlp(norm(x))  (B, T, C)
-      -> final norm -> linear head                                       (B, T, vocab_size)
+      -> token embedding + position embedding                              (B, T, C)   C = n_embd
+      -> n_layer blocks, each:
+           x = x + attention(norm(x))    communication: every position reads the earlier ones
+           x = x + feed_forward(norm(x)) computation: each position on its own
+      -> final norm -> linear head                                         (B, T, vocab_size)
+      -> cross-entropy against the next tokens                             the loss
 
-(norm_position post, the original Transformer's: norm(x + attention(x)), then norm(x + mlp(x)),
-and no final norm. The encoder, model/encoder.py, is this network without the causal mask.)
+Read it top to bottom: `Head` (one head of self-attention, written out), `MultiHeadAttention`
+(heads side by side, then a projection), `FeedForward`, `Block` (the two residual lines), `GPT`
+(embeddings, blocks, final norm, head, loss) and its `generate` (crop, forward, softmax, sample).
 
-Everything optional is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
-nanoGPT's recipe, the fast modern recipe (rotary, QK-norm, ReLU squared, zero-initialised
-projections, tied embeddings) and GPT-2 itself (query/key/value biases, GELU's tanh approximation,
-a tied head without a bias; see convert/gpt2.py) are all configurations of this one class.
+Every optional piece is a `ModelConfig` switch, so the lecture's build-up steps, its full model,
+nanoGPT's recipe, the fast modern recipe (rotary positions, QK-norm, ReLU squared, zero-initialised
+projections, tied embeddings) and GPT-2 itself are configurations of this one class. Two things here
+are not the lecture's code but compute its function faster, and live in modules of their own:
+- attention: fused (the default) replaces the heads by one matrix multiply and one fused attention
+  call (attention.py); tests/test_model.py checks both give the same logits from the same weights;
+- the KV cache: generating with a cache runs the same weights through cached.py, which also batches
+  rows of different lengths (what a server needs). Nothing of it is in the teaching path below.
 """
 
 from __future__ import annotations
@@ -23,16 +31,95 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, MultiHeadAttention, from_fused_layout, to_fused_layout
+from .attention import CausalSelfAttention, from_fused_layout, score_scale, to_fused_layout
 from .kv_cache import KVCache
-from .layers import MLP, Linear, Rotary, make_norm
+from .layers import Rotary, ThreadedLinear, make_norm, prepare_qk
+
+
+class Head(nn.Module):
+    """One head of self-attention: each position asks a question (query), offers a label (key) and a
+    message (value); it takes the messages of the earlier positions, weighted by how well their labels
+    answer its question. causal=False (an encoder): every position, before and after."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None, causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        hs = cfg.head_size
+        self.key = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
+        self.query = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
+        self.value = nn.Linear(cfg.n_embd, hs, bias=cfg.qkv_bias)
+        # The mask is a buffer, not a parameter: it is not learned and not saved.
+        self.register_buffer("tril", torch.tril(torch.ones(cfg.block_size, cfg.block_size)), persistent=False)
+        self.rotary = rotary
+        self.qk_norm = cfg.qk_norm
+        self.scale = score_scale(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, key_mask: torch.Tensor | None = None):  # x: (B, T, C); key_mask (B, T): real tokens
+        B, T, C = x.shape
+        k = self.key(x)  # (B, T, hs)
+        q = self.query(x)  # (B, T, hs)
+        q, k = prepare_qk(q, k, self.qk_norm, self.rotary)  # optional QK-norm and rotary positions
+        wei = q @ k.transpose(-2, -1) * self.scale  # (B, T, hs) @ (B, hs, T) -> (B, T, T): affinities
+        if self.causal:
+            wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))  # no peeking ahead
+        elif key_mask is not None:  # an encoder's padded rows: the padding is never read
+            wei = wei.masked_fill(~key_mask[:, None, :], float("-inf"))  # (B, 1, T)
+        wei = F.softmax(wei, dim=-1)  # each row: how much position t takes from each position
+        wei = self.dropout(wei)
+        v = self.value(x)  # (B, T, hs)
+        return wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
+
+
+class MultiHeadAttention(nn.Module):
+    """Several heads side by side, each looking for something else; their outputs concatenated and
+    projected back into the residual stream."""
+
+    def __init__(self, cfg: ModelConfig, rotary: nn.Module | None = None, causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        self.heads = nn.ModuleList(Head(cfg, rotary, causal) for _ in range(cfg.n_head))
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias) if cfg.attn_proj else None
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, key_mask: torch.Tensor | None = None):  # (B, T, C)
+        out = torch.cat([h(x, key_mask) for h in self.heads], dim=-1)  # (B, T, n_head * hs) = (B, T, C)
+        if self.proj is not None:
+            out = self.dropout(self.proj(out))
+        return out
+
+
+class FeedForward(nn.Module):
+    """Position-wise computation: widen, a non-linearity, project back (the 'thinking' step)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hidden = cfg.mlp_ratio * cfg.n_embd
+        # ThreadedLinear is nn.Linear, but a single row's product (sampling) uses every core: layers.py.
+        self.fc = ThreadedLinear(cfg.n_embd, hidden, bias=cfg.bias)
+        self.proj = ThreadedLinear(hidden, cfg.n_embd, bias=cfg.bias) if cfg.mlp_proj else None
+        self.activation = cfg.activation
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):  # (B, T, C)
+        h = self.fc(x)  # (B, T, 4C)
+        if self.activation == "relu":
+            h = F.relu(h)
+        elif self.activation == "gelu":
+            h = F.gelu(h)
+        elif self.activation == "gelu_tanh":  # GPT-2's
+            h = F.gelu(h, approximate="tanh")
+        else:  # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
+            h = F.relu(h).square()
+        if self.proj is not None:
+            h = self.proj(h)  # (B, T, C)
+        return self.dropout(h) if self.training else h  # skipping the identity call speeds up sampling
 
 
 class Block(nn.Module):
-    """Communication (attention across positions), then computation (MLP per position).
-
-    causal=False: the encoder's block, where every position attends to every other.
-    """
+    """Communication (attention across positions), then computation (feed-forward per position), each on
+    a residual line: x + f(norm(x)). norm_position post is the original Transformer's norm(x + f(x));
+    residual False takes the residual lines away (the lecture's experiment)."""
 
     def __init__(self, cfg: ModelConfig, rotary: nn.Module | None, causal: bool = True):
         super().__init__()
@@ -42,7 +129,7 @@ class Block(nn.Module):
         attention = CausalSelfAttention if cfg.attention == "fused" else MultiHeadAttention
         self.attn = attention(cfg, rotary, causal)
         self.ln2 = make_norm(cfg) if cfg.mlp_ratio else None
-        self.mlp = MLP(cfg) if cfg.mlp_ratio else None
+        self.mlp = FeedForward(cfg) if cfg.mlp_ratio else None
 
     def sublayer(self, x, norm: nn.Module, f):
         """One residual step: x + f(norm(x)) (pre-norm), or norm(x + f(x)) (post-norm, the paper's)."""
@@ -52,8 +139,13 @@ class Block(nn.Module):
         y = f(norm(x))
         return x + y if self.residual else y
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0, key_mask=None):  # (B, T, C)
-        x = self.sublayer(x, self.ln1, lambda h: self.attn(h, cache, layer, key_mask))
+    def forward(self, x, key_mask: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0):
+        """x (B, T, C) -> (B, T, C). cache: generation's, run by the fast path (cached.py)."""
+        if cache is not None:
+            from .cached import block_cached
+
+            return block_cached(self, x, cache, layer)
+        x = self.sublayer(x, self.ln1, lambda h: self.attn(h, key_mask))
         if self.mlp is not None:
             x = self.sublayer(x, self.ln2, self.mlp)
         return x
@@ -92,56 +184,71 @@ class GPT(nn.Module):
     """The decoder-only transformer: embeddings, n_layer blocks, a final norm and a linear head."""
 
     supports_cache = True
-    causal = True  # the encoder (model/encoder.py) is this class with False
+    causal = True  # the encoder (encoder.py) is this class with False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_emb == "learned" else None
-        # One rotary table shared by every attention layer (its buffers are not saved).
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)  # each token's identity
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_emb == "learned" else None  # its place
+        # Rotary positions instead turn queries and keys by their position: one table for every layer.
         self.rotary = Rotary(cfg.head_size, cfg.block_size, cfg.rope_base) if cfg.pos_emb == "rope" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, self.rotary, self.causal) for _ in range(cfg.n_layer))
         self.ln_f = final_norm(cfg)
-        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
-        if cfg.tie_weights:
+        self.lm_head = ThreadedLinear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias and cfg.head_bias)
+        if cfg.tie_weights:  # the head reads the residual stream with the token table itself
             self.lm_head.weight = self.tok_emb.weight
         self.init_weights()
 
     def init_weights(self):
-        """See `init_weights`: two residual branches (attention, MLP) per block."""
+        """See `init_weights`: two residual branches (attention, feed-forward) per block."""
         init_weights(self, self.config, 2 * self.config.n_layer)
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, vocab_size) and the mean loss (or None).
 
-        cache: the keys and values of each row's earlier tokens (generation); idx then holds the
-        tokens after them, at each row's own positions.
+        cache: generation's keys and values of earlier tokens (idx then holds the tokens after them):
+        the same weights, run by the fast path in cached.py.
         """
-        B, T = idx.shape
-        start = cache.pos if cache is not None else 0  # None: the cache's rows hold different lengths
         if cache is not None:
-            cache.prepare(T)
-        end = cache.longest + T if cache is not None else T
-        if end > self.config.block_size:
-            raise ValueError(f"sequence of {end} tokens is longer than block_size {self.config.block_size}")
+            from .cached import forward_cached
+
+            return forward_cached(self, idx, cache), None
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         x = self.tok_emb(idx)  # (B, T, C)
-        if self.pos_emb is not None and start is None:
-            x = x + self.pos_emb(cache.positions)  # (B, T, C): each row at its own positions
-        elif self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))  # (T, C) broadcast
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(T, device=idx.device))  # (T, C), broadcast over the batch
         if self.training:
             x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)  # (B, T, C)
-        if cache is not None:
-            cache.advance(T)
+        for block in self.blocks:
+            x = block(x)  # (B, T, C)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
         return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None):
+        """The lecture's sampler: idx (B, T) grows by max_new_tokens tokens, one forward pass each.
+
+        (tinygpt's own sampler, with the KV cache, batches of different prompts, top-p and stop
+        strings, is generation/decoder.py; it gives these tokens too, for the same random numbers.)
+        """
+        for _ in range(max_new_tokens):
+            context = idx[:, -self.config.block_size :]  # the model sees at most block_size tokens
+            logits, _ = self(context)  # (B, T, vocab_size)
+            logits = logits[:, -1, :] / temperature  # (B, vocab_size): the next token's scores
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = F.softmax(logits, dim=-1)  # (B, vocab_size)
+            next_id = torch.multinomial(probs, num_samples=1)  # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
+        return idx
 
     def new_cache(self, batch_size: int) -> KVCache:
         return KVCache.for_model(self.config, self.tok_emb.weight, batch_size)

@@ -1,4 +1,4 @@
-"""Building blocks shared by the attention and the GPT: norms, the MLP, rotary embeddings."""
+"""Building blocks of every network here: a CPU-friendly linear layer, the norms, rotary positions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 
 
-class Linear(nn.Linear):
+class ThreadedLinear(nn.Linear):
     """nn.Linear (same parameters, same results) that keeps every core busy when sampling one row.
 
     Sampling at batch 1 multiplies a single row by each weight matrix. The BLAS matrix-vector
@@ -67,32 +67,6 @@ def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
     return nn.Identity()
 
 
-class MLP(nn.Module):
-    """Position-wise feed-forward: expand, non-linearity, project back (the 'thinking' step)."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        hidden = cfg.mlp_ratio * cfg.n_embd
-        self.fc = Linear(cfg.n_embd, hidden, bias=cfg.bias)
-        self.proj = Linear(hidden, cfg.n_embd, bias=cfg.bias) if cfg.mlp_proj else None
-        self.activation = cfg.activation
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x):  # (B, T, C)
-        h = self.fc(x)  # (B, T, 4C)
-        if self.activation == "relu":
-            h = F.relu(h)
-        elif self.activation == "gelu":
-            h = F.gelu(h)
-        elif self.activation == "gelu_tanh":
-            h = F.gelu(h, approximate="tanh")
-        else:  # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
-            h = F.relu(h).square()
-        if self.proj is not None:
-            h = self.proj(h)  # (B, T, C)
-        return self.dropout(h) if self.training else h  # skipping the identity call speeds up sampling
-
-
 class Rotary(nn.Module):
     """Rotary position embedding (RoPE): rotate query/key pairs by a position-dependent angle.
 
@@ -112,3 +86,14 @@ class Rotary(nn.Module):
         sin = self.sin[start : start + T].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, nh, T, hs)
+
+
+def prepare_qk(q, k, qk_norm: bool, rotary, start: int = 0):
+    """Optional QK-norm, then rotary positions from `start` on; q, k: (B, nh, T, hs), or (B, T, hs) for one
+    head. (Rows at different positions, in generation, are cached.py's `rotate_rows`.)"""
+    if qk_norm:
+        q = F.rms_norm(q, (q.size(-1),))
+        k = F.rms_norm(k, (k.size(-1),))
+    if rotary is not None:
+        q, k = rotary(q, start), rotary(k, start)
+    return q, k

@@ -61,8 +61,8 @@ class RewardModel(nn.Module):
             x = x + self.pos_emb(torch.arange(T, device=idx.device))  # (T, C) broadcast
         if self.training:
             x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None, i)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)  # (B, T, C)
         values = self.head(self.ln_f(x)).squeeze(-1)  # (B, T)
         if lengths is None:
             return values

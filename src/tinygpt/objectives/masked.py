@@ -2,7 +2,7 @@
 
     objective = MaskedLanguageModeling.prepare(train_cfg, block_size, RunDir(out), resume, log)
 
-The text is read, tokenised and split as for language modelling (objectives.py), and the tokenizer
+The text is read, tokenised and split as for language modelling (language.py), and the tokenizer
 gets one special token, `<mask>`. A batch is random windows of the training text in which each token
 is chosen with probability mask_fraction; of the chosen ones 80% become `<mask>`, 10% a random
 token and 10% stay as they are, so that the model must also check tokens that look fine. The target

@@ -9,7 +9,7 @@ reference, the same sft model loaded once more, is frozen. A rollout is `rollout
 `batch_size` replies: `batch_size * rollout_batches / group_size` training prompts drawn at random,
 each rendered through the chat template with the generation prompt and answered `group_size` times
 by the current policy (temperature `temperature`, until it ends its turn). The reward scores each
-whole reply (rewards.py). The loop then takes `epochs` passes over the rollout, one optimizer step
+whole reply (reward_functions.py). The loop then takes `epochs` passes over the rollout, one optimizer step
 per batch of rows (shuffled each pass), before the next rollout is sampled from the updated policy.
 
 PPO (Schulman et al., 2017; as InstructGPT fine-tunes a chat model, Ouyang et al., 2022):

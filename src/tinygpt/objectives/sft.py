@@ -4,7 +4,7 @@
     objective = SupervisedFineTuning.prepare(train_cfg, block_size, RunDir(out))
     Trainer(model_cfg, train_cfg, out, objective=objective).train()
 
-The base run's tokenizer gets the chat tokens (chat/template.py) and its embeddings a row for each
+The base run's tokenizer gets the chat tokens (tokenizers/chat_format.py) and its embeddings a row for each
 (`grow_vocabulary`). Every conversation is rendered through the chat template and encoded once. A
 target is the next token where it belongs to a learnt assistant reply (its `<|end|>` included) and
 -100 elsewhere, so the loss, the mean cross-entropy over the targets that are not -100, counts only

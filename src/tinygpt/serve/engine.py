@@ -3,7 +3,7 @@
 A request's rows join the running batch at the next step (their prompts prefill beside the others'
 newest tokens) and leave it when they finish, stop, or their client goes away; nobody waits for a
 batch to drain. Each row draws from its own seeded generator, so it gets the tokens it gets when
-served alone (to float rounding: see generation/loop.py).
+served alone (to float rounding: see generation/decoder.py).
 
 The engine knows nothing of HTTP: a `Request` is handed `Chunk`s through its `deliver` callback,
 called from the engine's thread (the server forwards them to its event loop), and `None` when it is

@@ -72,8 +72,8 @@ class Trainer:
                  overwrite: bool = False):
         self.model_cfg = dataclasses.replace(model_cfg)
         self.cfg = train_cfg
-        self.run = RunDir(out_dir)
-        self.out_dir = self.run.path
+        self.run_dir = RunDir(out_dir)
+        self.out_dir = self.run_dir.path
         self.resume = resume
         self.overwrite = overwrite  # a new run may replace a finished or stopped one in out_dir
         self.preset = preset
@@ -98,7 +98,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
 
     def setup(self):
-        cfg, run = self.cfg, self.run
+        cfg, run = self.cfg, self.run_dir
         self.runtime = rt = setup_runtime(cfg)
         run.ready_for(self.objective.verb, self.resume, self.overwrite, rt.dist.is_main)
 
@@ -137,6 +137,8 @@ class Trainer:
                 with torch.random.fork_rng(devices=[]):
                     self._whole = build_model(self.model_cfg)
             shard(self.trained, [m for m in self.trained.modules() if isinstance(m, Block)])
+        # AdamW (and Muon) of optim.py: PyTorch's update kernels, but not torch.optim classes (importing TorchDynamo
+        # costs a small run 1 s and 70 MB), so torch's schedulers do not attach; the schedule is optim.lr_factor.
         self.optimizer = build_optimizer(self.trained, cfg, rt.device.type)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.progress = Progress(threads=rt.threads)
@@ -209,7 +211,7 @@ class Trainer:
             objective = whole_state(objective, main)
         if self.runtime.dist.is_main:
             write = (lambda: self.records.write(record)) if record is not None else None
-            save_state(self.run, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,
+            save_state(self.run_dir, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,
                        objective)
 
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:

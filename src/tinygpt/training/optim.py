@@ -20,9 +20,10 @@ from ..config import TrainConfig
 from ..core.sharding import is_sharded, shard_like
 
 
-class Optimizer:
-    """What the trainer needs of an optimizer: `param_groups`, per-parameter `state`, `zero_grad`,
-    and `state_dict`/`load_state_dict` in torch.optim's format (so checkpoints look the same).
+class LeanOptimizer:
+    """Not a torch.optim.Optimizer, but what the trainer needs of one: `param_groups`, per-parameter
+    `state`, `zero_grad`, and `state_dict`/`load_state_dict` in torch.optim's format (so checkpoints
+    look the same). torch's learning-rate schedulers do not attach to it: the schedule is `lr_factor`.
 
     Why not subclass torch.optim.Optimizer: its methods are wrapped to keep TorchDynamo out of them,
     and the first call imports TorchDynamo, which costs 1.0 s and 70 MB on this project's 2-core
@@ -86,8 +87,9 @@ class Optimizer:
         return value.to(device=p.device)
 
 
-class AdamW(Optimizer):
-    """AdamW (decoupled weight decay) with PyTorch's update kernels, fused where the device has one."""
+class AdamW(LeanOptimizer):
+    """AdamW (decoupled weight decay) with PyTorch's update kernels, fused where the device has one (a
+    LeanOptimizer, not torch.optim.AdamW: see there)."""
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
                  fused: bool = False):
@@ -144,7 +146,7 @@ def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x.to(g.dtype)
 
 
-class Muon(Optimizer):
+class Muon(LeanOptimizer):
     """MomentUm Orthogonalized by Newton-schulz, for 2-D weight matrices only."""
 
     def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0, nesterov=True, ns_steps=5):
@@ -185,7 +187,7 @@ class Muon(Optimizer):
 class OptimizerSet:
     """Several optimizers stepped together (Muon for matrices + AdamW for the rest)."""
 
-    def __init__(self, optimizers: list[Optimizer]):
+    def __init__(self, optimizers: list[LeanOptimizer]):
         self.optimizers = optimizers
 
     @property
@@ -227,8 +229,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) 
     groups = [g for g in groups if g["params"]]
     # The fused kernel updates every tensor in one pass: about 4x less optimizer time on a CPU too.
     extra = {"fused": True} if device_type in ("cuda", "cpu") else {}
-    optimizers: list[Optimizer] = [AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
-                                         **extra)]
+    optimizers: list[LeanOptimizer] = [AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                             weight_decay=cfg.weight_decay, **extra)]
     if muon:
         optimizers.append(Muon([{"params": muon, "base_lr": cfg.muon_lr}], lr=cfg.muon_lr,
                                momentum=cfg.muon_momentum))

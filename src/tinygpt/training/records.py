@@ -15,7 +15,7 @@ class Records:
     """One evaluation's record goes to every place that keeps it."""
 
     def __init__(self, run: RunDir, cfg: TrainConfig, step: int, resumed: bool):
-        self.run, self.cfg = run, cfg
+        self.run_dir, self.cfg = run, cfg
         self.plotted_at = step
         self.tensorboard = None
         if resumed:
@@ -26,11 +26,11 @@ class Records:
             self.tensorboard = TensorBoardLog(run.tensorboard_dir, step + 1 if resumed else None)
 
     def last(self) -> dict | None:
-        records = self.run.read_metrics()
+        records = self.run_dir.read_metrics()
         return records[-1] if records else None
 
     def write(self, record: dict):
-        self.run.append_metrics(record)
+        self.run_dir.append_metrics(record)
         if self.tensorboard is not None:
             self.tensorboard.write(record)
         if self.cfg.plot_every and record["step"] - self.plotted_at >= self.cfg.plot_every:
@@ -40,7 +40,7 @@ class Records:
         """Redraw RUN/loss.png from metrics.jsonl (--plot-every)."""
         from .curves import plot_loss
 
-        plot_loss([self.run.path], self.run.loss_plot_path, title=f"Loss curves of {self.run.name}")
+        plot_loss([self.run_dir.path], self.run_dir.loss_plot_path, title=f"Loss curves of {self.run_dir.name}")
         self.plotted_at = step
 
     def close(self):

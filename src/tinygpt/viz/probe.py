@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from ..core.errors import TinyGPTError
 from ..core.tokens import MASK
-from ..model.attention import CausalSelfAttention, causal_mask, prepare_qk, score_scale
+from ..model.attention import CausalSelfAttention, score_scale
+from ..model.cached import causal_mask, heads_qkv
+from ..model.layers import prepare_qk
 
 
 def display_token(text: str) -> str:
@@ -140,16 +142,9 @@ def attention_weights(attn, x: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.T
     The module's own projections, QK-norm, rotary table, score scale and causal mask, so the weights
     are the ones it used. Returns weights (B, nh, T, T) and values (B, nh, T, hs).
     """
-    B, T, C = x.shape
-    if isinstance(attn, CausalSelfAttention):
-        q, k, v = attn.qkv(x).split(C, dim=2)  # (B, T, C) each
-        q, k, v = (t.view(B, T, cfg.n_head, cfg.head_size).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        rotary = attn.rotary
-    else:  # the teaching path: one module per head
-        q = torch.stack([h.query(x) for h in attn.heads], dim=1)  # (B, nh, T, hs)
-        k = torch.stack([h.key(x) for h in attn.heads], dim=1)  # (B, nh, T, hs)
-        v = torch.stack([h.value(x) for h in attn.heads], dim=1)  # (B, nh, T, hs)
-        rotary = attn.heads[0].rotary
+    T = x.size(1)
+    q, k, v = heads_qkv(attn, x)  # (B, nh, T, hs) each, from either attention path's projections
+    rotary = attn.rotary if isinstance(attn, CausalSelfAttention) else attn.heads[0].rotary
     q, k = prepare_qk(q, k, cfg.qk_norm, rotary, start=0)
     scores = (q @ k.transpose(-2, -1)).float() * score_scale(cfg)  # (B, nh, T, T)
     if attn.causal:  # a decoder: no peeking ahead (an encoder sees every position)

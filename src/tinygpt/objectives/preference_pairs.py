@@ -4,7 +4,7 @@
     objective = PreferencePairs.prepare(train_cfg, block_size, RunDir(out))
     Trainer(model_cfg, train_cfg, out, objective=objective).train()    # model_cfg.arch == "reward"
 
-The model is model/reward.py's: the base run's trunk with a scalar head instead of its
+The model is model/reward_model.py's: the base run's trunk with a scalar head instead of its
 language-model head. Each pair (chat/preferences.py: TRL's format) becomes two token sequences, the
 prompt followed by the chosen reply and by the rejected one: plain text as its tokens, prompt first;
 a conversation through the chat template (the base run's, or the default one with the chat tokens

@@ -1,0 +1,109 @@
+"""The fast path of generation: a GPT's forward pass over new tokens only, reading the KV cache.
+
+    logits = forward_cached(model, idx, cache)     # what model(idx, cache=cache) runs
+
+Without a cache every new token re-runs the whole context; with one (kv_cache.py), each attention
+layer stores the keys and values it computed and only the newest positions run. The rows of a batch
+may hold different lengths (prompts of different lengths, requests that joined a server's batch at
+different times): each row's new tokens then sit at that row's own positions (`cache.positions`) and
+see only that row's keys up to there (`cache.visible`), so a row computes what it computes alone.
+
+The same weights as gpt.py's teaching path: with the lecture's heads (attention: heads), their
+queries, keys and values are stacked and attended to in one fused call, the same function.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .attention import CausalSelfAttention
+from .kv_cache import KVCache
+
+
+def forward_cached(model, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """idx (B, T): each row's tokens after the ones its cache holds -> logits (B, T, vocab_size)."""
+    T = idx.size(1)
+    start = cache.pos  # None: the cache's rows hold different lengths
+    cache.prepare(T)
+    if cache.longest + T > model.config.block_size:
+        raise ValueError(f"sequence of {cache.longest + T} tokens is longer than block_size {model.config.block_size}")
+    x = model.tok_emb(idx)  # (B, T, C)
+    if model.pos_emb is not None and start is None:
+        x = x + model.pos_emb(cache.positions)  # (B, T, C): each row at its own positions
+    elif model.pos_emb is not None:
+        x = x + model.pos_emb(torch.arange(start, start + T, device=idx.device))  # (T, C) broadcast
+    if model.training:
+        x = model.drop(x)
+    for layer, block in enumerate(model.blocks):
+        x = block(x, cache=cache, layer=layer)  # (B, T, C): through the module, so FSDP gathers its weights
+    cache.advance(T)
+    return model.lm_head(model.ln_f(x))  # (B, T, vocab_size)
+
+
+def block_cached(block, x, cache: KVCache, layer: int):
+    """One block over the new tokens x (B, T, C): cached self-attention, then the feed-forward."""
+    x = block.sublayer(x, block.ln1, lambda h: attend_cached(block.attn, h, cache, layer))
+    if block.mlp is not None:
+        x = block.sublayer(x, block.ln2, block.mlp)
+    return x  # (B, T, C)
+
+
+def heads_qkv(attn, x):
+    """The queries, keys and values of every head of either attention path: x (B, T, C) -> (B, nh, T, hs)
+    each. The fused path projects them at once; the lecture's heads each project their own, stacked."""
+    if isinstance(attn, CausalSelfAttention):
+        return attn.heads_qkv(x)
+    return tuple(torch.stack([getattr(h, name)(x) for h in attn.heads], dim=1) for name in ("query", "key", "value"))
+
+
+def attend_cached(attn, x, cache: KVCache, layer: int):
+    """Self-attention of the new tokens x (B, T, C) over the cache's keys and theirs; stores theirs."""
+    B, T, C = x.shape
+    q, k, v = heads_qkv(attn, x)  # (B, nh, T, hs) each
+    fused = isinstance(attn, CausalSelfAttention)
+    rotary = attn.rotary if fused else attn.heads[0].rotary
+    qk_norm, scale = (attn.qk_norm, attn.scale) if fused else (attn.heads[0].qk_norm, attn.heads[0].scale)
+    start = cache.pos  # None: the rows are at different positions
+    if qk_norm:
+        q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+    if rotary is not None and start is not None:
+        q, k = rotary(q, start), rotary(k, start)
+    elif rotary is not None:
+        q, k = rotate_rows(rotary, q, cache.positions), rotate_rows(rotary, k, cache.positions)
+    k, v = cache.update(layer, k, v)  # (B, nh, L, hs): every key so far
+    dropout = attn.dropout if fused and attn.training else 0.0
+    if start is None:  # each row sees its own keys up to its own position
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.visible[:, None], dropout_p=dropout, scale=scale)
+    elif start == 0:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scale)
+    elif T == 1:  # one new token sees every cached position: no mask needed
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start, x.device), dropout_p=dropout,
+                                           scale=scale)
+    if fused:
+        return attn.output(y)
+    out = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): the heads side by side, as torch.cat puts them
+    return attn.dropout(attn.proj(out)) if attn.proj is not None else out
+
+
+def causal_mask(T: int, start: int, device) -> torch.Tensor:
+    """(T, start + T) booleans: query i (at position start + i) may see key j iff j <= start + i."""
+    q_pos = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(start + T, device=device)[None, :]  # (1, start+T)
+    return k_pos <= q_pos
+
+
+def rotate_rows(rotary, x, positions):
+    """`Rotary.forward` with a position per row and token: x (B, nh, T, hs) or (B, T, hs), positions (B, T).
+
+    The same products of the same table entries as `Rotary.forward`, so each row gets exactly what it
+    gets alone (tests/test_generate.py checks it).
+    """
+    cos = rotary.cos[positions].to(x.dtype)  # (B, T, hs/2)
+    sin = rotary.sin[positions].to(x.dtype)
+    if x.dim() == 4:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): every head alike
+    x1, x2 = x.chunk(2, dim=-1)  # (..., T, hs/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, hs)
