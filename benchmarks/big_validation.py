@@ -22,24 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from prepared_data import timed  # benchmarks/prepared_data.py: a command's wall time and peak memory
+
 from tinygpt.data import shakespeare_path
 
 HERE = Path(__file__).resolve().parent
-WRAPPER = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
-           "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-           "print(json.dumps({'rc': p.returncode, 'wall_s': time.perf_counter() - t, "
-           "'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'out': p.stdout[-3000:], "
-           "'err': p.stderr[-3000:]}))")
-
-
-def timed(args: list[str]) -> dict:
-    """`python -m tinygpt ARGS` in a process of its own: wall seconds, peak MB and its output."""
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "tinygpt", *args],
-                          capture_output=True, text=True, check=True)
-    result = json.loads(proc.stdout)
-    if result["rc"]:
-        raise SystemExit(f"tinygpt {' '.join(args)} failed:\n{result['err']}")
-    return result
 
 
 def first_line_of_long_eval(run: Path) -> tuple[str, float]:
