@@ -63,9 +63,9 @@ def main(argv=None):
             subset = timed(["eval", str(run), "--max-tokens", "262144", "--json"])
             last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
             row = {"mb": mb, "characters": written, "prepare_s": round(prepared["wall_s"], 1),
-                   "train_5_steps_s": round(train["wall_s"], 1), "train_peak_mb": round(train["peak_mb"]),
-                   "banner": next(line for line in train["out"].splitlines() if line.startswith("tinygpt ")),
-                   "final_val_loss": last["val_loss"], "eval_subset": json.loads(subset["out"]),
+                   "train_5_steps_s": round(train["wall_s"], 1), "train_peak_mb": round(train["peak_rss_mb"]),
+                   "banner": next(line for line in train["output"].splitlines() if line.startswith("tinygpt ")),
+                   "final_val_loss": last["val_loss"], "eval_subset": json.loads(subset["output"]),
                    "eval_whole_says": said, "eval_whole_said_after_s": round(after, 1)}
             rows.append(row)
             print(f"{mb} MB: prepare {row['prepare_s']} s; train 5 steps {row['train_5_steps_s']} s, peak "
