@@ -109,13 +109,18 @@ def steered(example) -> set[str]:
     return flags
 
 
-def evaluate_console(example) -> str | None:
-    ns = example.namespace
-    flags = steered(example)
+def run_before(ns: dict):
+    """The commands a `before` comment asked for, each once a page."""
     for command in ns.pop("before", []):
         if command not in ns["done"]:
             run(command, ns["workspace"])
             ns["done"].add(command)
+
+
+def evaluate_console(example) -> str | None:
+    ns = example.namespace
+    flags = steered(example)
+    run_before(ns)
     for command, shown in sessions(example.parsed):
         printed = run(command, ns["workspace"]).split("\n")
         ns["done"].add(command)
@@ -167,10 +172,7 @@ class PythonExamples(PythonCodeBlockParser):
                 except pytest.skip.Exception as e:
                     ns[("skipped", block)] = str(e)
                     raise
-                for command in ns.pop("before", []):
-                    if command not in ns["done"]:
-                        run(command, ns["workspace"])
-                        ns["done"].add(command)
+                run_before(ns)
             return evaluator(example)
 
         return evaluate

@@ -246,3 +246,9 @@ def test_params_of_a_preset_on_tiny_shakespeare_needs_no_copy_of_it(capsys, monk
     code, out, err = run_cli(capsys, "params", "--preset", "lecture")
     assert code == 0, err
     assert out.startswith("preset lecture: 10,788,929 parameters")
+
+
+def test_eval_refuses_a_negative_token_budget_in_one_line(capsys, char_run):
+    code, _, err = run_cli(capsys, "eval", char_run, "--max-tokens", "-5")
+    assert code == 2
+    assert err.strip() == "tinygpt: error: --max-tokens must be 0 (all) or more, got -5"

@@ -49,7 +49,7 @@ def evaluate_run(run, data: str | None = None, batch_size: int = 64, max_tokens:
 
     max_tokens (a language model): score at most this many tokens, the fixed subset a training run's final
     evaluation scores (batches.subset_windows); 0 = all. log(line): told how long a long pass will take."""
-    arch, verb = run.model_config.arch, run.config.data.get("verb", "train")
+    arch, verb = run.model_config.arch, run.config.verb
     kind = arch if arch in ("encoder", "encoder-decoder") else verb
     if kind == "train":
         return language_model(run, data, batch_size, max_tokens, log)

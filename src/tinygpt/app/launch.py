@@ -98,6 +98,18 @@ def from_base_run(verb: str, base: str, data: str, out: str, resume: str, settin
     settings["out"] = str(out) if out else str(Path("runs") / f"{RunDir(base).name}-{verb}")
 
 
+def writes_replies(verb: str):
+    """sft's and rl's check of the run they start from: a decoder-only GPT, which writes replies."""
+
+    def arch_problem(arch):
+        if arch in ("encoder", "encoder-decoder"):
+            return (f"an {arch} model; tinygpt {verb} trains a decoder-only GPT that writes replies (a run of "
+                    "tinygpt train with --arch gpt)")
+        return None
+
+    return arch_problem
+
+
 STARTS_FROM = {"sft": "name the run to fine-tune as BASE_RUN (tinygpt sft BASE_RUN --data FILE), not --init-from",
                "reward": "name the run to start from as RUN (tinygpt reward RUN --data FILE), not --init-from",
                "rl": "name the run to train as SFT_RUN (tinygpt rl SFT_RUN --prompts FILE), not --init-from"}
@@ -115,13 +127,7 @@ def sft(base: str = "", data: str = "", out: str = "", resume: str = "", config:
     `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue the sft run in that directory."""
     refuse_init_from("sft", settings)
 
-    def arch_problem(arch):
-        if arch in ("encoder", "encoder-decoder"):
-            return (f"an {arch} model; tinygpt sft trains a decoder-only GPT that writes replies (a run of "
-                    "tinygpt train with --arch gpt)")
-        return None
-
-    from_base_run("sft", base, data, out, resume, settings, arch_problem=arch_problem,
+    from_base_run("sft", base, data, out, resume, settings, arch_problem=writes_replies("sft"),
                   make_base="tinygpt train --data TEXT --out {base}",
                   usage="name the trained run to fine-tune: tinygpt sft BASE_RUN --data FILE",
                   needs_data="pass the conversations to learn from: --data FILE.jsonl (or a folder of them)")
@@ -178,13 +184,7 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
     if reward:
         asked["reward"] = str(reward)
 
-    def arch_problem(arch):
-        if arch in ("encoder", "encoder-decoder"):
-            return (f"an {arch} model; tinygpt rl trains a decoder-only GPT that writes replies (a run of "
-                    "tinygpt train with --arch gpt)")
-        return None
-
-    from_base_run("rl", sft_run, prompts, out, resume, settings, arch_problem=arch_problem,
+    from_base_run("rl", sft_run, prompts, out, resume, settings, arch_problem=writes_replies("rl"),
                   make_base="tinygpt sft BASE_RUN --data CHATS.jsonl --out {base}",
                   usage="name the sft run to train: tinygpt rl SFT_RUN --prompts FILE --reward SPEC",
                   needs_data="pass the prompts to reply to: --prompts FILE.jsonl (or a folder of them)")

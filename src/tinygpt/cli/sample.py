@@ -75,7 +75,7 @@ def evaluate(args) -> int:
     if args.max_tokens < 0:
         raise TinyGPTError(f"--max-tokens must be 0 (all) or more, got {args.max_tokens}")
     result = run.evaluate(data=args.data, max_tokens=args.max_tokens, log=lambda line: print(line, file=sys.stderr))
-    verb = run.config.data.get("verb", "train")  # what kind of run, so what was measured
+    verb = run.config.verb  # what kind of run, so what was measured
     arch = run.model_config.arch
     if args.json:
         print(json.dumps(result))

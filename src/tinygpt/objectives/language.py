@@ -67,6 +67,7 @@ class LanguageModeling(Objective):
         self.notes = notes
         self.has_validation = val is not None
         self.tokens_per_batch = cfg.batch_size * block_size
+        self._final_windows = None
         self.notes = [*notes, *self.evaluation_notes()]
 
     @classmethod
@@ -134,8 +135,12 @@ class LanguageModeling(Objective):
                 f"(--eval-max-tokens), {last}"]
 
     def final_windows(self) -> list[tuple[int, int]]:
-        """The windows of the validation split that the final evaluation scores (exact passes)."""
-        return subset_windows(len(self.val_data), self.block_size, self.val_cap(), self.cfg.final_eval_tokens)
+        """The windows of the validation split that the final evaluation scores (exact passes). Drawn once:
+        every evaluation predicts the final one's cost from them, and a long split has many."""
+        if self._final_windows is None:
+            self._final_windows = subset_windows(len(self.val_data), self.block_size, self.val_cap(),
+                                                 self.cfg.final_eval_tokens)
+        return self._final_windows
 
     def final_tokens(self) -> int:
         """How many validation tokens the final evaluation scores."""

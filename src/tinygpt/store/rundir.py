@@ -52,6 +52,11 @@ class RunConfig:
     imported_from: str = ""  # for `tinygpt import`: the checkpoint it came from
     tinygpt_version: str = __version__
 
+    @property
+    def verb(self) -> str:
+        """The command that made the run (train, sft, reward, rl), which is also the one that resumes it."""
+        return self.data.get("verb", "train")
+
     def to_json(self) -> dict:
         doc = {"tinygpt_version": self.tinygpt_version, "preset": self.preset, "model": to_dict(self.model),
                "train": to_dict(self.train), "data": self.data, "num_params": self.num_params}
@@ -173,7 +178,7 @@ class RunDir:
         """The saved settings of this run, which `tinygpt VERB` must have made: a run continues only with
         the command that started it."""
         saved = self.read_config()
-        if (made_by := saved.data.get("verb", "train")) != verb:
+        if (made_by := saved.verb) != verb:
             raise TinyGPTError(f"{self} was made by `tinygpt {made_by}`; continue it with "
                                f"`tinygpt {made_by} --resume {self}`")
         return saved
@@ -186,7 +191,7 @@ class RunDir:
             return self.resumable_by(verb)
         if main and self.has_checkpoint():
             if not overwrite:
-                made_by = self.read_config().data.get("verb", "train") if self.is_run() else verb
+                made_by = self.read_config().verb if self.is_run() else verb
                 raise TinyGPTError(f"{self} already holds a run; continue it with `tinygpt {made_by} --resume "
                                    f"{self}`, start it again with --overwrite, or choose another --out")
             self.clear()
