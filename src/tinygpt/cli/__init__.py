@@ -34,25 +34,29 @@
     args.py     the parser and the arguments several verbs share
 
 A verb module adds its sub-parsers with `add_parser(s)(sub)` and sets `func`, the function that
-runs it. Every problem with the user's input ends in one line on stderr and exit status 2;
-Ctrl-C during training saves first and exits with 130.
+runs it. Every problem ends in one line on stderr, never a traceback: exit status 2 for a problem
+with the user's input (a setting, a file, a run directory another process is writing), 1 when the
+machine refused (a full or read-only disk, memory), and 130 for Ctrl-C at any moment, imports
+included (training saves first). This module imports nothing heavy at its top, so that Ctrl-C
+while PyTorch is still importing is caught here too.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ..core.errors import TinyGPTError, TrainingInterrupted
-from . import chat, data, demo, look, recipes, reward, rl, sample, serve, train
-from . import encoders as seq2seq
-from .args import Parser, require_run, unknown_arguments
+from ..core.errors import TinyGPTError, TrainingInterrupted, os_error_line
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> Parser:
+def build_parser():
     from ..core.version import __version__
+    from . import chat, data, demo, look, recipes, reward, rl, sample, serve, train
+    from . import encoders as seq2seq
+    from .args import Parser
 
     parser = Parser(prog="tinygpt", description="Train small GPT language models from scratch, sample them, "
                     "evaluate them, and look inside.")
@@ -74,25 +78,53 @@ def build_parser() -> Parser:
 
 
 def main(argv=None) -> int:
-    """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 130 when interrupted."""
+    """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 1 when the machine refused (disk,
+    memory), 130 when interrupted."""
     try:
-        parser = build_parser()
-        args, unknown = parser.parse_known_args(argv)
-        if unknown:
-            raise TinyGPTError(unknown_arguments(parser, args.command, unknown))
-        if args.command is None:
-            parser.print_help()
-            return EXIT_USAGE
-        require_run(args)
-        return args.func(args)
+        return _run(argv)
     except TinyGPTError as e:
-        print(f"tinygpt: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _say(f"tinygpt: error: {e}", EXIT_USAGE)
     except TrainingInterrupted as e:
-        print(f"tinygpt: {e}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _say(f"tinygpt: {e}", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        print("\ntinygpt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _say("\ntinygpt: interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # e.g. `tinygpt sample ... | head`
         return 0
+    except OSError as e:
+        if not e.errno:
+            raise
+        return _say(f"tinygpt: error: {os_error_line(e)}", EXIT_FAILED)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and not _out_of_memory(e):
+            raise
+        return _say("tinygpt: error: out of memory: the model or batch is too big for this machine; lower "
+                    "--batch-size, --block-size or --n-embd (or --n-layer)", EXIT_FAILED)
+
+
+def _run(argv) -> int:
+    from .args import require_run, unknown_arguments
+
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise TinyGPTError(unknown_arguments(parser, args.command, unknown))
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    require_run(args)
+    return args.func(args)
+
+
+def _say(line: str, status: int) -> int:
+    """Print the one line; a second Ctrl-C while it is printed still ends with it, not a traceback."""
+    try:
+        print(line, file=sys.stderr)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _out_of_memory(e: RuntimeError) -> bool:
+    """PyTorch's allocation failures: torch.OutOfMemoryError on a GPU, a RuntimeError on the CPU."""
+    text = str(e)
+    return type(e).__name__ == "OutOfMemoryError" or "not enough memory" in text or "out of memory" in text

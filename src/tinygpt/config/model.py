@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.errors import TinyGPTError
-from .fields import check_choices
+from .fields import check_choices, check_numbers
 from .fields import setting as _setting
 
 
@@ -78,11 +78,12 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         check_choices(self)
+        check_numbers(self)
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise TinyGPTError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.vocab_size < 0:
-            raise TinyGPTError(f"vocab_size must be positive, got {self.vocab_size}")
+        if self.vocab_size < 0 or self.source_vocab_size < 0:
+            raise TinyGPTError(f"vocab_size must be positive, got {min(self.vocab_size, self.source_vocab_size)}")
         if self.n_embd % self.n_head:
             raise TinyGPTError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
@@ -103,6 +104,9 @@ class ModelConfig:
             raise TinyGPTError(f"n_encoder_layer is for --arch encoder-decoder; a {self.arch} model has n_layer blocks")
         if self.norm_position == "post" and self.norm == "none":
             raise TinyGPTError("norm_position post needs a norm to place; choose --norm layernorm (or rmsnorm)")
+        if not self.rope_base > 1:
+            raise TinyGPTError(f"rope_base must be above 1 (rotary frequencies are rope_base ** (-2i / head_size)), "
+                               f"got {self.rope_base}; its default is 10000")
         if self.pos_emb == "rope" and self.head_size % 2:
             raise TinyGPTError(f"rotary embeddings need an even head size, got {self.head_size}")
         return self

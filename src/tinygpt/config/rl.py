@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..core.errors import TinyGPTError
-from .fields import check_choices, setting
+from .fields import check_choices, check_numbers, setting
 
 
 @dataclass
@@ -35,6 +35,7 @@ class RLConfig:
 
     def validate(self, batch_size: int) -> "RLConfig":
         check_choices(self)
+        check_numbers(self)
         for name in ("group_size", "rollout_batches", "epochs", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise TinyGPTError(f"{name} must be a positive integer, got {getattr(self, name)}")

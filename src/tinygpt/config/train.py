@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.errors import TinyGPTError
-from .fields import check_choices, parse_duration
+from .fields import check_choices, check_numbers, parse_duration
 from .fields import setting as _setting
+
+MOST_LR = 10.0  # no learning rate past this trains anything (the presets use 1e-4 to 3e-3; Muon 0.02)
+MOST_THREADS = 1024  # PyTorch spawns every thread asked for: 10**6 of them crash the process
 
 
 @dataclass
@@ -95,6 +98,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         check_choices(self)
+        check_numbers(self)
         positive = ("batch_size", "grad_accum", "eval_interval", "log_interval", "vocab_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -115,6 +119,19 @@ class TrainConfig:
         for name in ("beta1", "beta2", "muon_momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TinyGPTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "muon_lr"):
+            if getattr(self, name) > MOST_LR:
+                raise TinyGPTError(f"{name} {getattr(self, name)} is past {MOST_LR:g}: a step that large throws the "
+                                   "weights far from anything learnt (AdamW moves each weight by about lr per step); "
+                                   "try 1e-3")
+        for name in ("lr", "muon_lr"):
+            if getattr(self, name) * self.weight_decay >= 1:
+                raise TinyGPTError(f"{name} x weight_decay is {getattr(self, name) * self.weight_decay:g}: each step "
+                                   f"multiplies the weights by 1 - {name} x weight_decay, which must stay above 0; "
+                                   "lower --weight-decay (default 0.1)")
+        if self.threads > MOST_THREADS:
+            raise TinyGPTError(f"threads must be from 0 (chosen by the model's size) to {MOST_THREADS}, got "
+                               f"{self.threads}; more threads than cores only slows a step down")
         if self.time_budget:
             parse_duration(self.time_budget)
         if not self.tokenizer.strip():

@@ -1,4 +1,4 @@
-"""The exceptions users see; this module imports nothing, so that any module may raise them.
+"""The exceptions users see; this module imports nothing of tinygpt's, so that any module may raise them.
 
 Anything wrong with what the user gave us (a file, a setting, a prompt) raises `TinyGPTError`
 with a message that names the problem and how to fix it. The command line prints that message
@@ -8,6 +8,7 @@ as one line and exits non-zero; programming errors keep their traceback. A run s
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -32,3 +33,22 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.step = step
         self.out_dir = out_dir
+
+
+# What the machine refused, in the user's words, and what to do; every tinygpt write is atomic (a temporary
+# name renamed into place), so a refused write leaves the files saved before it as they were.
+_REFUSED = {
+    errno.ENOSPC: ("no space left on device writing {file}", "free some space and run the command again"),
+    errno.EDQUOT: ("disk quota exceeded writing {file}", "free some space and run the command again"),
+    errno.EROFS: ("read-only file system: cannot write {file}", "write somewhere else (e.g. another --out)"),
+    errno.EACCES: ("permission denied: {file}", "use a file or folder you may read and write (e.g. another --out)"),
+    errno.EPERM: ("operation not permitted: {file}", "use a file or folder you may read and write"),
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError that reached the command line (a full or read-only disk, a file not allowed):
+    what was refused, on which file, that nothing saved changed, and what to do."""
+    file = e.filename if e.filename is not None else "a file"
+    what, fix = _REFUSED.get(e.errno, (f"{e.strerror or 'failed'}: {{file}}", "check the path and run it again"))
+    return f"{what.format(file=file)}; nothing saved was changed: {fix}"

@@ -24,8 +24,10 @@ CRC-32 catches more kinds of damage; it is meant to catch damage, not tampering.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,32 @@ CRC32 = "crc32:"
 
 
 def atomic_write_bytes(path: Path, payload: bytes):
+    """Write `path` whole or not at all: a temporary name first, renamed over it once on disk."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _leaving_no_temporary(tmp, path):
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _leaving_no_temporary(tmp: Path, path: Path):
+    """A write that fails (a full or read-only disk) removes its temporary file and leaves `path` as it was;
+    the OSError names `path`, what the user knows, not the temporary name. safetensors reports the same
+    failures as SafetensorError('... (os error N)'): made an OSError here too."""
+    try:
+        yield
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno:
+            raise OSError(e.errno, os.strerror(e.errno), str(path)) from None
+        if isinstance(e, SafetensorError) and (found := re.search(r"os error (\d+)", str(e))):
+            errno = int(found.group(1))
+            raise OSError(errno, os.strerror(errno), str(path)) from None
+        raise
 
 
 def atomic_write_json(path: Path, doc: Any):
@@ -73,10 +95,11 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     if checksum:
         metadata = {**metadata, CHECKSUM_KEY: tensors_checksum(tensors, metadata)}
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _leaving_no_temporary(tmp, path):
+        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def load_tensors(path: Path, verify: bool = True, instead: str = "") -> tuple[dict[str, torch.Tensor],
@@ -187,22 +210,62 @@ def load_weights_into(model, state: dict[str, torch.Tensor], source: Path):
 # ----------------------------------------------------------------------------- metrics
 
 def append_metrics(path: Path, record: dict):
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    """One record at the end of metrics.jsonl; a write that fails (a full disk) leaves the file as it was."""
+    with open(path, "ab", buffering=0) as f:  # unbuffered: what failed to go out is not retried at close
+        size = f.seek(0, os.SEEK_END)
+        try:
+            f.write((json.dumps(record) + "\n").encode("utf-8"))
+        except OSError:
+            os.truncate(path, size)
+            raise
+
+
+# Every record of metrics.jsonl has these (the loop writes them at every evaluation); the rest are numbers or null.
+METRICS_KEYS = ("step", "tokens", "elapsed_s", "train_loss")
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """All complete records; a half-written last line (a kill mid-write) is skipped."""
+    """All records of metrics.jsonl, each checked: a JSON object with a whole `step` and numbers (or null) for
+    the rest. A half-written last line (a kill mid-write) is skipped; any other damage is one line naming
+    the file, the line and the fix."""
     if not path.is_file():
         return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            if n == len(lines):  # no newline after it: the line a kill interrupted
+                continue
+            what = "is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "is not a JSON record"
+            raise TinyGPTError(f"{path} line {n} {what}; {_METRICS_FIX}") from None
+        if problem := _metrics_problem(record):
+            raise TinyGPTError(f"{path} line {n}: {problem}; {_METRICS_FIX}")
+        records.append(record)
     return records
+
+
+_METRICS_FIX = ("the file is damaged: fix or delete that line (each line is one evaluation: "
+                '{"step": 250, "tokens": ..., "elapsed_s": ..., "train_loss": ..., ...})')
+
+
+def _metrics_problem(record) -> str:
+    """What is wrong with one record of metrics.jsonl, or ''."""
+    if not isinstance(record, dict):
+        return f"{json.dumps(record)[:40]} is not a record (a JSON object)"
+    if missing := [key for key in METRICS_KEYS if key not in record]:
+        return f"the record has no {', '.join(missing)}"
+    step = record["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step should be a whole number, 0 or more, got {json.dumps(step)[:40]}"
+    for key, value in record.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{key} should be a number (or null), got {json.dumps(value)[:40]}"
+    return ""
 
 
 def truncate_metrics(path: Path, last_step: int):

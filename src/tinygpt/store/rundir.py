@@ -11,8 +11,12 @@
                                      tensors: `tinygpt rl`'s rollout and value head), for --resume
       checkpoints/best.safetensors   the same, at the best validation loss
       loss.png, tensorboard/         pictures and logs, when asked for
+      .lock                          held (flock) by the one process writing the run: train, sft, reward, rl
 
-No other module builds these paths from strings or parses config.json: they ask a `RunDir`.
+No other module builds these paths from strings or parses config.json: they ask a `RunDir`. A run has one
+writer: `ready_for` takes the directory's lock before it checks anything, and a second writer (a second
+training into the same --out, a --resume or --overwrite of a run still training) is refused naming the
+process that holds it. Readers (sample, serve, eval, export, plot) never take it.
 The files themselves (safetensors with checksums, atomic writes) are `checkpoint.py`'s business.
 """
 
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
+from ..config.saved import MODEL_KEYS, RL_KEYS, TRAIN_KEYS, check_section, check_value
+from ..core import lock as writer_lock
 from ..core.errors import TinyGPTError
 from ..core.version import __version__
 from .checkpoint import (
@@ -38,6 +44,7 @@ from .checkpoint import (
 )
 
 CHECKPOINTS = ("latest", "best")
+LOCK_FILE = ".lock"  # the writer's lock (core/lock.py): pid and command of the process training the run
 
 
 @dataclass
@@ -184,9 +191,22 @@ class RunDir:
         return saved
 
     def ready_for(self, verb: str, resume: bool, overwrite: bool, main: bool = True) -> RunConfig | None:
-        """Check that `tinygpt VERB` may train here: a resumed run must be the verb's own (its saved settings
-        are returned); a new run may not land on a run already here unless `overwrite` (the main process
-        then removes the old run's files)."""
+        """Check that `tinygpt VERB` may train here: nothing else writes here (the main process takes the
+        directory's lock, once it exists, and keeps it until `unlock`); a resumed run must be the verb's own
+        (its saved settings are returned); a new run may not land on a run already here unless `overwrite`
+        (the main process then removes the old run's files)."""
+        taken = main and self.path.is_dir() and self.lock()
+        try:
+            saved = self._checked_for(verb, resume, overwrite, main)
+        except BaseException:
+            if taken:
+                self.unlock()
+            raise
+        if main and writer_lock.holds(self.lock_path):
+            writer_lock.claim(self.lock_path)
+        return saved
+
+    def _checked_for(self, verb: str, resume: bool, overwrite: bool, main: bool) -> RunConfig | None:
         if resume:
             return self.resumable_by(verb)
         if main and self.has_checkpoint():
@@ -196,6 +216,20 @@ class RunDir:
                                    f"{self}`, start it again with --overwrite, or choose another --out")
             self.clear()
         return None
+
+    # ------------------------------------------------------------------ one writer
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def lock(self) -> bool:
+        """Take the run's writer lock (True: taken now; False: this process held it). A run another process
+        is writing (training, resuming, overwriting it) is one line naming that process."""
+        return writer_lock.take(self.lock_path, str(self.path))
+
+    def unlock(self):
+        writer_lock.release(self.lock_path)
 
     def create(self) -> "RunDir":
         try:
@@ -208,7 +242,7 @@ class RunDir:
     # ------------------------------------------------------------------ config.json
 
     def read_config(self) -> RunConfig:
-        """config.json, validated: a damaged or foreign file is one clear line."""
+        """config.json, checked as it is read: a damaged or foreign file is one line naming the key and the fix."""
         self.require()
         path = self.config_path
         try:
@@ -218,11 +252,22 @@ class RunDir:
         sections = isinstance(doc, dict) and isinstance(doc.get("model"), dict) and isinstance(doc.get("train"), dict)
         if not sections:
             raise TinyGPTError(f"{path} is not a tinygpt run config (no model/train sections)")
-        model = model_config_from_dict(doc["model"])
-        _, train = build_configs(doc["train"])
-        return RunConfig(model=model, train=train, data=doc.get("data") or {}, preset=doc.get("preset", ""),
-                         num_params=int(doc.get("num_params", 0)), imported_from=doc.get("imported_from", ""),
-                         tinygpt_version=doc.get("tinygpt_version", ""))
+        model = check_section(doc["model"], MODEL_KEYS, "model", path)
+        train = check_section(doc["train"], TRAIN_KEYS, "train", path)
+        data = check_value(doc.get("data") or {}, dict, "data", path)
+        if "rl" in data:
+            check_section(data["rl"], RL_KEYS, "data.rl", path)
+        check_value(data.get("verb", "train"), str, "data.verb", path)
+        try:
+            model_cfg = model_config_from_dict(model)
+            _, train_cfg = build_configs(train)
+        except TinyGPTError as e:
+            raise TinyGPTError(f"{path}: {e}; the file is damaged: put back the value the run was made with") from None
+        return RunConfig(model=model_cfg, train=train_cfg, data=data,
+                         preset=check_value(doc.get("preset", ""), str, "preset", path),
+                         num_params=check_value(doc.get("num_params", 0), int, "num_params", path),
+                         imported_from=check_value(doc.get("imported_from", ""), str, "imported_from", path),
+                         tinygpt_version=check_value(doc.get("tinygpt_version", ""), str, "tinygpt_version", path))
 
     def write_config(self, config: RunConfig):
         atomic_write_json(self.config_path, config.to_json())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,7 @@ class Trainer:
                                     num_params=self.model.num_params())
         if rt.dist.is_main:
             run.create()
+            run.ready_for(self.objective.verb, self.resume, self.overwrite)  # the lock, if the directory is new
             self.records = Records(run, cfg, self.step, self.resume)
             run.write_config(self.run_config)
             if not self.resume:
@@ -219,6 +221,7 @@ class Trainer:
         result: Evaluation = self.objective.evaluate(self.model, self.runtime, final)
         seconds = time.perf_counter() - t0
         self.val_whole = result.whole
+        self._refuse_diverged(result.losses)
         self.schedule.final_eval_seconds = seconds * result.final_cost  # the time budget keeps room for it
         p = self.progress
         # The same step evaluated again (a whole pass after a capped one) is the same model.
@@ -236,7 +239,14 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> TrainResult:
-        """Run to max_iters or the time budget; returns a TrainResult (TrainingInterrupted if stopped)."""
+        """Run to max_iters or the time budget; returns a TrainResult (TrainingInterrupted if stopped). The run
+        directory's writer lock, taken when it was checked, is let go however training ends."""
+        try:
+            return self._train()
+        finally:
+            self.run_dir.unlock()
+
+    def _train(self) -> TrainResult:
         self.setup()
         cfg, dist = self.cfg, self.runtime.dist
         self.schedule = Schedule(cfg, self.clock)
@@ -290,6 +300,16 @@ class Trainer:
         best = self.progress.best_val_loss if self.objective.has_validation else None
         return TrainResult(self.out_dir, self.step, self.progress.tokens, self.clock.elapsed(), last["train_loss"],
                            last.get("val_loss"), best, self.model.num_params(), samples)
+
+    def _refuse_diverged(self, losses: dict):
+        """A loss that is NaN or infinite means the weights are too (a learning rate too high for this model):
+        stop before they are saved over the last good checkpoint, and say what to change."""
+        bad = {name: value for name, value in losses.items() if value is not None and not math.isfinite(value)}
+        if bad:
+            name, value = next(iter(bad.items()))
+            kept = f"; the step-{self.saved_step} checkpoint is intact" if self.saved_step is not None else ""
+            raise TinyGPTError(f"training diverged: at step {self.step} the {name} is {value}{kept}; lower --lr "
+                               f"(now {self.cfg.lr:g}) or --weight-decay, or keep --grad-clip on")
 
     def _agree_on(self, last: dict | None) -> dict | None:
         """Under torchrun only the main process reads metrics.jsonl; the others follow its answer."""
