@@ -317,7 +317,10 @@ def test_a_client_that_disconnects_mid_stream_frees_its_place(server, engine):
 
 @pytest.mark.parametrize("body, status, param, message", [
     (b"{not json", 400, None, "not valid JSON"),
-    ({"model": "char", "prompt": 3}, 400, "prompt", "valid string"),
+    ({"model": "char", "prompt": 3}, 400, "prompt", "give a prompt: text, a list of token ids"),
+    ({"model": "char", "prompt": [1, "a"]}, 400, "prompt", "must be text or a list of token ids"),
+    ({"model": "char", "prompt": [99999]}, 400, "prompt", "token id 99999 is not in this model's vocabulary"),
+    ({"model": "char", "prompt": "a", "presence_penalty": 0.5}, 400, "presence_penalty", "use repetition_penalty"),
     ({"model": "char", "prompt": "a", "temperature": "hot"}, 400, "temperature", "valid number"),
     ({"model": "char", "prompt": "a", "max_tokens": -1}, 400, "max_tokens", "greater than or equal to 0"),
     ({"model": "char", "prompt": "a", "temperature": 2.5}, 400, "temperature", "less than or equal to 2"),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+from pathlib import Path
 
 from ..core.errors import TinyGPTError
 from .args import add_loading, add_run, add_sampling, sampling_knobs
@@ -23,11 +26,25 @@ def add_parsers(sub):
     add_loading(p)
     p.set_defaults(func=sample)
 
-    p = sub.add_parser("eval", help="loss and bits per character over the whole validation split",
+    p = sub.add_parser("eval", help="loss and bits per character over the whole validation split, or the "
+                       "lm-evaluation-harness's tasks (--tasks)",
                        description="Exact loss over the whole validation split (or a whole file). On a run of "
                        "`tinygpt sft`: the loss on the assistant's tokens of its held-out conversations; on a run of "
-                       "`tinygpt reward`: the pairwise accuracy on its held-out preference pairs.")
+                       "`tinygpt reward`: the pairwise accuracy on its held-out preference pairs. With --tasks: "
+                       "EleutherAI's lm-evaluation-harness on the run, in this process (pip install lm-eval).")
     add_run(p)
+    harness = p.add_argument_group("the lm-evaluation-harness (--tasks)")
+    harness.add_argument("--tasks", default=None, metavar="NAMES", help="comma-separated harness tasks or groups "
+                         "(e.g. arc_easy,hellaswag,wikitext: downloaded from the Hugging Face Hub; list them with "
+                         "`lm-eval ls tasks`), or your own from --include-path")
+    harness.add_argument("--include-path", default=None, metavar="DIR", help="a folder of task YAML files of your own")
+    harness.add_argument("--limit", type=float, default=None, metavar="N",
+                         help="at most N documents per task (a fraction of them if below 1)")
+    harness.add_argument("--num-fewshot", type=int, default=None, metavar="N", help="examples before each question "
+                         "(default: each task's own)")
+    harness.add_argument("--batch-size", type=int, default=16, metavar="N",
+                         help="sequences scored at once (default: 16)")
+    harness.add_argument("--output", default=None, metavar="FILE", help="also write the harness's results as JSON")
     p.add_argument("--data", default=None, help="evaluate on all of this file instead (conversations for an sft "
                    "run, preference pairs for a reward run)")
     p.add_argument("--max-tokens", type=int, default=0, metavar="N", help="a language model: score a fixed subset "
@@ -71,6 +88,11 @@ def sample(args) -> int:
 def evaluate(args) -> int:
     from ..app.run import load
 
+    if args.tasks is not None:
+        return evaluate_tasks(args)
+    for flag in ("include_path", "limit", "num_fewshot", "output"):
+        if getattr(args, flag) is not None:
+            raise TinyGPTError(f"--{flag.replace('_', '-')} is for the lm-evaluation-harness: give --tasks NAMES too")
     run = load(args.run, device=args.device, checkpoint=args.checkpoint)
     if args.max_tokens < 0:
         raise TinyGPTError(f"--max-tokens must be 0 (all) or more, got {args.max_tokens}")
@@ -105,4 +127,46 @@ def evaluate(args) -> int:
                   f"windows; this pass scores each token once, in the window it falls in (tokens 0-{block - 1}, "
                   f"{block}-{2 * block - 1}, ...), and on a short text what a token sees before it depends on where "
                   "the windows fall")
+    return 0
+
+
+def evaluate_tasks(args) -> int:
+    """`tinygpt eval RUN --tasks NAMES`: the harness's tasks on the run, its table printed."""
+    import importlib.util
+
+    from ..app.run import load
+
+    if args.data is not None or args.max_tokens:
+        raise TinyGPTError("--data and --max-tokens measure the run's own loss; --tasks runs the harness's tasks: "
+                           "give one or the other")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise TinyGPTError("--tasks names no task: give harness task names separated by commas, e.g. arc_easy,wikitext")
+    if args.limit is not None and args.limit <= 0:
+        raise TinyGPTError(f"--limit must be more than 0, got {args.limit:g}")
+    if args.num_fewshot is not None and args.num_fewshot < 0:
+        raise TinyGPTError(f"--num-fewshot must be 0 or more, got {args.num_fewshot}")
+    if args.include_path is not None and not os.path.isdir(args.include_path):
+        raise TinyGPTError(f"--include-path {args.include_path}: no such folder (it should hold task YAML files)")
+    if importlib.util.find_spec("lm_eval") is None:
+        raise TinyGPTError("--tasks runs EleutherAI's lm-evaluation-harness, which is not installed: "
+                           "pip install lm-eval (or tinygpt's extra: pip install 'tinygpt[eval]')")
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-request notes would bury the table
+    from ..evaluation.harness import results_table, run_tasks
+
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    results = run_tasks(run, tasks, args.include_path, limit, args.num_fewshot, args.batch_size,
+                        log=lambda line: print(line, file=sys.stderr))
+    if args.output is not None:
+        from lm_eval.utils import handle_non_serializable
+
+        from ..store.checkpoint import atomic_write_bytes
+
+        text = json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
+        atomic_write_bytes(Path(args.output), text.encode("utf-8"))
+    if args.json:
+        print(json.dumps(results["results"], default=str))
+    else:
+        print(results_table(results), end="")
     return 0

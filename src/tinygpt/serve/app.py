@@ -13,9 +13,11 @@ model reads the last block_size tokens); the response says so in `warnings`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import sys
 import time
+from functools import partial
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -27,10 +29,11 @@ from ..core.errors import TinyGPTError
 from ..core.tokens import CHAT_TOKENS
 from ..generation import SamplingConfig
 from ..generation.chat import run_chat_format
-from .engine import Busy, Engine
+from .engine import Busy, Chunk, Engine
 from .engine import Request as Job
 from .responses import ChatCompletion, Completion, sse
 from .schemas import ChatRequest, CompletionRequest, Sampling
+from .tokenizing import DetokenizeRequest, TokenizeRequest, tokenizer_info
 
 MAX_BODY = 1 << 20  # bytes: a megabyte of JSON is far more text than any tinygpt model reads
 
@@ -90,7 +93,8 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, e: HTTPException):
-        message = "no such route; the API is /v1/models, /v1/completions and /v1/chat/completions"
+        message = ("no such route; the API is /v1/models, /v1/completions and /v1/chat/completions (and /tokenize, "
+                   "/detokenize, /tokenizer_info)")
         return ApiError(e.status_code, message if e.status_code == 404 else str(e.detail)).response()
 
     def authorize(request: Request):
@@ -121,6 +125,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                 raise ApiError(400, f"the body is not valid JSON ({error['msg']})") from None
             param = ".".join(str(part) for part in error["loc"]) or None
             message = error["msg"] if error["type"] != "extra_forbidden" else "this server does not know this field"
+            message = message.removeprefix("Value error, ")  # pydantic's prefix for our validators' messages
             raise ApiError(400, f"{param}: {message}" if param else message, param=param) from None
 
     def find(model: str):
@@ -142,6 +147,14 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         except TinyGPTError as e:
             raise ApiError(400, str(e), param=param) from None
 
+    def known_ids(run, ids: list[int], param: str) -> list[int]:
+        vocab = run.model_config.vocab_size
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ApiError(400, f"{param}: token id {bad} is not in this model's vocabulary (ids 0 to {vocab - 1})",
+                           param=param)
+        return ids
+
     def warnings(run, prompt_ids: list[int]) -> list[str]:
         block = run.model_config.block_size
         if len(prompt_ids) <= block:
@@ -160,23 +173,76 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     async def health():
         return {"status": "ok", "models": list(engine.runs), **engine.stats()}
 
+    def describe(name: str) -> dict:
+        run = engine.runs[name]
+        return {"id": name, "object": "model", "created": created, "owned_by": "tinygpt",
+                "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
+                            "tokenizer": run.tokenizer.kind}}
+
     @app.get("/v1/models")
     async def models(request: Request):
         authorize(request)
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "tinygpt",
-             "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
-                         "tokenizer": run.tokenizer.kind}}
-            for name, run in engine.runs.items()]}
+        return {"object": "list", "data": [describe(name) for name in engine.runs]}
+
+    def served(model: str | None):
+        """The run a tokenizer request names; it may name none when one model is served."""
+        if model is not None:
+            return model, find(model)
+        if len(engine.runs) > 1:
+            raise ApiError(400, f"this server serves {len(engine.runs)} models ({', '.join(engine.runs)}): name one "
+                           "with 'model'", param="model")
+        return next(iter(engine.runs.items()))
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info_route(request: Request, model: str | None = None):
+        authorize(request)
+        name, run = served(model)
+        return tokenizer_info(run, chat_formats[name])
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        authorize(request)
+        body = await read(request, TokenizeRequest)
+        _, run = served(body.model)
+        try:
+            ids = run.tokenizer.encode(body.prompt)
+        except TinyGPTError as e:
+            raise ApiError(400, f"prompt: {e}", param="prompt") from None
+        return {"count": len(ids), "max_model_len": run.model_config.block_size, "tokens": ids, "token_strs": None}
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request):
+        authorize(request)
+        body = await read(request, DetokenizeRequest)
+        _, run = served(body.model)
+        return {"prompt": run.tokenizer.decode(known_ids(run, body.tokens, "tokens"))}
+
+    @app.get("/v1/models/{model}")
+    async def model(request: Request, model: str):
+        authorize(request)
+        find(model)
+        return describe(model)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         authorize(request)
         body = await read(request, CompletionRequest)
         run = find(body.model)
-        ids = encode(run, body.prompt, "prompt")
-        job = Job(body.model, ids, sampling(body, body.max_tokens, 16, body.stops), body.n, body.seed, body.logprobs)
-        return await answer(request, body, job, Completion(body.model, warnings(run, ids)))
+        config = sampling(body, body.max_tokens, 16, body.stops)
+        jobs, notes = [], []
+        block = run.model_config.block_size
+        for i, prompt in enumerate(body.prompts):
+            param = "prompt" if len(body.prompts) == 1 else f"prompt.{i}"
+            ids = known_ids(run, prompt, param) if isinstance(prompt, list) else encode(run, prompt, param)
+            if body.echo and len(ids) > block + 1:
+                # Scoring reads block_size tokens and scores the next: past that a token's context would be cut.
+                raise ApiError(400, f"{param}: an echoed prompt is scored whole, so it may hold at most block_size + 1 "
+                               f"= {block + 1} tokens, not {len(ids)} (with the lm-evaluation-harness, pass "
+                               f"max_length={block + 2})", param=param)
+            notes += warnings(run, ids)
+            jobs.append(Job(body.model, ids, config, body.n, body.seed, body.logprobs, echo=body.echo,
+                            prompt_text=prompt if isinstance(prompt, str) else None))
+        return await answer(request, body, jobs, Completion(body.model, notes))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -197,50 +263,74 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         top = (body.top_logprobs or 0) if body.logprobs else None
         job = Job(body.model, ids, sampling(body, asked, max_tokens, [*CHAT_TOKENS, *body.stops]), body.n, body.seed,
                   top, chat=True)
-        return await answer(request, body, job, ChatCompletion(body.model, warnings(run, ids)))
+        return await answer(request, body, [job], ChatCompletion(body.model, warnings(run, ids)))
 
-    async def answer(request: Request, body: Sampling, job: Job, form: Completion):
+    async def answer(request: Request, body: Sampling, jobs: list[Job], form: Completion):
+        """Submit a request's jobs (one per prompt) and answer with their chunks: whole, or as a stream.
+        Job k's choice j is the answer's choice k * n + j."""
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue = asyncio.Queue()
-        job.deliver = lambda chunks: loop.call_soon_threadsafe(inbox.put_nowait, chunks)
+        inbox: asyncio.Queue = asyncio.Queue()  # (job number, its chunks or None when it is done)
+        for k, job in enumerate(jobs):
+            job.deliver = partial(lambda k, chunks: loop.call_soon_threadsafe(inbox.put_nowait, (k, chunks)), k)
+        submitted = []
         try:
-            engine.submit(job)
+            for job in jobs:
+                engine.submit(job)
+                submitted.append(job)
         except Busy as e:
+            for job in submitted:  # the prompts already in line leave it: the request is refused whole
+                job.cancel()
             raise ApiError(503, f"the server is busy ({e}); retry in a moment", kind="server_error",
                            code="server_busy", headers={"Retry-After": "1"}) from None
         started = request.state.started
 
         def done(status=200, note=""):
-            log(request, status, started, body.model, f"{len(job.prompt_ids)}+{job.completion_tokens} tokens {note}")
+            prompt = sum(len(job.prompt_ids) for job in jobs)
+            completion = sum(job.completion_tokens for job in jobs)
+            log(request, status, started, body.model, f"{prompt}+{completion} tokens {note}")
+
+        def numbered(k: int, chunks: list[Chunk]) -> list[Chunk]:
+            return [dataclasses.replace(c, index=k * body.n + c.index) for c in chunks] if k else chunks
 
         if not body.stream:
-            chunks = []
-            while (part := await next_part(request, inbox, job)) is not None:
-                chunks += part
-            if job.cancelled:
-                done(note="(the client left) ")
-                return None
-            if job.error is not None:
+            chunks, left = [], len(jobs)
+            while left:
+                part = await next_part(request, inbox, jobs)
+                if part is None:
+                    done(note="(the client left) ")
+                    return None
+                k, got = part
+                if got is None:
+                    left -= 1
+                else:
+                    chunks += numbered(k, got)
+            if failed := next((job.error for job in jobs if job.error is not None), None):
                 done(500)
-                raise ApiError(500, f"the server failed while generating ({job.error})", kind="server_error")
+                raise ApiError(500, f"the server failed while generating ({failed})", kind="server_error")
             done()
-            return form.whole(chunks, job)
+            return form.whole(chunks, jobs)
 
         async def events():
             finished = False
             try:
-                for event in form.opening(job.n):
+                for event in form.opening(len(jobs) * body.n):
                     yield sse(event)
-                while (part := await inbox.get()) is not None:
-                    for chunk in part:
+                left = len(jobs)
+                while left:
+                    k, got = await inbox.get()
+                    if got is None:
+                        left -= 1
+                        continue
+                    for chunk in numbered(k, got):
                         yield sse(form.chunk(chunk))
                 if body.stream_options is not None and body.stream_options.include_usage:
-                    yield sse(form.usage_chunk(job))
+                    yield sse(form.usage_chunk(jobs))
                 yield "data: [DONE]\n\n"
                 finished = True
                 done()
             finally:
-                job.cancel()  # if the client left early, its rows leave the batch at the next step
+                for job in jobs:
+                    job.cancel()  # if the client left early, its rows leave the batch at the next step
                 if not finished:
                     done(note="(the client left) ")
 
@@ -250,9 +340,9 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     return app
 
 
-async def next_part(request: Request, inbox: asyncio.Queue, job: Job, every: float = 0.25):
+async def next_part(request: Request, inbox: asyncio.Queue, jobs: list[Job], every: float = 0.25):
     """The engine's next delivery for a whole (not streamed) answer; None if the client has gone away
-    meanwhile (the job is cancelled: its rows leave the batch)."""
+    meanwhile (the jobs are cancelled: their rows leave the batch)."""
     getter = asyncio.ensure_future(inbox.get())  # one get, kept across the checks: no delivery is lost
     while True:
         done, _ = await asyncio.wait({getter}, timeout=every)
@@ -260,5 +350,6 @@ async def next_part(request: Request, inbox: asyncio.Queue, job: Job, every: flo
             return getter.result()
         if await request.is_disconnected():
             getter.cancel()
-            job.cancel()
+            for job in jobs:
+                job.cancel()
             return None

@@ -9,6 +9,11 @@ The engine knows nothing of HTTP: a `Request` is handed `Chunk`s through its `de
 called from the engine's thread (the server forwards them to its event loop), and `None` when it is
 done. At most `max_batch` rows decode at once and at most `max_waiting` requests wait for a place;
 past that `submit` raises `Busy`.
+
+An `echo` request first gets its prompt back with every prompt token's log-probability (how the
+lm-evaluation-harness scores text through an API): the prompts of the echo requests let in at one
+step are scored in one batch (generation/score.py, the function `tinygpt eval --tasks` uses), then
+their rows decode like any other; with max_tokens 0 they end there.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from ..core.errors import TinyGPTError
 from ..generation import Decoder, Row, SamplingConfig, TextStream
 from ..generation.chat import ReplyTrim
+from ..generation.score import score
 
 
 class Busy(Exception):
@@ -36,8 +42,8 @@ class TokenInfo:
     """One generated token as the model saw it: its text, log-probability and the likeliest alternatives."""
 
     token: str
-    logprob: float
-    top: list[tuple[str, float]]
+    logprob: float | None  # None: a prompt's first token, which nothing predicts
+    top: list[tuple[str, float]] | None
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Chunk:
     text: str
     tokens: list[TokenInfo]
     finish_reason: str | None = None  # "stop" (a stop string or the end of a chat turn) or "length"
+    offsets: list[int] | None = None  # where each token's text starts in `text` (None: all at its start)
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each request is its own
@@ -61,6 +68,8 @@ class Request:
     seed: int | None = None
     logprobs: int | None = None  # k: each token's log-probability and its k likeliest alternatives
     chat: bool = False  # a chat reply: no whitespace around it
+    echo: bool = False  # the prompt comes back first, with its tokens' log-probabilities when logprobs is set
+    prompt_text: str | None = None  # the prompt as the client wrote it (echoed as is); None: decode prompt_ids
     deliver: Callable[[list[Chunk] | None], None] = print
     completion_tokens: int = 0
     cancelled: bool = False
@@ -171,13 +180,17 @@ class Engine:
         """Let waiting requests join, then run one decoding step of every model with rows (the thread's
         loop calls this; a test may too, on an engine it did not start)."""
         with self.lock:
-            self._admit()
+            echoes = self._admit()
+        if echoes:
+            self._echo(echoes)  # outside the lock: submit() need not wait for the scoring
         for name in self.runs:
             if self.choices[name]:
                 self._step(name)
 
-    def _admit(self):
-        """Move waiting requests into their model's batch while there is room (called under the lock)."""
+    def _admit(self) -> list[Request]:
+        """Move waiting requests into their model's batch while there is room (called under the lock);
+        returns the echo requests among them."""
+        echoes: list[Request] = []
         while self.waiting:
             request = self.waiting[0]
             if request.cancelled:
@@ -185,8 +198,12 @@ class Engine:
                 request.deliver(None)
                 continue
             if self.live_rows + request.n > self.max_batch:
-                return
+                break
             self.waiting.popleft()
+            if request.echo:
+                echoes.append(request)
+                if request.sampling.max_new_tokens == 0:
+                    continue  # nothing to decode: the echo is the whole answer
             run = self.runs[request.model]
             decoder = self.decoders[request.model]
             base_seed = request.seed if request.seed is not None else torch.Generator().seed() % 2**62
@@ -196,6 +213,38 @@ class Engine:
                 decoder.add(Row(request.prompt_ids, request.sampling, generator, request.logprobs))
                 stream = TextStream(run.tokenizer, request.prompt_ids, request.sampling.stop, drop_lead=lead)
                 self.choices[request.model].append(_Choice(request, j, stream))
+        return echoes
+
+    def _echo(self, requests: list[Request]):
+        """Send each echo request its prompt, scored: one batch per model. A request that decodes no
+        tokens ends here."""
+        for name in {r.model for r in requests}:
+            run = self.runs[name]
+            mine = [r for r in requests if r.model == name]
+            scored = [None] * len(mine)
+            if any(r.logprobs is not None for r in mine):
+                scored = score(run.model, [r.prompt_ids for r in mine], top=max(r.logprobs or 0 for r in mine))
+            for request, scores in zip(mine, scored):
+                text, tokens, offsets = self._echoed(run.tokenizer, request, scores)
+                ends = request.sampling.max_new_tokens == 0
+                request.deliver([Chunk(j, text, tokens, "length" if ends else None, offsets)
+                                 for j in range(request.n)])
+                if ends:
+                    request.deliver(None)
+
+    @staticmethod
+    def _echoed(tokenizer, request: Request, scores) -> tuple[str, list[TokenInfo], list[int]]:
+        """The echoed prompt's text, its tokens (with log-probabilities when scored) and where each starts."""
+        ids = request.prompt_ids
+        text = request.prompt_text if request.prompt_text is not None else tokenizer.decode(ids)
+        if scores is None:
+            return text, [], None
+        k = request.logprobs
+        tokens = [TokenInfo(tokenizer.decode([ids[0]]), None, None)]
+        for t, logprob, top in zip(ids[1:], scores.logprobs, scores.top or [[]] * len(scores.logprobs)):
+            tokens.append(TokenInfo(tokenizer.decode([t]), logprob, [(tokenizer.decode([i]), lp) for i, lp in top[:k]]))
+        offsets = [min(len(tokenizer.decode(ids[:i])), len(text)) if i else 0 for i in range(len(ids))]
+        return text, tokens, offsets
 
     def _step(self, name: str):
         decoder, choices = self.decoders[name], self.choices[name]

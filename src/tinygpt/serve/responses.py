@@ -19,10 +19,11 @@ def sse(event: dict) -> str:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
 
 
-def usage(job: Job) -> dict:
-    prompt = len(job.prompt_ids)
-    return {"prompt_tokens": prompt, "completion_tokens": job.completion_tokens,
-            "total_tokens": prompt + job.completion_tokens}
+def usage(jobs: list[Job]) -> dict:
+    """OpenAI's token counts of a request (its jobs: one per prompt)."""
+    prompt = sum(len(job.prompt_ids) for job in jobs)
+    completion = sum(job.completion_tokens for job in jobs)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 class Completion:
@@ -53,9 +54,12 @@ class Completion:
             return None
         start = self.offsets.get(chunk.index, 0)
         self.offsets[chunk.index] = start + len(chunk.text)
+        if offsets is None:
+            offsets = [start + at for at in chunk.offsets] if chunk.offsets else [start] * len(chunk.tokens)
+        # An echoed prompt's first token has no log-probability (nothing predicts it): null, as OpenAI's.
         return {"tokens": [t.token for t in chunk.tokens], "token_logprobs": [t.logprob for t in chunk.tokens],
-                "top_logprobs": [dict(t.top) for t in chunk.tokens],
-                "text_offset": offsets if offsets is not None else [start] * len(chunk.tokens)}
+                "top_logprobs": [dict(t.top) if t.top is not None else None for t in chunk.tokens],
+                "text_offset": offsets}
 
     def choice(self, chunk: Chunk, offsets: list[int] | None = None) -> dict:
         return {"index": chunk.index, "text": chunk.text, "logprobs": self.logprobs(chunk, offsets),
@@ -64,21 +68,24 @@ class Completion:
     def chunk(self, chunk: Chunk) -> dict:
         return {**self.head(), "choices": [self.choice(chunk)]}
 
-    def usage_chunk(self, job: Job) -> dict:
+    def usage_chunk(self, jobs: list[Job]) -> dict:
         return {**self.head(self.object + ".chunk" if self.prefix == "chatcmpl" else None), "choices": [],
-                "usage": usage(job)}
+                "usage": usage(jobs)}
 
-    def whole(self, chunks: list[Chunk], job: Job) -> dict:
-        merged = {j: Chunk(j, "", [], "length") for j in range(job.n)}
-        offsets = {j: [] for j in range(job.n)}
+    def whole(self, chunks: list[Chunk], jobs: list[Job]) -> dict:
+        """The whole answer from every chunk; chunk indices already count across the jobs (prompts)."""
+        n = sum(job.n for job in jobs)
+        merged = {j: Chunk(j, "", [], "length") for j in range(n)}
+        offsets = {j: [] for j in range(n)}
         for chunk in chunks:
             m = merged[chunk.index]
-            offsets[chunk.index] += [len(m.text)] * len(chunk.tokens)
+            at = chunk.offsets or [0] * len(chunk.tokens)
+            offsets[chunk.index] += [len(m.text) + a for a in at]
             m.text += chunk.text
             m.tokens = m.tokens + chunk.tokens
             m.finish_reason = chunk.finish_reason or m.finish_reason
-        choices = [self.whole_choice(merged[j], offsets[j]) for j in range(job.n)]
-        return {**self.head(), "choices": choices, "usage": usage(job)}
+        choices = [self.whole_choice(merged[j], offsets[j]) for j in range(n)]
+        return {**self.head(), "choices": choices, "usage": usage(jobs)}
 
     def whole_choice(self, chunk: Chunk, offsets: list[int]) -> dict:
         return self.choice(chunk, offsets)

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MAX_STOP = 4  # OpenAI's limit on stop strings
+MAX_STOP = 16  # OpenAI allows 4; the lm-evaluation-harness's tasks may send more (their stops and the EOS)
+MAX_PROMPTS = 256  # prompts in one /v1/completions request (the harness batches them as a list)
 
 
 class _Body(BaseModel):
@@ -38,8 +39,16 @@ class Sampling(_Body):
     stream_options: StreamOptions | None = None
     user: str | None = None
     # Sent as 0 by some clients; tinygpt's penalty is repetition_penalty, so only 0 is accepted.
-    presence_penalty: float = Field(0.0, ge=0.0, le=0.0)
-    frequency_penalty: float = Field(0.0, ge=0.0, le=0.0)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _penalties(cls, value):
+        if value != 0.0:
+            raise ValueError("tinygpt has no presence or frequency penalty; use repetition_penalty instead "
+                             "(Hugging Face's: 1.0 is off, 1.2 makes a token already in the text less likely)")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -57,9 +66,38 @@ class Sampling(_Body):
 
 
 class CompletionRequest(Sampling):
-    prompt: str
+    """A prompt is text or token ids; a list of them is several prompts, answered as choices in order
+    (prompt i's choice j has index i * n + j), as OpenAI's API allows."""
+
+    prompt: str | list[int] | list[str] | list[list[int]]
     logprobs: int | None = Field(None, ge=0, le=20)  # the k likeliest alternatives of each token
-    echo: Literal[False] = False
+    echo: bool = False  # the prompt first, its tokens scored (with logprobs): how the harness measures text
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, prompt):
+        """One clear refusal for each wrong shape, rather than pydantic's error for each branch of the union."""
+        shapes = "text, a list of token ids, or a list of either"
+        if isinstance(prompt, str):
+            return prompt
+        if not isinstance(prompt, list) or not prompt:
+            raise ValueError(f"give a prompt: {shapes}")
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            return prompt
+        if len(prompt) > MAX_PROMPTS:
+            raise ValueError(f"at most {MAX_PROMPTS} prompts in one request")
+        for p in prompt:
+            ids = isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
+            if not (isinstance(p, str) or ids):
+                raise ValueError("each prompt of a list must be text or a list of token ids (at least one id)")
+        return prompt
+
+    @property
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: text or token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]
+        return list(self.prompt)
 
 
 class TextPart(_Body):
@@ -71,6 +109,24 @@ class Message(_Body):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, content):
+        """One clear refusal for every content that is not text (an image part, a number...), rather than
+        pydantic's error for each branch of the union."""
+        if isinstance(content, str):
+            return content
+        rule = "only text content is supported: a string, or a list of parts {'type': 'text', 'text': '...'}"
+        if not isinstance(content, list):
+            raise ValueError(f"{rule} ({type(content).__name__} was sent)")
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text":
+                raise ValueError(f"{rule} (a part of type {kind!r} was sent)")
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"{rule} (a text part without a string 'text')")
+        return content
 
     def as_dict(self) -> dict:
         """The message as tinygpt's chat format takes it ('developer' is OpenAI's new name for 'system')."""

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..core.errors import TinyGPTError
+from ..core.tokens import END
 
 
 class Tokenizer(ABC):
@@ -72,6 +73,16 @@ class Tokenizer(ABC):
     def start_ids(self) -> list[int]:
         """The ids a sample starts from when its prompt is empty."""
         return [0]
+
+    def boundary_tokens(self, chat: bool = False) -> tuple[str | None, str | None]:
+        """(bos, eos) as other tools name them. bos: the token an empty prompt starts from (when it is one
+        token: a line break, the word model's sentence end). eos: a chat model's `<|end|>`; otherwise bos
+        again, since a text starts after a line break and so a line break is where one ends. The
+        lm-evaluation-harness reads a document after bos (its prefix token) and stops generating at eos."""
+        start = self.start_ids()
+        bos = self.token(start[0]) if len(start) == 1 else None
+        eos = END if chat and END in self.special_tokens else bos
+        return bos, eos
 
     @abstractmethod
     def to_json(self) -> dict:

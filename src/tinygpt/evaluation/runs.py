@@ -1,4 +1,4 @@
-"""`tinygpt eval`: a finished run measured by what it learnt, one function per kind of run.
+"""`tinygpt eval RUN`: a finished run measured by what it learnt, one function per kind of run.
 
     report = evaluate_run(run)                         # a loaded Run: its held-out split
     report = evaluate_run(run, data="other.txt")       # all of another file of the same kind
@@ -26,20 +26,20 @@ import time
 
 import torch
 
-from .config.rl import RLConfig
-from .core.errors import TinyGPTError
-from .core.tokens import MASK
-from .data import PreparedData, encode_corpus, first_tokens, held_out, read_corpus, subset_windows
-from .data.dates import exact_match
-from .data.pairs import read_pairs
-from .objectives.masked import masked_loss
-from .objectives.preference_pairs import PreferencePairs
-from .objectives.rl import ReinforcementLearning
-from .objectives.sft import SupervisedFineTuning, reply_loss
-from .objectives.translation import encode_pairs, target_loss
-from .store.rundir import RunDir
-from .training.losses import bits_per_char, split_loss
-from .training.runtime import Runtime
+from ..config.rl import RLConfig
+from ..core.errors import TinyGPTError
+from ..core.tokens import MASK
+from ..data import PreparedData, encode_corpus, first_tokens, held_out, read_corpus, subset_windows
+from ..data.dates import exact_match
+from ..data.pairs import read_pairs
+from ..objectives.masked import masked_loss
+from ..objectives.preference_pairs import PreferencePairs
+from ..objectives.rl import ReinforcementLearning
+from ..objectives.sft import SupervisedFineTuning, reply_loss
+from ..objectives.translation import encode_pairs, target_loss
+from ..store.rundir import RunDir
+from ..training.losses import bits_per_char, split_loss
+from ..training.runtime import Runtime
 
 LONG_PASS_S = 30.0  # a pass predicted to take longer is announced, with how to score a subset instead
 
