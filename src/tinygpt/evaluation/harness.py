@@ -107,29 +107,33 @@ class TinyGPTLM(TemplateLM):
         return results
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, cache: bool = True):
-        """(log-likelihood, greedy) of each continuation after its context: the last block_size + 1 tokens
-        of context + continuation, scored in one batch per `batch_size`."""
-        sequences = []
-        for _, context, continuation in requests:
+        """(log-likelihood, greedy) of each continuation after its context. A continuation of up to
+        block_size tokens is one sequence, the last block_size + 1 tokens of context + continuation; a
+        longer one is cut into pieces of block_size tokens, each read after the block_size tokens before it."""
+        windows, owner, counts = [], [], []  # sequences to score, their request, how many tokens of each count
+        for r, (_, context, continuation) in enumerate(requests):
             if not continuation:
                 raise TinyGPTError("the harness asked for the likelihood of an empty continuation")
-            if len(continuation) > self.block_size:
-                raise TinyGPTError(f"a continuation of {len(continuation)} tokens is longer than this model's context "
-                                   f"of {self.block_size} (block_size); it cannot be scored whole")
-            sequences.append((context + continuation)[-(self.block_size + 1):])
-        out = []
-        bar = tqdm(total=len(sequences), disable=disable_tqdm or len(sequences) < CHUNK, desc="scoring")
-        for start in range(0, len(sequences), CHUNK):
-            for scores, (key, _, continuation) in zip(score(self.model, sequences[start:start + CHUNK],
-                                                            batch_size=self.batch_size),
-                                                      requests[start:start + CHUNK]):
-                n = len(continuation)
-                result = (float(sum(scores.logprobs[-n:])), all(scores.greedy[-n:]))
-                if cache and key is not None:
-                    self.cache_hook.add_partial("loglikelihood", key, result)
-                out.append(result)
-            bar.update(min(CHUNK, len(sequences) - start))
+            whole = context + continuation
+            for end in range(len(whole), len(context), -self.block_size):
+                n = min(self.block_size, end - len(context))
+                windows.append(whole[max(0, end - self.block_size - 1):end])
+                owner.append(r)
+                counts.append(n)
+        totals, greedy = [0.0] * len(requests), [True] * len(requests)
+        bar = tqdm(total=len(windows), disable=disable_tqdm or len(windows) < CHUNK, desc="scoring")
+        for start in range(0, len(windows), CHUNK):
+            part = slice(start, start + CHUNK)
+            for scores, r, n in zip(score(self.model, windows[part], batch_size=self.batch_size), owner[part],
+                                    counts[part]):
+                totals[r] += sum(scores.logprobs[-n:])
+                greedy[r] = greedy[r] and all(scores.greedy[-n:])
+            bar.update(len(windows[part]))
         bar.close()
+        out = list(zip(totals, greedy))
+        for (key, _, _), result in zip(requests, out):
+            if cache and key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, result)
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
@@ -203,7 +207,12 @@ def run_tasks(run, tasks: list[str], include_path: str | None = None, limit: flo
     from lm_eval.tasks import TaskManager
 
     run.require_text_model("be evaluated by the lm-evaluation-harness")
-    manager = TaskManager(include_path=include_path)
+    manager = None
+    if include_path is not None:  # tasks of the user's own only: skip indexing the harness's thousands (~10 s)
+        manager = TaskManager(include_path=include_path, include_defaults=False)
+        if not all(t in manager.all_tasks for t in tasks):
+            manager = None
+    manager = manager or TaskManager(include_path=include_path)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise TinyGPTError(unknown_tasks(unknown, manager.all_tasks, include_path))
