@@ -18,7 +18,8 @@ on GitHub and on the site):
 - `<!-- example: slow -->`: it takes more than about 10 s; it runs only with TINYGPT_DOCS_SLOW=1
   (`TINYGPT_DOCS_SLOW=1 python -m pytest docs`), so that the suite stays fast;
 - `<!-- example: before COMMAND -->`: run COMMAND first (unless an earlier block of the page ran it),
-  for a page whose example starts from a run another page makes;
+  for a page whose example starts from a run another page makes (or from files under docs/examples,
+  which COMMAND finds at $TINYGPT_DOCS/examples);
 - `<!-- example: skip REASON -->`: not run here, and why (a GPU, the Hub, a server that runs until
   Ctrl-C); the tests named in the reason check the same thing another way.
 
@@ -44,7 +45,10 @@ DURATION = re.compile(r"\d+(?:\.\d+)?(?= ?s\b)")
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 COMMENT = re.compile(r"<!-- example: (slow|loose|before .+?|skip .+?) -->")
 TIMEOUT_S = 1800
-PROGRESS_BAR = re.compile(r"^\S+: +(\d+%\||\d+step \[)")  # tqdm's lines: "train:  40%|...", or "train: 60step [..."
+DOCS = Path(__file__).resolve().parent
+# tqdm's lines: "train:  40%|...", "train: 60step [...", "  0%|...| 0/6 [00:00<?, ?it/s]",
+# "Generating test split: 6 examples [00:00, 1311 examples/s]"
+PROGRESS_BAR = re.compile(r"^\S+: +(\d+%\||\d+step \[)|\[\d+:\d\d(:\d\d)?<|\d+ examples \[\d+:\d\d")
 
 
 def normalise(line: str, loose: bool) -> str:
@@ -89,12 +93,13 @@ def sessions(text: str) -> list[tuple[str, list[str]]]:
 
 def run(command: str, where: Path) -> str:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # this Python's tinygpt
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PATH": path}
+    # TINYGPT_DOCS: this folder, for a page whose example starts from files under docs/examples.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", "PATH": path, "TINYGPT_DOCS": str(DOCS)}
     done = subprocess.run(command, shell=True, cwd=where, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S, executable="/bin/bash")
     # What a user sees in a terminal: the output and the error stream, without the progress bar's lines.
     err = [line for line in (part.split("\r")[-1] for part in done.stderr.splitlines())
-           if line.strip() and not PROGRESS_BAR.match(line)]
+           if line.strip() and not PROGRESS_BAR.search(line)]
     return "\n".join([*done.stdout.splitlines(), *err])
 
 

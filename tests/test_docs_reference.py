@@ -93,3 +93,15 @@ def test_the_site_shows_the_changelog_without_a_second_copy():
     page = (ROOT / "docs" / "changelog.md").read_text(encoding="utf-8")
     assert '<!--% include-markdown "../CHANGELOG.md" %-->' in page
     assert "## [" not in page  # the entries live in CHANGELOG.md only
+
+
+def console_blocks(text: str) -> list[str]:
+    return re.findall(r"```console\n(.*?)```", text, re.S)
+
+
+def test_every_output_the_readme_shows_is_a_docs_example_that_runs():
+    """The README is not run by the docs' tests; each output it shows must be a block of a docs page, which is."""
+    pages = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").rglob("*.md"))
+    shown = console_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert shown, "the README shows no output: this test guards nothing"
+    assert [b for b in shown if b not in console_blocks(pages)] == []

@@ -168,5 +168,5 @@ def evaluate_tasks(args) -> int:
     if args.json:
         print(json.dumps(results["results"], default=str))
     else:
-        print(results_table(results), end="")
+        print(results_table(results).rstrip("\n"))
     return 0

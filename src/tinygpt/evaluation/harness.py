@@ -217,6 +217,7 @@ def run_tasks(run, tasks: list[str], include_path: str | None = None, limit: flo
     if unknown:
         raise TinyGPTError(unknown_tasks(unknown, manager.all_tasks, include_path))
     lm = TinyGPTLM(run.model, run.tokenizer, batch_size=batch_size, chat=_is_chat(run))
+    _quiet_git()
     try:
         results = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit,
                                           task_manager=manager, batch_size=batch_size, log_samples=False,
@@ -250,6 +251,22 @@ def unknown_tasks(names: list[str], known, include_path: str | None) -> str:
     where = f" or in {include_path}" if include_path else "; give tasks of your own with --include-path DIR"
     return (f"the lm-evaluation-harness has no task {', '.join(map(repr, names))}{hint}: list the standard ones with "
             f"`lm-eval ls tasks`{where}")
+
+
+def _quiet_git():
+    """The harness records which git commit the current folder is at, and lets git print 'fatal: not a git
+    repository' where it is none; ask git the same quietly."""
+    import subprocess
+
+    import lm_eval.loggers.utils as harness_logs
+
+    def commit() -> str | None:
+        try:
+            return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).decode().strip()
+        except (subprocess.CalledProcessError, OSError):
+            return None
+
+    harness_logs.get_git_commit_hash = commit
 
 
 def _is_chat(run) -> bool:
