@@ -25,11 +25,16 @@ from pathlib import Path
 
 from .errors import TinyGPTError
 
+LOCK_FILE = ".lock"
 _held: dict[Path, int] = {}  # lock file -> the open file that holds its lock
 
 
 class Busy(TinyGPTError):
-    """Another process holds the lock; the message names it."""
+    """Another process holds the lock; the message names it, and `holder` is that process in words."""
+
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder
 
 
 def take(path: Path, what: str) -> bool:
@@ -44,8 +49,8 @@ def take(path: Path, what: str) -> bool:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise Busy(f"{what} is in use: {holder} is writing it; let it finish or stop it, or choose another "
-                   "directory") from None
+        raise Busy(f"{what} is in use: {holder} is writing it; let it finish (or stop it) first, or write "
+                   "somewhere else", holder) from None
     except OSError:
         os.close(fd)
         raise
@@ -89,6 +94,10 @@ def _holder(fd: int) -> str:
     """'process 4242 (tinygpt train --out runs/x, since 2026-12-07 06:40:01)', from the lock file's note."""
     try:
         note = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        return f"process {int(note['pid'])} ({note['command']}, since {note['since']})"
+        pid = int(note["pid"])
+        os.kill(pid, 0)  # alive: the note is the holder's, not one left by a process that has ended
+        return f"process {pid} ({note['command']}, since {note['since']})"
+    except PermissionError:  # alive, another user's
+        return f"process {pid} ({note['command']}, since {note['since']})"
     except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        return "another process (still starting)"

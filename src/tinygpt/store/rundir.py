@@ -22,6 +22,7 @@ The files themselves (safetensors with checksums, atomic writes) are `checkpoint
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from .checkpoint import (
 )
 
 CHECKPOINTS = ("latest", "best")
-LOCK_FILE = ".lock"  # the writer's lock (core/lock.py): pid and command of the process training the run
+DISK_REFUSED = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @dataclass
@@ -192,19 +193,16 @@ class RunDir:
 
     def ready_for(self, verb: str, resume: bool, overwrite: bool, main: bool = True) -> RunConfig | None:
         """Check that `tinygpt VERB` may train here: nothing else writes here (the main process takes the
-        directory's lock, once it exists, and keeps it until `unlock`); a resumed run must be the verb's own
-        (its saved settings are returned); a new run may not land on a run already here unless `overwrite`
-        (the main process then removes the old run's files)."""
+        directory's lock, once it exists, and keeps it until `unlock`; `claim` says who holds it); a resumed
+        run must be the verb's own (its saved settings are returned); a new run may not land on a run
+        already here unless `overwrite` (the main process then removes the old run's files)."""
         taken = main and self.path.is_dir() and self.lock()
         try:
-            saved = self._checked_for(verb, resume, overwrite, main)
+            return self._checked_for(verb, resume, overwrite, main)
         except BaseException:
             if taken:
                 self.unlock()
             raise
-        if main and writer_lock.holds(self.lock_path):
-            writer_lock.claim(self.lock_path)
-        return saved
 
     def _checked_for(self, verb: str, resume: bool, overwrite: bool, main: bool) -> RunConfig | None:
         if resume:
@@ -221,12 +219,17 @@ class RunDir:
 
     @property
     def lock_path(self) -> Path:
-        return self.path / LOCK_FILE
+        return self.path / writer_lock.LOCK_FILE
 
     def lock(self) -> bool:
         """Take the run's writer lock (True: taken now; False: this process held it). A run another process
         is writing (training, resuming, overwriting it) is one line naming that process."""
-        return writer_lock.take(self.lock_path, str(self.path))
+        return writer_lock.take(self.lock_path, f"run directory {self.path}")
+
+    def claim(self):
+        """Write this process's pid and command into the lock file it holds, once it starts writing the run (a
+        command refused before leaves the directory as it was), for the message of whoever is refused."""
+        writer_lock.claim(self.lock_path)
 
     def unlock(self):
         writer_lock.release(self.lock_path)
@@ -234,7 +237,9 @@ class RunDir:
     def create(self) -> "RunDir":
         try:
             self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # --out names a file, or a place we may not write
+        except OSError as e:  # --out names a file (a full or read-only disk: the command line's one line)
+            if e.errno in DISK_REFUSED:
+                raise
             raise TinyGPTError(f"cannot make the run directory {self.path} ({e.strerror}); "
                                "choose another --out") from None
         return self

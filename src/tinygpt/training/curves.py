@@ -7,6 +7,8 @@ drawing here leaves the caller's matplotlib backend and open figures alone.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -40,8 +42,20 @@ def new_figure(width_in: float, height_in: float, layout: str | None = None) -> 
 
 
 def save(fig: Figure, path: Path) -> tuple[int, int]:
-    """Write the figure at its own size (no tight cropping, so panel positions stay known)."""
-    fig.savefig(path, dpi=DPI)
+    """Write the figure at its own size (no tight cropping, so panel positions stay known), whole or not at all:
+    to a temporary name renamed over `path`, so a full disk leaves the picture before it as it was; the error
+    then names the picture (matplotlib's names no file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip(".").lower() or None)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if not e.errno:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
     width, height = fig.canvas.get_width_height()
     return width, height
 

@@ -86,6 +86,7 @@ class Trainer:
         self._bar: ProgressBar | None = None
         self.step = 0
         self.first_step, self.setup_seconds = 0, 0.0  # where this session's training began, and when
+        self.config_unsaved = False  # a resumed run's settings, not yet saved (setup)
 
     def log(self, message: str):
         if getattr(self, "runtime", None) is not None and not self.runtime.dist.is_main:
@@ -166,9 +167,13 @@ class Trainer:
         if rt.dist.is_main:
             run.create()
             run.ready_for(self.objective.verb, self.resume, self.overwrite)  # the lock, if the directory is new
+            run.claim()
             self.records = Records(run, cfg, self.step, self.resume)
-            run.write_config(self.run_config)
+            # A resumed run records its settings with its first save: one that fails before (a full disk)
+            # leaves the run as it was.
+            self.config_unsaved = self.resume
             if not self.resume:
+                run.write_config(self.run_config)
                 run.write_tokenizer(objective.tokenizer)
                 objective.write_files(run)
 
@@ -215,6 +220,9 @@ class Trainer:
             write = (lambda: self.records.write(record)) if record is not None else None
             save_state(self.run_dir, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,
                        objective)
+            if self.config_unsaved:
+                self.run_dir.write_config(self.run_config)
+                self.config_unsaved = False
 
     def evaluate_and_save(self, lr: float, final: bool = False) -> dict:
         t0 = time.perf_counter()
