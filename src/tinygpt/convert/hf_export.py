@@ -1,11 +1,11 @@
 """`tinygpt export RUN --to hf --out DIR`: a folder Hugging Face transformers loads, with tinygpt's numbers.
 
     DIR/
-      config.json              the model's settings (GPT-2's, or tinygpt's with an auto_map)
-      generation_config.json   the token ids generation starts and ends with; greedy by default
+      config.json              the model's settings (GPT-2's, or tinygpt's with an auto_map), BOS and EOS ids
+      generation_config.json   the token ids generation starts from and stops at
       model.safetensors        the weights, float32
       tokenizer.json           the tokenizer in the `tokenizers` format (char and word included)
-      tokenizer_config.json    its class, context length, chat template
+      tokenizer_config.json    its class, context length, BOS and EOS tokens, chat template
       modeling_tinygpt.py      only in the custom-code form
 
 Two forms. A run whose settings GPT-2's architecture computes exactly (convert/gpt2.py:
@@ -14,6 +14,11 @@ written as zeros, the lecture's 1/sqrt(n_embd) attention scale is folded into th
 its activation and tied or untied head carried over. Any other run carries `modeling_tinygpt.py`
 (transformers' `auto_map` convention) and loads with `trust_remote_code=True`; the result says which
 settings made it so.
+
+The tokenizer and config.json name a BOS and an EOS (the start token, and `<|end|>` or else the start
+token again: hf_tokenizer.py says why and how), so a client that scores text (lm-evaluation-harness)
+has a token to put before it. generation_config.json stops only at `<|end|>`: `tinygpt sample` writes
+on past a line break, and so does `generate`.
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ def export_hf(run_dir, out, force: bool = False) -> Exported:
     check_out(out, src.run_dir, force, folder=True)
     cfg = src.config
     reasons = gpt2_misfits(cfg)
-    ids = src.special_ids()
-    tokenizer = hf_tokenizer(src.tokenizer)
-    eos_token = src.tokenizer.token(ids["eos"]) if "eos" in ids else None
-    tok_config = tokenizer_config(src.tokenizer, cfg.block_size, src.chat_template, eos_token)
-    generation = {k + "_token_id": v for k, v in ids.items()}
+    generation = {k + "_token_id": v for k, v in src.special_ids().items()}  # stops at <|end|> only
+    ids = hf_special_ids(src)
+    tokenizer = hf_tokenizer(src.tokenizer, marks=ids.values())
+    named = {k: tokenizer.id_to_token(v) for k, v in ids.items()}
+    tok_config = tokenizer_config(cfg.block_size, src.chat_template, named.get("bos"), named.get("eos"))
     if not reasons:
         form, config, tensors = "gpt2", hf_gpt2_config(cfg, ids), hf_gpt2_tensors(cfg, src.state())
     else:
@@ -62,6 +67,15 @@ def export_hf(run_dir, out, force: bool = False) -> Exported:
         modeling.unlink()
     atomic_write_json(out / "config.json", config)  # last: a folder without it is not a model
     return Exported(out, form, reasons)
+
+
+def hf_special_ids(src) -> dict[str, int]:
+    """The BOS and EOS ids of the tokenizer and config.json, by tinygpt's one rule for them
+    (`Tokenizer.boundary_tokens`): BOS the start token, EOS the chat end token or else BOS again."""
+    bos, eos = src.tokenizer.boundary_tokens(chat=src.chat_template is not None)
+    start = src.tokenizer.start_ids()[0] if bos is not None else None  # the ids; boundary_tokens names texts
+    ids = {"bos": start, "eos": start if eos == bos else src.tokenizer.token_to_id(eos)}
+    return {k: v for k, v in ids.items() if v is not None}
 
 
 def custom_config(cfg: ModelConfig, special_ids: dict[str, int]) -> dict:

@@ -38,6 +38,9 @@ class TinyGPTConfig(PretrainedConfig):
         self.activation, self.attn_scale, self.pos_emb, self.rope_base = activation, attn_scale, pos_emb, rope_base
         self.qk_norm, self.tie_weights = qk_norm, tie_weights
         self.use_cache = kwargs.pop("use_cache", False)  # there is no cache to use
+        # tie_weights says whether the head is tied; transformers' name for it comes back in every config
+        # it saved (save_pretrained, to_dict), and passing it twice would be a TypeError.
+        kwargs.pop("tie_word_embeddings", None)
         super().__init__(tie_word_embeddings=tie_weights, **kwargs)
 
 
