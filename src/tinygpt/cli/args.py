@@ -53,6 +53,28 @@ def require_run(args):
         RunDir(run).require(make=args.make_run.format(run=run))
 
 
+def port_number(text: str) -> int:
+    """argparse's `type` for a TCP port: a whole number from 0 (any free port) to 65535; anything else is the
+    parser's one-line error (for `tinygpt serve --port`)."""
+    return _whole_number(text, 0, 65535, "a port")
+
+
+def thread_count(text: str) -> int:
+    """argparse's `type` for a number of CPU threads: 1 to 1024, as `--threads` of training takes (past that
+    PyTorch spawns every thread asked for, and 10**6 of them crash the process)."""
+    return _whole_number(text, 1, 1024, "a thread count")
+
+
+def _whole_number(text: str, least: int, most: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} is a whole number from {least} to {most}, got {text!r}") from None
+    if not least <= value <= most:
+        raise argparse.ArgumentTypeError(f"{what} is a whole number from {least} to {most}, got {value}")
+    return value
+
+
 def add_overwrite(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in the run directory (otherwise a new run there is refused)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,8 +224,13 @@ class RunDir:
 
     def lock(self) -> bool:
         """Take the run's writer lock (True: taken now; False: this process held it). A run another process
-        is writing (training, resuming, overwriting it) is one line naming that process."""
-        return writer_lock.take(self.lock_path, f"run directory {self.path}")
+        is writing (training, resuming, overwriting it) is one line naming that process. The lock lasts until
+        `unlock`, or until this RunDir is gone: a launch that fails after the check (its data, say) does not
+        leave a Python session holding the run."""
+        taken = writer_lock.take(self.lock_path, f"run directory {self.path}")
+        if taken:
+            weakref.finalize(self, writer_lock.release, self.lock_path)
+        return taken
 
     def claim(self):
         """Write this process's pid and command into the lock file it holds, once it starts writing the run (a
