@@ -232,6 +232,10 @@ def test_repetition_penalty_shrinks_the_logits_of_tokens_already_present():
     ({"seed": [1, 2]}, "seed must be one value or a list of one per prompt (1 prompts), got [1, 2]"),
     ({"sampling": SamplingConfig(), "top_k": 3}, "give the sampling knobs as arguments or as sampling=, not both"),
     ({"sampling": [SamplingConfig(top_p=2.0)]}, "top_p must be in (0, 1], got 2.0"),
+    ({"temperature": float("nan")}, "temperature must be a finite number, got nan"),
+    ({"top_p": float("inf")}, "top_p must be a finite number, got inf"),
+    ({"repetition_penalty": float("-inf")}, "repetition_penalty must be a finite number, got -inf"),
+    ({"top_k": 2.5}, "top_k must be a whole number, got 2.5"),
 ])
 def test_invalid_sampling_settings_are_refused(char_run, knobs, message):
     run = tinygpt.load(char_run)
@@ -239,6 +243,19 @@ def test_invalid_sampling_settings_are_refused(char_run, knobs, message):
         with pytest.raises(TinyGPTError) as e:
             call("mary", **knobs)
         assert str(e.value) == message
+
+
+def test_knobs_past_the_samplers_range_are_brought_inside_it_by_one_rule(char_run):
+    """1e-45 is a float32 that is almost 0: the logits divided by it are infinite and the probabilities NaN.
+    A temperature that small samples greedily, top_p keeps the likeliest token, a penalty stops at 1e-6."""
+    run = tinygpt.load(char_run)
+    greedy = run.generate("mary", max_new_tokens=12, temperature=0)
+    assert run.generate("mary", max_new_tokens=12, temperature=1e-45, seed=3) == greedy
+    assert run.generate("mary", max_new_tokens=12, top_p=5e-324, seed=3) == greedy
+    penalised = run.generate("mary", max_new_tokens=12, temperature=0, repetition_penalty=1e-45)
+    assert penalised == run.generate("mary", max_new_tokens=12, temperature=0, repetition_penalty=1e-6)
+    assert SamplingConfig(temperature=1e-7, top_p=0.0 + 1e-9, repetition_penalty=1e300).validate() == \
+        SamplingConfig(temperature=0.0, top_p=1e-6, repetition_penalty=1e6)
 
 
 def test_a_prompt_that_is_not_text_is_refused(char_run):

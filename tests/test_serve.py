@@ -423,7 +423,7 @@ def test_with_an_api_key_every_v1_request_needs_it(engine):
         server.stop()
 
 
-def test_only_the_page_and_the_api_are_served(server):
+def test_only_the_page_the_api_and_its_schema_are_served(server):
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", server.port)
@@ -431,7 +431,7 @@ def test_only_the_page_and_the_api_are_served(server):
     page = conn.getresponse()
     assert page.status == 200 and b"tinygpt playground" in page.read()
     assert "access-control-allow-origin" not in {k.lower() for k, _ in page.getheaders()}
-    for path in ("/static/index.html", "/../../etc/passwd", "/docs", "/openapi.json", "/src/tinygpt/run.py"):
+    for path in ("/static/index.html", "/../../etc/passwd", "/docs", "/src/tinygpt/run.py"):
         conn.request("GET", path)
         answer = conn.getresponse()
         assert answer.status == 404, path
@@ -551,3 +551,103 @@ def test_tinygpt_serve_sets_malloc_so_that_its_memory_stays_flat():
     arenas, mapped = arenas_and_mapped_blocks("default")
     assert arenas > 1 and mapped == 0
     assert arenas_and_mapped_blocks("steady") == (1, 1)  # one arena; large blocks mapped, returned when freed
+
+
+# ---- one request cannot break another (issue 24) ------------------------------------------------------
+
+def test_a_request_whose_knobs_break_the_sampler_fails_alone_and_the_others_get_their_solo_tokens(runs, alone):
+    """Knobs that reach the sampler unchecked (validate() is bypassed here: the server checks every request)
+    fail their own rows only; the rows decoding beside them produce exactly what they produce alone."""
+    engine = Engine({"char": runs["char"]})  # turned by hand: all three decode in the same steps
+    inboxes = {name: [] for name in "abc"}
+    poison = SamplingConfig(30, temperature=1e-45)  # logits / 1e-45 are infinite: the probabilities are NaN
+    configs = {"a": SamplingConfig(30, temperature=0.9), "b": poison, "c": SamplingConfig(30, temperature=1.1, top_k=5)}
+    requests = {name: Request("char", runs["char"].encode("mary"), configs[name], seed=7, deliver=inboxes[name].append)
+                for name in "abc"}
+    for request in requests.values():
+        engine.submit(request)
+    while engine.waiting or engine.live_rows:
+        engine.step()
+    assert requests["b"].error is not None and "sampler" in requests["b"].error and inboxes["b"][-1] is None
+    for name in "ac":
+        assert requests[name].error is None
+        text = "".join(c.text for chunks in inboxes[name] if chunks for c in chunks)
+        assert text == alone["char"].generate("mary", seed=7, sampling=configs[name])
+
+
+def test_through_the_server_a_near_zero_knob_is_computed_by_the_rule_and_breaks_no_stream(server, alone):
+    bodies = [{"model": "char", "prompt": "mary", "max_tokens": 40, "seed": 3, "stream": True, **knobs}
+              for knobs in ({"temperature": 0.8}, {"temperature": 1e-45, "top_p": 5e-324, "repetition_penalty": 1e-45},
+                            {"temperature": 1.2})]
+    texts = [None] * 3
+
+    def stream(i):
+        status, _, raw = http(server, "POST", "/v1/completions", bodies[i])
+        raw = raw.decode()
+        events = [json.loads(line[6:]) for line in raw.split("\n") if line.startswith("data: {")]
+        assert status == 200 and raw.rstrip().endswith("data: [DONE]") and events[-1]["choices"][0]["finish_reason"]
+        texts[i] = "".join(e["choices"][0]["text"] for e in events)
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert texts[0] == alone["char"].generate("mary", max_new_tokens=40, seed=3, temperature=0.8)
+    assert texts[1] == alone["char"].generate("mary", max_new_tokens=40, temperature=0, repetition_penalty=1e-6)
+    assert texts[2] == alone["char"].generate("mary", max_new_tokens=40, seed=3, temperature=1.2)
+
+
+def test_a_failed_stream_ends_with_an_error_event_then_done(runs, monkeypatch):
+    from tinygpt.generation import decoder
+
+    engine = Engine({"char": runs["char"]}).start()
+    server = serving(create_app(engine, quiet=True))
+    monkeypatch.setattr(decoder, "next_token", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no draw")))
+    try:
+        status, _, raw = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a", "stream": True})
+        events = [line[6:] for line in raw.decode().split("\n") if line.startswith("data: ")]
+        assert status == 200 and events[-1] == "[DONE]"
+        assert "RuntimeError: no draw" in json.loads(events[-2])["error"]["message"]
+    finally:
+        server.stop()
+        engine.stop()
+
+
+def test_a_client_that_leaves_a_whole_answer_being_decoded_frees_its_rows(server, engine):
+    body = json.dumps({"model": "char", "prompt": "m", "max_tokens": 400, "n": 4}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.time() + 5
+        while engine.stats()["decoding"] < 4 and time.time() < deadline:
+            time.sleep(0.005)
+        assert engine.stats()["decoding"] == 4
+        left = time.time()
+    while engine.stats()["decoding"] and time.time() < left + 5:
+        time.sleep(0.005)
+    assert engine.stats()["decoding"] == 0 and time.time() - left < 1.0
+
+
+def test_n_beyond_the_batch_is_a_400_naming_n(server, engine):
+    status, _, body = http(server, "POST", "/v1/completions", {"model": "char", "prompt": "a", "n": 16,
+                                                              "max_tokens": 1})
+    assert status == 200  # the fixture's batch holds 16 rows
+    small = serving(create_app(Engine({"char": engine.runs["char"]}, max_batch=2), quiet=True))
+    try:
+        status, _, body = http(small, "POST", "/v1/completions", {"model": "char", "prompt": "a", "n": 3})
+        assert status == 400 and body["error"]["param"] == "n" and "--max-batch" in body["error"]["message"]
+    finally:
+        small.stop()
+
+
+def test_the_schema_at_openapi_json_describes_every_route_and_its_body(server):
+    status, _, schema = http(server, "GET", "/openapi.json")
+    assert status == 200 and schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    assert {"/v1/models", "/v1/models/{model}", "/v1/completions", "/v1/chat/completions", "/tokenize",
+            "/detokenize", "/tokenizer_info", "/health"} <= set(paths)
+    body = paths["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    completion = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert completion["additionalProperties"] is False
+    assert {"prompt", "echo", "logprobs"} <= set(completion["properties"])

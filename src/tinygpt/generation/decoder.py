@@ -63,6 +63,9 @@ class Decoder:
         # After each step, for the rows that ask (Row.logprobs): row -> (the chosen token's log-probability,
         # [(token, log-probability), ...] of the likeliest), from the model's own distribution.
         self.logprobs: dict[int, tuple[float, list[tuple[int, float]]]] = {}
+        # After each step: row -> why its next token could not be chosen. Such a row is finished and its
+        # token not returned; the rows beside it go on (a server's other requests are not its fault).
+        self.failed: dict[int, str] = {}
         for row in rows:
             self.add(row)
 
@@ -88,6 +91,7 @@ class Decoder:
     def step(self) -> list[tuple[int, int]]:
         """Run the model once and choose every unfinished row's next token: [(row, token), ...]."""
         live = [i for i, done in enumerate(self.finished) if not done]
+        self.failed = {}
         if not live:
             return []
         with self.no_autograd():
@@ -95,10 +99,10 @@ class Decoder:
             tokens = self._choose(live, logits)
             self.logprobs = self._logprobs(live, logits, tokens)
         for i, token in zip(live, tokens):
-            self.ids[i].append(token)
+            self.ids[i].append(token)  # a failed row's too, so its cached keys stay in step with its ids
             self.new[i] += 1
-            self.finished[i] = self.new[i] >= self.rows[i].sampling.max_new_tokens
-        return list(zip(live, tokens))
+            self.finished[i] = i in self.failed or self.new[i] >= self.rows[i].sampling.max_new_tokens
+        return [(i, token) for i, token in zip(live, tokens) if i not in self.failed]
 
     def drop_finished(self) -> dict[int, int]:
         """Forget the finished rows, so a batch that rows keep joining and leaving stays as small as its
@@ -116,7 +120,7 @@ class Decoder:
                 self._uncache(set(where))
         self.cached = [where[i] for i in self.cached]
         self.fresh = [where[i] for i in self.fresh if i in where]
-        self.logprobs = {}
+        self.logprobs, self.failed = {}, {}
         return where
 
     # ---- the model --------------------------------------------------------------------------------
@@ -209,7 +213,11 @@ class Decoder:
             rows = [live[j] for j in members]
             part = logits if len(members) == len(live) else logits[members]  # (n, V)
             seen = self.seen[rows] if self.seen is not None else None
-            picked = next_token(part, self.rows[rows[0]].sampling, [self.rows[i].generator for i in rows], seen)
+            try:
+                picked = next_token(part, self.rows[rows[0]].sampling, [self.rows[i].generator for i in rows], seen)
+            except Exception as e:  # noqa: BLE001 (knobs the sampler could not use: these rows fail, alone)
+                self.failed.update({i: f"{type(e).__name__}: {e}" for i in rows})
+                picked = part.argmax(dim=-1, keepdim=True)  # any token: the rows are finished
             for j, token in zip(members, picked.flatten().tolist()):
                 tokens[j] = token
         if self.seen is not None:

@@ -6,11 +6,25 @@ The knobs carry Hugging Face's names: `max_new_tokens`, `temperature` (0 = greed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from ..core.errors import TinyGPTError
+
+# The range the sampler computes in (see SamplingConfig.validate): logits (tens at most) divided by 1e-6 or
+# multiplied by 1e6 stay far inside float32's (3e38), where 1e-45, a float32 that is almost 0, would make
+# them infinite and the probabilities NaN. Past these bounds nothing changes that a user could see.
+SMALLEST, LARGEST = 1e-6, 1e6
+
+
+class BadKnob(TinyGPTError):
+    """A sampling knob the sampler cannot use; `field` names it (the server's 400 says which)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -25,18 +39,35 @@ class SamplingConfig:
     stop: list[str] = field(default_factory=list)
 
     def validate(self) -> "SamplingConfig":
+        """Refuse a knob that is not a number the sampler can use (BadKnob, naming it: NaN, an infinity, a
+        negative), and bring the extreme ones inside the sampler's range by one rule (`SMALLEST`, `LARGEST`):
+        a temperature below 1e-6 is greedy, as 0 is; top_p below 1e-6 keeps only the likeliest token, as
+        1e-6 does; a repetition penalty is held between 1e-6 and 1e6. The one check of every sampling knob,
+        whoever gives it: the command line, Python, the server."""
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise BadKnob(name, f"{name} must be a finite number, got {value!r}")
+        for name in ("max_new_tokens", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadKnob(name, f"{name} must be a whole number, got {value!r}")
         if self.max_new_tokens < 0:
-            raise TinyGPTError(f"max_new_tokens must be 0 or more, got {self.max_new_tokens}")
+            raise BadKnob("max_new_tokens", f"max_new_tokens must be 0 or more, got {self.max_new_tokens}")
         if self.temperature < 0:
-            raise TinyGPTError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
+            raise BadKnob("temperature", f"temperature must be 0 (greedy) or more, got {self.temperature}")
         if self.top_k < 0:
-            raise TinyGPTError(f"top_k must be 0 (off) or more, got {self.top_k}")
+            raise BadKnob("top_k", f"top_k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
-            raise TinyGPTError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise BadKnob("top_p", f"top_p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
-            raise TinyGPTError(f"repetition_penalty must be positive, got {self.repetition_penalty}")
-        if any(s == "" for s in self.stop):
-            raise TinyGPTError("a stop string cannot be empty")
+            raise BadKnob("repetition_penalty", f"repetition_penalty must be positive, got {self.repetition_penalty}")
+        if any(not isinstance(s, str) or s == "" for s in self.stop):
+            raise BadKnob("stop", "a stop string cannot be empty")
+        if self.temperature < SMALLEST:
+            self.temperature = 0.0
+        self.top_p = max(self.top_p, SMALLEST)
+        self.repetition_penalty = min(max(self.repetition_penalty, SMALLEST), LARGEST)
         return self
 
     @property

@@ -27,8 +27,10 @@ from starlette.exceptions import HTTPException
 
 from ..core.errors import TinyGPTError
 from ..core.tokens import CHAT_TOKENS
+from ..core.version import __version__
 from ..generation import SamplingConfig
 from ..generation.chat import run_chat_format
+from ..generation.sampling import BadKnob
 from .engine import Busy, Chunk, Engine
 from .engine import Request as Job
 from .responses import ChatCompletion, Completion, sse
@@ -47,9 +49,11 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
         self.headers = headers
 
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (), max_tokens: int = 1024,
@@ -61,8 +65,10 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     local_only: answer only requests addressed to 127.0.0.1 or localhost (a page elsewhere cannot
     reach the server through DNS rebinding).
     """
-    # No /docs or /openapi.json: the page at / is the only thing served besides the API.
-    app = FastAPI(title="tinygpt", docs_url=None, redoc_url=None, openapi_url=None)
+    # The API's schema at /openapi.json (FastAPI's), for clients and fuzzers; no /docs page, which would
+    # fetch its scripts from a CDN.
+    app = FastAPI(title="tinygpt", version=__version__, docs_url=None, redoc_url=None)
+    app.openapi = partial(openapi_schema, app)
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -135,11 +141,18 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         return engine.runs[model]
 
     def sampling(body: Sampling, asked: int | None, default: int, stop: list[str]) -> SamplingConfig:
+        if body.n > engine.max_batch:
+            raise ApiError(400, f"n is {body.n} but this server decodes at most {engine.max_batch} rows at once "
+                           "(its --max-batch): ask for fewer choices", param="n")
         n = default if asked is None else asked
         if n > max_tokens:
             raise ApiError(400, f"max_tokens is {n} but this server gives at most {max_tokens} tokens per request",
                            param="max_tokens")
-        return SamplingConfig(n, body.temperature, body.top_k, body.top_p, body.repetition_penalty, stop)
+        try:
+            return SamplingConfig(n, body.temperature, body.top_k, body.top_p, body.repetition_penalty, stop).validate()
+        except BadKnob as e:  # accepted by the schema, but not a number the sampler can compute with
+            param = {"max_new_tokens": "max_tokens"}.get(e.field, e.field)
+            raise ApiError(400, f"{param}: {e}", param=param) from None
 
     def encode(run, text: str, param: str) -> list[int]:
         try:
@@ -199,7 +212,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         name, run = served(model)
         return tokenizer_info(run, chat_formats[name])
 
-    @app.post("/tokenize")
+    @app.post("/tokenize", openapi_extra=takes(TokenizeRequest))
     async def tokenize(request: Request):
         authorize(request)
         body = await read(request, TokenizeRequest)
@@ -210,7 +223,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             raise ApiError(400, f"prompt: {e}", param="prompt") from None
         return {"count": len(ids), "max_model_len": run.model_config.block_size, "tokens": ids, "token_strs": None}
 
-    @app.post("/detokenize")
+    @app.post("/detokenize", openapi_extra=takes(DetokenizeRequest))
     async def detokenize(request: Request):
         authorize(request)
         body = await read(request, DetokenizeRequest)
@@ -223,7 +236,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         find(model)
         return describe(model)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=takes(CompletionRequest))
     async def completions(request: Request):
         authorize(request)
         body = await read(request, CompletionRequest)
@@ -244,7 +257,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                             prompt_text=prompt if isinstance(prompt, str) else None))
         return await answer(request, body, jobs, Completion(body.model, notes))
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=takes(ChatRequest))
     async def chat_completions(request: Request):
         authorize(request)
         body = await read(request, ChatRequest)
@@ -323,11 +336,15 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                         continue
                     for chunk in numbered(k, got):
                         yield sse(form.chunk(chunk))
-                if body.stream_options is not None and body.stream_options.include_usage:
+                failed = next((job.error for job in jobs if job.error is not None), None)
+                if failed is not None:  # OpenAI's error object as an event, then the end as always
+                    yield sse(ApiError(500, f"the server failed while generating ({failed})",
+                                       kind="server_error").body())
+                elif body.stream_options is not None and body.stream_options.include_usage:
                     yield sse(form.usage_chunk(jobs))
                 yield "data: [DONE]\n\n"
                 finished = True
-                done()
+                done(500 if failed is not None else 200)
             finally:
                 for job in jobs:
                     job.cancel()  # if the client left early, its rows leave the batch at the next step
@@ -338,6 +355,31 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
+
+
+BODIES = (CompletionRequest, ChatRequest, TokenizeRequest, DetokenizeRequest)
+
+
+def takes(model: type[BaseModel]) -> dict:
+    """A route's JSON body in the schema: the routes read their bodies themselves (read(), with its size
+    and content-type checks), so FastAPI does not see them."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def openapi_schema(app: FastAPI) -> dict:
+    """FastAPI's schema of the routes, with the request bodies' pydantic schemas as its components."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+        from pydantic.json_schema import models_json_schema
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description="The OpenAI API as tinygpt serves it, vLLM's tokenizer routes and /health.")
+        _, bodies = models_json_schema([(m, "validation") for m in BODIES],
+                                       ref_template="#/components/schemas/{model}")
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(bodies["$defs"])
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def next_part(request: Request, inbox: asyncio.Queue, jobs: list[Job], every: float = 0.25):

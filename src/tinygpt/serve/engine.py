@@ -253,12 +253,18 @@ class Engine:
                 decoder.finish(row)
         tokens = decoder.step()
         self.steps += 1
+        for row, reason in decoder.failed.items():  # its knobs broke the sampler: it fails, the others go on
+            failed = choices[row].request
+            failed.error = failed.error or f"the sampler could not use this request's settings ({reason})"
+            for other, choice in enumerate(choices):
+                if choice.request is failed:
+                    decoder.finish(other)
         out: dict[Request, list[Chunk]] = {}  # each request's chunks of this step
         tokenizer = self.runs[name].tokenizer
         for row, token in tokens:
             choice = choices[row]
             request = choice.request
-            if request.cancelled:
+            if request.cancelled or request.error is not None:
                 continue
             request.completion_tokens += 1
             if row in decoder.logprobs:

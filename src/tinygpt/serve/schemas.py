@@ -16,7 +16,8 @@ MAX_PROMPTS = 256  # prompts in one /v1/completions request (the harness batches
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # No NaN or Infinity either (JSON has neither, but a lenient client may send them).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class StreamOptions(_Body):
