@@ -167,6 +167,12 @@ class RunDir:
         close = difflib.get_close_matches(self.name, names, n=3, cutoff=0.5)
         return f" ({parent}/ holds: {', '.join(close)})" if close else ""
 
+    def _names_taken(self) -> list[str]:
+        """The files of another kind in this folder (not a run) that a run's own files would replace."""
+        own = (self.tokenizer_path, self.source_tokenizer_path, self.chat_template_path, self.weights_path,
+               self.metrics_path, self.loss_plot_path, self.checkpoint_path("best"))
+        return [path.name for path in own if path.exists()]
+
     def clear(self):
         """Remove the run's own files (`--overwrite`), and nothing else: a folder that holds other files but no
         run is refused, so a mistyped --out cannot delete someone's work."""
@@ -208,6 +214,9 @@ class RunDir:
     def _checked_for(self, verb: str, resume: bool, overwrite: bool, main: bool) -> RunConfig | None:
         if resume:
             return self.resumable_by(verb)
+        if main and not self.is_run() and (taken := self._names_taken()):
+            raise TinyGPTError(f"{self} holds no tinygpt run but has {', '.join(taken)}, which a run would write "
+                               "over; choose another --out")
         if main and self.has_checkpoint():
             if not overwrite:
                 made_by = self.read_config().verb if self.is_run() else verb
