@@ -68,7 +68,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     # The API's schema at /openapi.json (FastAPI's), for clients and fuzzers; no /docs page, which would
     # fetch its scripts from a CDN.
     app = FastAPI(title="tinygpt", version=__version__, docs_url=None, redoc_url=None)
-    app.openapi = partial(openapi_schema, app)
+    app.openapi = partial(openapi_schema, app, engine)
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -192,7 +192,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                 "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
                             "tokenizer": run.tokenizer.kind}}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=answers(401))
     async def models(request: Request):
         authorize(request)
         return {"object": "list", "data": [describe(name) for name in engine.runs]}
@@ -206,13 +206,13 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                            "with 'model'", param="model")
         return next(iter(engine.runs.items()))
 
-    @app.get("/tokenizer_info")
+    @app.get("/tokenizer_info", responses=answers(400, 401, 404))
     async def tokenizer_info_route(request: Request, model: str | None = None):
         authorize(request)
         name, run = served(model)
         return tokenizer_info(run, chat_formats[name])
 
-    @app.post("/tokenize", openapi_extra=takes(TokenizeRequest))
+    @app.post("/tokenize", openapi_extra=takes(TokenizeRequest), responses=answers(400, 401, 404, 413, 415))
     async def tokenize(request: Request):
         authorize(request)
         body = await read(request, TokenizeRequest)
@@ -223,20 +223,20 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             raise ApiError(400, f"prompt: {e}", param="prompt") from None
         return {"count": len(ids), "max_model_len": run.model_config.block_size, "tokens": ids, "token_strs": None}
 
-    @app.post("/detokenize", openapi_extra=takes(DetokenizeRequest))
+    @app.post("/detokenize", openapi_extra=takes(DetokenizeRequest), responses=answers(400, 401, 404, 413, 415))
     async def detokenize(request: Request):
         authorize(request)
         body = await read(request, DetokenizeRequest)
         _, run = served(body.model)
         return {"prompt": run.tokenizer.decode(known_ids(run, body.tokens, "tokens"))}
 
-    @app.get("/v1/models/{model}")
+    @app.get("/v1/models/{model}", responses=answers(401, 404))
     async def model(request: Request, model: str):
         authorize(request)
         find(model)
         return describe(model)
 
-    @app.post("/v1/completions", openapi_extra=takes(CompletionRequest))
+    @app.post("/v1/completions", openapi_extra=takes(CompletionRequest), responses=GENERATES)
     async def completions(request: Request):
         authorize(request)
         body = await read(request, CompletionRequest)
@@ -257,7 +257,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
                             prompt_text=prompt if isinstance(prompt, str) else None))
         return await answer(request, body, jobs, Completion(body.model, notes))
 
-    @app.post("/v1/chat/completions", openapi_extra=takes(ChatRequest))
+    @app.post("/v1/chat/completions", openapi_extra=takes(ChatRequest), responses=GENERATES)
     async def chat_completions(request: Request):
         authorize(request)
         body = await read(request, ChatRequest)
@@ -357,7 +357,35 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     return app
 
 
-BODIES = (CompletionRequest, ChatRequest, TokenizeRequest, DetokenizeRequest)
+class ErrorBody(BaseModel):
+    """OpenAI's error object, the body of every refusal."""
+
+    class Error(BaseModel):
+        message: str
+        type: str
+        param: str | None
+        code: str | None
+
+    error: Error
+
+
+BODIES = (CompletionRequest, ChatRequest, TokenizeRequest, DetokenizeRequest, ErrorBody)
+WHY = {400: "a bad request: the error names the field", 401: "no valid API key (--api-key)",
+       404: "no such model", 413: "a body past the server's limit", 415: "a body that is not JSON",
+       500: "the request failed while generating (the others go on)",
+       503: "the batch and the line are full: retry after Retry-After seconds"}
+
+
+def answers(*codes: int) -> dict:
+    """The refusals a route may answer with, for the schema: each OpenAI's error object."""
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    return {code: {"description": WHY[code], "content": {"application/json": {"schema": error}}} for code in codes}
+
+
+# The generating routes answer JSON, or server-sent events with "stream": true.
+GENERATES = {200: {"description": "the answer, or its events when streamed", "content": {
+    "application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+    **answers(400, 401, 404, 413, 415, 500, 503)}
 
 
 def takes(model: type[BaseModel]) -> dict:
@@ -367,8 +395,9 @@ def takes(model: type[BaseModel]) -> dict:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-def openapi_schema(app: FastAPI) -> dict:
-    """FastAPI's schema of the routes, with the request bodies' pydantic schemas as its components."""
+def openapi_schema(app: FastAPI, engine: Engine) -> dict:
+    """FastAPI's schema of the routes, with the request bodies' pydantic schemas as its components, and what
+    this server's models allow: the model names, and token ids below the largest vocabulary."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
         from pydantic.json_schema import models_json_schema
@@ -377,9 +406,31 @@ def openapi_schema(app: FastAPI) -> dict:
                              description="The OpenAI API as tinygpt serves it, vLLM's tokenizer routes and /health.")
         _, bodies = models_json_schema([(m, "validation") for m in BODIES],
                                        ref_template="#/components/schemas/{model}")
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(bodies["$defs"])
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(bodies["$defs"])
+        vocab = max(run.model_config.vocab_size for run in engine.runs.values())
+        for name in ("CompletionRequest", "ChatRequest", "TokenizeRequest", "DetokenizeRequest"):
+            model = components[name]["properties"]["model"]
+            named = {"type": "string", "enum": list(engine.runs)}
+            if "anyOf" in model:  # optional: a name or null
+                model["anyOf"] = [named if part == {"type": "string"} else part for part in model["anyOf"]]
+            else:
+                model.update(named)
+        for ids in _integer_items(components["CompletionRequest"]["properties"]["prompt"],
+                                  components["DetokenizeRequest"]["properties"]["tokens"]):
+            ids["maximum"] = vocab - 1
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _integer_items(*schemas: dict):
+    """Every {"type": "integer"} inside these JSON schemas (the token ids)."""
+    for schema in schemas:
+        if schema.get("type") == "integer":
+            yield schema
+        for key in ("items", "anyOf"):
+            part = schema.get(key)
+            yield from _integer_items(*(part if isinstance(part, list) else [part] if part else []))
 
 
 async def next_part(request: Request, inbox: asyncio.Queue, jobs: list[Job], every: float = 0.25):

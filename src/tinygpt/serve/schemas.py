@@ -7,9 +7,9 @@ knob never silently does nothing. Types are strict: "0.5" is not a temperature.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 MAX_STOP = 16  # OpenAI allows 4; the lm-evaluation-harness's tasks may send more (their stops and the EOS)
 MAX_PROMPTS = 256  # prompts in one /v1/completions request (the harness batches them as a list)
@@ -70,7 +70,12 @@ class CompletionRequest(Sampling):
     """A prompt is text or token ids; a list of them is several prompts, answered as choices in order
     (prompt i's choice j has index i * n + j), as OpenAI's API allows."""
 
-    prompt: str | list[int] | list[str] | list[list[int]]
+    prompt: Annotated[str | list[int] | list[str] | list[list[int]], WithJsonSchema({"anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_PROMPTS},
+        {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+         "minItems": 1, "maxItems": MAX_PROMPTS}]})]
     logprobs: int | None = Field(None, ge=0, le=20)  # the k likeliest alternatives of each token
     echo: bool = False  # the prompt first, its tokens scored (with logprobs): how the harness measures text
 

@@ -12,6 +12,8 @@ model's name up on the Hugging Face Hub. `model` may be left out when one model 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from .schemas import _Body
@@ -24,7 +26,7 @@ class TokenizeRequest(_Body):
 
 
 class DetokenizeRequest(_Body):
-    tokens: list[int] = Field(max_length=1 << 16)
+    tokens: list[Annotated[int, Field(ge=0)]] = Field(max_length=1 << 16)
     model: str | None = None
 
 
