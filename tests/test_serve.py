@@ -651,3 +651,13 @@ def test_the_schema_at_openapi_json_describes_every_route_and_its_body(server):
     completion = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
     assert completion["additionalProperties"] is False
     assert {"prompt", "echo", "logprobs"} <= set(completion["properties"])
+
+
+def test_the_server_socket_says_it_is_tcp_so_nagles_delay_is_off(server):
+    """asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; a listening socket made with
+    protocol 0 left Nagle's algorithm on, and every response waited 40 ms for the client's delayed ACK."""
+    assert server.socket.proto == socket.IPPROTO_TCP
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+    assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
