@@ -245,3 +245,24 @@ def test_eval_tasks_refuses_bad_arguments_in_one_line(char_run, tasks, capsys, a
                 else ["eval", str(char_run), *args])
     _, err = capsys.readouterr()
     assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_the_harness_chat_client_still_gets_the_runs_own_replies(chat_run, tmp_path):
+    from harness_tasks import write_generate
+
+    run = tinygpt.load(chat_run)
+    engine = Engine({"chat": run}).start()
+    server = Server(create_app(engine, quiet=True), "127.0.0.1", 0).start()
+    try:
+        name = write_generate(tmp_path, [("mary", "had a"), ("its fleece", "was")])
+        out = lm_eval.simple_evaluate(model="local-chat-completions", apply_chat_template=True, log_samples=True,
+                                      model_args=f"model=chat,base_url={server.url}/v1/chat/completions",
+                                      tasks=[name], bootstrap_iters=0,
+                                      task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False))
+    finally:
+        server.stop()
+        engine.stop()
+    replies = [sample["resps"][0][0] for sample in out["samples"][name]]
+    prompts = [sample["doc"]["prompt"] for sample in out["samples"][name]]
+    want = [run.chat([{"role": "user", "content": p}], max_new_tokens=8, temperature=0).split("\n")[0] for p in prompts]
+    assert replies == want
