@@ -266,3 +266,13 @@ def test_the_harness_chat_client_still_gets_the_runs_own_replies(chat_run, tmp_p
     prompts = [sample["doc"]["prompt"] for sample in out["samples"][name]]
     want = [run.chat([{"role": "user", "content": p}], max_new_tokens=8, temperature=0).split("\n")[0] for p in prompts]
     assert replies == want
+
+
+def test_eval_tasks_says_how_to_install_the_harness_when_it_is_missing(char_run, capsys, monkeypatch):
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find(name, *a))
+    code = main(["eval", str(char_run), "--tasks", "hellaswag"])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install lm-eval" in err, err
