@@ -382,9 +382,12 @@ def answers(*codes: int) -> dict:
     return {code: {"description": WHY[code], "content": {"application/json": {"schema": error}}} for code in codes}
 
 
-# The generating routes answer JSON, or server-sent events with "stream": true.
+# The generating routes answer JSON, or server-sent events with "stream": true: each event's data is a chunk
+# of JSON, or [DONE] at the end (the schema describes one event, as schemathesis reads a stream).
+EVENT = {"type": "object", "required": ["data"],
+         "properties": {"data": {"type": "string"}, "event": {"type": "string"}}}
 GENERATES = {200: {"description": "the answer, or its events when streamed", "content": {
-    "application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+    "application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": EVENT}}},
     **answers(400, 401, 404, 413, 415, 500, 503)}
 
 
