@@ -7,7 +7,8 @@
 Every case is a command that must fail (or be interrupted) cleanly: no Python traceback in what it
 prints, the exit status the command line promises (2 for a problem with the input, a setting, a file
 or a run directory another process writes; 1 when the machine refused: a full or read-only disk; 130
-for Ctrl-C), one line on stderr, and no file already saved changed (every file of the case's folder is
+for Ctrl-C), one line on stderr that names the refused setting where there is one ("off topic"
+otherwise), and no file already saved changed (every file of the case's folder is
 hashed before and after; the lock's note `.lock` is not a saved file). Each case gets a fresh folder with
 a copy of a tiny trained run (`run`), a prepared folder (`data`) and the JSON Lines files sft and reward
 read. Ctrl-C cases may save (that is what Ctrl-C during training does): for them the check is that the
@@ -17,8 +18,9 @@ Categories: settings (training settings that cannot be computed), fine-tuning se
 rl), sampling (the sampling knobs of `tinygpt sample`, and serve's port: the server's own validation is
 another part of the issue), config.json, metrics.jsonl, prepared folders, run directories and locks,
 disks (a 2 MB tmpfs per case, full or remounted read-only: needs root and mount, else skipped and said
-so), signals (SIGINT from 0.05 s after the start: before that Python itself has not started, and a
-Ctrl-C there ends it as Python does).
+so), signals (SIGINT 0.05 s to 3 s after Python has installed its Ctrl-C handler, which the harness
+reads in /proc: before that a Ctrl-C ends any Python program as the kernel does, and in the next 20 ms
+or so Python is still starting, before any of tinygpt's code runs).
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ from pathlib import Path
 
 TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16", "--batch-size", "4",
         "--threads", "1", "--no-progress", "--sample-tokens", "0"]
+FT = ["--threads", "1", "--no-progress", "--batch-size", "4"]  # what sft, reward and rl take of TINY
 EXIT = {"input": 2, "machine": 1, "interrupted": 130}
+# The `tinygpt` command as installed (the console script, as users run it), else through Python.
+SCRIPT = Path(sys.executable).parent / "tinygpt"
+TINYGPT = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "tinygpt"]
 
 
 @dataclass
@@ -52,6 +58,8 @@ class Case:
     damage: object = None  # damage(folder): what the case breaks before it runs
     disk: str = ""  # "full" or "read-only": the case's folder is a small tmpfs
     signal_after: float | None = None  # SIGINT this many seconds after the start
+    says: str = ""  # the error line must name this (the setting refused), so a case fails for its own reason
+    replaces: bool = False  # --overwrite: the old run is given up by request; what is left must load
     timeout: float = 120
     result: dict = field(default_factory=dict)
 
@@ -64,8 +72,8 @@ def settings_cases() -> list[Case]:
               "muon-momentum", "val-fraction", "mask-fraction", "cooldown-frac"]
     for flag in floats:
         for value in ("nan", "inf", "-inf", "-1", "1e400"):
-            cases.append(Case("settings", f"--{flag} {value}", ["train", "--out", "{dir}/new", f"--{flag}={value}",
-                                                                  *TINY]))
+            cases.append(Case("settings", f"--{flag} {value}", ["train", "--out", "{dir}/new", *TINY,
+                                                                  f"--{flag}={value}"], says=_setting(flag)))
     for flag, value in [("lr", "1e30"), ("muon-lr", "1e30"), ("weight-decay", "1e300"), ("rope-base", "1e-320"),
                         ("rope-base", "0.5"), ("lr", "abc"), ("dropout", "1"), ("val-fraction", "1"),
                         ("seed", str(2**64)), ("seed", str(-(2**63) - 1)), ("seed", "10" + "0" * 30),
@@ -78,16 +86,22 @@ def settings_cases() -> list[Case]:
                         ("warmup-iters", "-1"), ("eval-iters", "-1"), ("num-samples", "-1"), ("sample-tokens", "-1"),
                         ("log-interval", "0"), ("plot-every", "-1"), ("mlp-ratio", "-1"), ("time-budget", "-5s"),
                         ("time-budget", "forever"), ("eval-max-tokens", "-1"), ("final-eval-tokens", str(2**63))]:
-        cases.append(Case("settings", f"--{flag} {value[:24]}", ["train", "--out", "{dir}/new", f"--{flag}={value}",
-                                                                   *TINY]))
+        cases.append(Case("settings", f"--{flag} {value[:24]}", ["train", "--out", "{dir}/new", *TINY,
+                                                                   f"--{flag}={value}"], says=_setting(flag)))
     for value in ("-5", "0", "100", str(10**12)):
         cases.append(Case("settings", f"--tokenizer bpe --vocab-size {value}",
-                          ["train", "--out", "{dir}/new", "--tokenizer", "bpe", "--vocab-size", value, *TINY]))
+                          ["train", "--out", "{dir}/new", *TINY, "--tokenizer", "bpe", "--vocab-size", value],
+                          says="vocab"))
         cases.append(Case("settings", f"prepare --vocab-size {value}",
-                          ["prepare", "rhyme", "--out", "{dir}/p", "--tokenizer", "bpe", "--vocab-size", value]))
+                          ["prepare", "rhyme", "--out", "{dir}/p", "--tokenizer", "bpe", "--vocab-size", value],
+                          says="vocab"))
     cases.append(Case("settings", "prepare --val-fraction nan", ["prepare", "rhyme", "--out", "{dir}/p",
                                                                   "--val-fraction", "nan"]))
     return cases
+
+
+def _setting(flag: str) -> str:
+    return flag.replace("-", "_") if flag not in ("time-budget",) else "time budget"
 
 
 def fine_tuning_cases() -> list[Case]:
@@ -96,12 +110,13 @@ def fine_tuning_cases() -> list[Case]:
         for flag, value in [("lr", "nan"), ("weight-decay", "inf"), ("grad-clip", "nan"), ("seed", str(2**64)),
                             ("threads", "100000"), ("dropout", "nan"), ("max-iters", "-1")]:
             cases.append(Case("fine-tuning settings", f"{verb} --{flag} {value[:12]}",
-                              [verb, "{run}", "--data", data, "--out", "{dir}/ft", f"--{flag}={value}", *TINY[-4:]]))
+                              [verb, "{run}", "--data", data, "--out", "{dir}/ft", *FT, f"--{flag}={value}"],
+                              says=_setting(flag)))
     for flag, value in [("temperature", "nan"), ("temperature", "inf"), ("kl-coef", "inf"), ("gamma", "nan"),
                         ("clip-range", "nan"), ("group-size", "0")]:
         cases.append(Case("fine-tuning settings", f"rl --{flag} {value}",
-                          ["rl", "{run}", "--prompts", "{dir}/prompts.jsonl", "--reward", "{dir}/score.py:score",
-                           "--out", "{dir}/rl", f"--{flag}={value}", *TINY[-4:]]))
+                          ["rl", "{base}", "--prompts", "{dir}/prompts.jsonl", "--reward", "{dir}/score.py:score",
+                           "--out", "{dir}/rl", *FT, f"--{flag}={value}"], says=_setting(flag)))
     return cases
 
 
@@ -272,9 +287,10 @@ def run_cases() -> list[Case]:
     busy = [("train into it", ["train", "--data", "{dir}/text.txt", "--out", "{run}", *TINY]),
             ("train --resume", ["train", "--resume", "{run}"]),
             ("train --overwrite", ["train", "--data", "{dir}/text.txt", "--out", "{run}", "--overwrite", *TINY]),
-            ("sft into it", ["sft", "{base}", "--data", "{dir}/chats.jsonl", "--out", "{run}", *TINY[-4:]]),
-            ("reward into it", ["reward", "{base}", "--data", "{dir}/pairs.jsonl", "--out", "{run}", *TINY[-4:-2]])]
-    cases = [Case("run directories", f"a run being trained: {name}", argv, damage=_hold_lock) for name, argv in busy]
+            ("sft into it", ["sft", "{base}", "--data", "{dir}/chats.jsonl", "--out", "{run}", *FT]),
+            ("reward into it", ["reward", "{base}", "--data", "{dir}/pairs.jsonl", "--out", "{run}", *FT])]
+    cases = [Case("run directories", f"a run being trained: {name}", argv, damage=_hold_lock, says="is in use")
+             for name, argv in busy]
     cases += [
         Case("run directories", "a new run over a finished one", ["train", "--data", "{dir}/text.txt", "--out", "{run}",
                                                                   *TINY]),
@@ -312,28 +328,33 @@ def disk_cases() -> list[Case]:
                            ("train --resume", ["train", "--resume", "{run}", "--max-iters", "40"]),
                            ("train --overwrite", ["train", "--data", "{dir}/text.txt", "--out", "{run}", "--overwrite",
                                                   *TINY]),
-                           ("sft", ["sft", "{run}", "--data", "{dir}/chats.jsonl", "--out", "{dir}/ft", *TINY[-4:]]),
+                           ("sft", ["sft", "{run}", "--data", "{dir}/chats.jsonl", "--out", "{dir}/ft", *FT]),
                            ("prepare", ["prepare", "shakespeare", "--out", "{dir}/p", "--quiet"]),
                            ("plot over its picture", ["plot", "{run}", "-o", "{run}/loss.png"]),
                            ("inspect --attention", ["inspect", "{run}", "--prompt", "mary", "--attention",
                                                     "{dir}/att.png"]),
                            ("export --to hf", ["export", "{run}", "--to", "hf", "--out", "{dir}/hf"])]:
-            cases.append(Case("disks", f"{disk}: {name}", argv, expect=expect, disk=disk))
+            cases.append(Case("disks", f"{disk}: {name}", argv, expect=expect, disk=disk,
+                              says="read-only" if disk == "read-only" else "no space left",
+                              replaces="--overwrite" in argv))
     return cases
 
 
 def signal_cases() -> list[Case]:
     cases = []
+    # From 0.05 s: in the first 20 ms or so after its handler is installed Python is still starting (site,
+    # its .pth files): a Ctrl-C there is Python's own traceback, before any of tinygpt's code runs.
     for after in (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2, 3.0):
         cases.append(Case("signals", f"Ctrl-C {after} s into train", ["train", "--data", "{dir}/text.txt", "--out",
                                                                        "{dir}/new", "--max-iters", "100000", *TINY],
                           expect=130, signal_after=after))
-    for after in (0.3, 1.0, 2.5):
+    for after in (0.3, 0.8, 1.4):
         cases.append(Case("signals", f"Ctrl-C {after} s into prepare", ["prepare", "shakespeare", "--out", "{dir}/p"],
                           expect=130, signal_after=after))
+    for after in (0.3, 1.0, 2.5):
         cases.append(Case("signals", f"Ctrl-C {after} s into sft", ["sft", "{run}", "--data", "{dir}/chats.jsonl",
                                                                      "--out", "{dir}/ft", "--max-iters", "100000",
-                                                                     *TINY[-4:]], expect=130, signal_after=after))
+                                                                     *FT], expect=130, signal_after=after))
         cases.append(Case("signals", f"Ctrl-C {after} s into --resume", ["train", "--resume", "{run}", "--max-iters",
                                                                           "100000"], expect=130, signal_after=after))
     return cases
@@ -427,10 +448,11 @@ def run_case(case: Case, materials: Path, work: Path, env: dict) -> dict:
     started = time.perf_counter()
     with disk:
         before = saved_files(folder)
-        proc = subprocess.Popen([sys.executable, "-m", "tinygpt", *argv], cwd=folder, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*TINYGPT, *argv], cwd=folder, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         if case.signal_after is not None:
+            python_is_up(proc.pid)
             time.sleep(case.signal_after)
             proc.send_signal(signal.SIGINT)
         try:
@@ -446,15 +468,30 @@ def run_case(case: Case, materials: Path, work: Path, env: dict) -> dict:
     changed = sorted(name for name, digest in before.items() if after.get(name) != digest)
     lines = [line for line in err.splitlines() if line.strip()]
     loads = ""
-    if case.signal_after is not None:
-        changed = []  # Ctrl-C saves by design; what matters is that what is there loads
-        loads = _loads(folder, env)
+    if case.signal_after is not None or case.replaces:
+        changed = []  # Ctrl-C saves, --overwrite gives the old run up, by design: what is left must load
+        loads = _loads(folder, env) if not case.disk else ""
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(folder.with_name(folder.name + "-staged"), ignore_errors=True)
     return {"category": case.category, "name": case.name, "argv": " ".join(case.argv), "expected": case.expect,
             "exit": code, "traceback": "Traceback (most recent call last)" in out + err,
             "one_line": len(lines) == 1, "changed": changed, "loads": loads,
+            "wrong_message": bool(case.says) and not any(case.says in line for line in lines),
             "stderr": lines[-1][:300] if lines else "", "seconds": round(time.perf_counter() - started, 2)}
+
+
+def python_is_up(pid: int, limit_s: float = 30):
+    """Wait until the process catches SIGINT (SigCgt in /proc/PID/status): Python has installed its handler.
+    Before that a Ctrl-C ends any Python program as the kernel does, whatever the program; measuring the
+    delay from here keeps a loaded machine's slower start out of the cases."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        with contextlib.suppress(OSError):
+            caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if line.startswith("SigCgt:"))
+            if int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+                return
+        time.sleep(0.002)
 
 
 def _loads(folder: Path, env: dict) -> str:
@@ -479,23 +516,24 @@ def table(results: list[dict], skipped: dict[str, str]) -> list[dict]:
                      "tracebacks": sum(r["traceback"] for r in mine),
                      "wrong_exit": sum(r["exit"] != r["expected"] for r in mine),
                      "not_one_line": sum(not r["one_line"] for r in mine),
+                     "wrong_message": sum(r["wrong_message"] for r in mine),
                      "saved_files_changed": sum(bool(r["changed"]) for r in mine),
                      "not_loadable": sum(bool(r["loads"]) for r in mine),
                      "skipped": skipped.get(category, "")})
     total = {key: sum(row[key] for row in rows) for key in ("cases", "tracebacks", "wrong_exit", "not_one_line",
-                                                              "saved_files_changed", "not_loadable")}
+                                                              "wrong_message", "saved_files_changed", "not_loadable")}
     rows.append({"category": "all", **total, "skipped": ""})
     return rows
 
 
 def print_table(rows: list[dict]):
-    head = f"{'category':<22}{'cases':>6}{'tracebacks':>12}{'wrong exit':>12}{'not 1 line':>12}{'changed':>9}" \
-           f"{'no load':>9}"
+    head = f"{'category':<22}{'cases':>6}{'tracebacks':>11}{'wrong exit':>11}{'not 1 line':>11}" \
+           f"{'off topic':>10}{'changed':>8}{'no load':>8}"
     print(head)
     for r in rows:
-        print(f"{r['category']:<22}{r['cases']:>6}{r['tracebacks']:>12}{r['wrong_exit']:>12}{r['not_one_line']:>12}"
-              f"{r['saved_files_changed']:>9}{r['not_loadable']:>9}" + (f"   skipped: {r['skipped']}" if r['skipped']
-                                                                          else ""))
+        print(f"{r['category']:<22}{r['cases']:>6}{r['tracebacks']:>11}{r['wrong_exit']:>11}{r['not_one_line']:>11}"
+              f"{r['wrong_message']:>10}{r['saved_files_changed']:>8}{r['not_loadable']:>8}"
+              + (f"   skipped: {r['skipped']}" if r['skipped'] else ""))
 
 
 def main() -> int:
@@ -529,7 +567,8 @@ def main() -> int:
             results = list(pool.map(lambda c: run_case(c, materials, work, env), cases))
     rows = table(results, skipped)
     print_table(rows)
-    bad = [r for r in results if r["traceback"] or r["exit"] != r["expected"] or r["changed"] or r["loads"]]
+    bad = [r for r in results if r["traceback"] or r["exit"] != r["expected"] or r["changed"] or r["loads"]
+           or r["wrong_message"]]
     for r in bad:
         changed = ", changed " + ",".join(r["changed"]) if r["changed"] else ""
         print(f"  {r['category']}: {r['name']}: exit {r['exit']} (expected {r['expected']})"

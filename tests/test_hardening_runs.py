@@ -21,6 +21,11 @@ TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8"
         "--no-progress", "--sample-tokens", "0"]
 
 
+# The `tinygpt` command as installed (the console script), else through Python.
+SCRIPT = Path(sys.executable).parent / "tinygpt"
+TINYGPT = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "tinygpt"]
+
+
 def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -42,7 +47,7 @@ def checksums(run: Path) -> dict[str, str]:
 
 def tinygpt_process(*args, cwd) -> subprocess.Popen:
     """`tinygpt ARGS` in a process of its own, Ctrl-C left to Python's default (as in a terminal)."""
-    return subprocess.Popen([sys.executable, "-m", "tinygpt", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+    return subprocess.Popen([*TINYGPT, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -164,9 +169,24 @@ def test_a_read_only_folder_is_one_line_and_changes_nothing(capsys, tmp_path):
 
 # ---- Ctrl-C -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("after_s", [0.3, 0.9])
+def python_is_up(pid: int):
+    """Wait until Python has installed its Ctrl-C handler (SigCgt in /proc): before, and for the next 20 ms or so
+    of Python's own start, a Ctrl-C ends any Python program as Python does, before tinygpt's code runs."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        status = Path(f"/proc/{pid}/status")
+        if not status.is_file():
+            return
+        caught = next((line for line in status.read_text().splitlines() if line.startswith("SigCgt:")), "SigCgt: 0")
+        if int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+            return
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("after_s", [0.1, 0.3, 0.9])
 def test_ctrl_c_while_pytorch_imports_is_one_line_and_exit_130(tmp_path, after_s):
     proc = tinygpt_process("train", "--data", "rhyme", "--out", tmp_path / "run", *TINY, cwd=tmp_path)
+    python_is_up(proc.pid)
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -219,6 +219,8 @@ def prepare(source: str, out: str | Path, tokenizer: str = "char", vocab_size: i
         raise TinyGPTError(f"{out} already holds {what}; choose another --out (or remove it)")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 1 <= vocab_size <= 1 << 31:
         raise TinyGPTError(f"vocab_size must be a whole number from 1 to {1 << 31:,}, got {vocab_size!r}")
+    if tokenizer == "bpe" and vocab_size < 257:  # what training on the folder would refuse (TrainConfig)
+        raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {vocab_size}")
     if not 0 < val_fraction < 1:
         # Training scores the validation split (and as much of the training split) at every evaluation.
         raise TinyGPTError(f"val_fraction must be in (0, 1), got {val_fraction}: prepared data keeps a validation "
