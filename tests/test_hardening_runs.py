@@ -16,6 +16,7 @@ import pytest
 import tinygpt
 from tinygpt.cli import main
 from tinygpt.core import lock
+from tinygpt.store.checkpoint import append_metrics
 
 TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8", "--batch-size", "4", "--threads", "1",
         "--no-progress", "--sample-tokens", "0"]
@@ -98,6 +99,16 @@ def test_a_failed_start_lets_go_of_the_lock_in_a_python_session(tmp_path, tiny_s
     assert not lock._held
 
 
+def test_a_new_run_refuses_a_folder_whose_files_it_would_write_over(capsys, tmp_path):
+    tinygpt.prepare("rhyme", str(tmp_path / "data"))
+    before = checksums(tmp_path / "data")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, "train", "--data", "rhyme", "--out", tmp_path / "data", *TINY, *extra)
+        one_line(code, err, f"{tmp_path / 'data'} holds no tinygpt run but has tokenizer.json, which a run would "
+                            "write over; choose another --out")
+    assert checksums(tmp_path / "data") == before
+
+
 # ---- full and read-only disks -----------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -138,6 +149,10 @@ def test_a_full_disk_is_one_line_and_the_saved_run_stays_loadable(capsys, tmp_pa
             code, _, err = run_cli(capsys, *argv)
             one_line(code, err, fragment, "nothing saved was changed", status=1)
             assert checksums(run) == before, argv
+        metrics = (run / "metrics.jsonl").read_bytes()
+        with pytest.raises(OSError):  # a record that does not fit is taken back, not left half-written
+            append_metrics(run / "metrics.jsonl", {"step": 9, "tokens": 0, "note": "x" * 3_000_000})
+        assert (run / "metrics.jsonl").read_bytes() == metrics
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "run"]  # no .part, no temporary file
         assert not [p for p in run.rglob("*.tmp")]
         (disk / "filler").unlink()

@@ -213,8 +213,10 @@ def append_metrics(path: Path, record: dict):
     """One record at the end of metrics.jsonl; a write that fails (a full disk) leaves the file as it was."""
     with open(path, "ab", buffering=0) as f:  # unbuffered: what failed to go out is not retried at close
         size = f.seek(0, os.SEEK_END)
+        left = memoryview((json.dumps(record) + "\n").encode("utf-8"))
         try:
-            f.write((json.dumps(record) + "\n").encode("utf-8"))
+            while left:  # a disk that fills up takes part of a write, then refuses the rest
+                left = left[f.write(left):]
         except OSError:
             os.truncate(path, size)
             raise
