@@ -14,7 +14,6 @@ import torch
 
 import tinygpt
 from tinygpt.cli import main
-from tinygpt.cli.args import Parser, port_number, thread_count
 from tinygpt.data import prepared as prepared_module
 from tinygpt.data.prepared import PreparedData, prepare
 
@@ -72,15 +71,20 @@ def test_prepare_refuses_a_vocabulary_size_it_cannot_build(capsys, tmp_path):
     assert not (tmp_path / "p").exists() and not (tmp_path / "p.part").exists()
 
 
-def test_ports_and_thread_counts_out_of_range_are_the_parsers_one_line_error():
-    parser = Parser(prog="tinygpt serve")
-    parser.add_argument("--port", type=port_number)
-    parser.add_argument("--threads", type=thread_count)
-    assert parser.parse_args(["--port", "8080", "--threads", "4"]).port == 8080
-    for argv, fragment in [(["--port", "70000"], "a port is a whole number from 0 to 65535, got 70000"),
-                           (["--port", "http"], "got 'http'"), (["--threads", "0"], "from 1 to 1024, got 0")]:
-        with pytest.raises(tinygpt.TinyGPTError, match=fragment):
-            parser.parse_args(argv)
+@pytest.mark.parametrize("argv, fragment", [
+    (["serve", "RUN", "--port", "70000"], "argument --port: a port is a whole number from 0 to 65535, got 70000"),
+    (["serve", "RUN", "--port", "-1"], "a port is a whole number from 0 to 65535, got -1"),
+    (["serve", "RUN", "--port", "http"], "got 'http'"),
+    (["serve", "RUN", "--threads", "0"], "argument --threads: a thread count is a whole number from 1 to 1024"),
+    (["sample", "RUN", "--seed", str(2**64)], "argument --seed: a seed is a whole number"),
+    (["chat", "RUN", "--seed", str(-(2**63) - 1)], "argument --seed: a seed is a whole number"),
+    (["demo", "assistant", "--seed", str(2**64)], "argument --seed: a seed is a whole number"),
+    (["sample", "RUN", "--max-new-tokens", str(10**30)], "max_new_tokens is 1,000,000,000,000,000,000,000,000,000,"),
+    (["sample", "RUN", "--top-k", str(2**31)], "top_k is 2,147,483,648, past the largest count"),
+])
+def test_ports_seeds_thread_counts_and_counts_out_of_range_are_one_line(capsys, rhyme_run, argv, fragment):
+    code, _, err = run_cli(capsys, *[rhyme_run.out_dir if a == "RUN" else a for a in argv])
+    one_line(code, err, fragment)
 
 
 def test_a_run_whose_loss_turns_nan_stops_before_saving_over_its_last_checkpoint(tmp_path, tiny_settings):

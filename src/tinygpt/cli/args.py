@@ -65,6 +65,11 @@ def thread_count(text: str) -> int:
     return _whole_number(text, 1, 1024, "a thread count")
 
 
+def seed_number(text: str) -> int:
+    """argparse's `type` for --seed: a whole number that fits torch's 64-bit generators."""
+    return _whole_number(text, -(2**63), 2**63 - 1, "a seed")
+
+
 def _whole_number(text: str, least: int, most: int, what: str) -> int:
     try:
         value = int(text)
@@ -97,7 +102,7 @@ def add_sampling(parser):
                         help="sample only among the likeliest tokens whose probabilities sum to p (1 = off)")
     parser.add_argument("--repetition-penalty", type=float, default=1.0,
                         help="divide the logits of tokens already present by this (1 = off)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
+    parser.add_argument("--seed", type=seed_number, default=None, help="random seed, for repeatable samples")
     parser.add_argument("--no-cache", action="store_true", help="re-run the whole context for every token")
 
 

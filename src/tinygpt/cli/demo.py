@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import TinyGPTError
+from .args import seed_number
 
 
 def add_parsers(sub):
@@ -21,7 +22,7 @@ def add_parsers(sub):
         "by exact match on held-out questions that no stage trains on; the table and DIR/results.json report it.")
     a.add_argument("--out", default="runs/demo-assistant", metavar="DIR",
                    help="where the runs, the generated data and results.json go (default: runs/demo-assistant)")
-    a.add_argument("--seed", type=int, default=0, help="seed of the data split and of every stage (default: 0)")
+    a.add_argument("--seed", type=seed_number, default=0, help="seed of the data split and of every stage (default: 0)")
     a.add_argument("--quick", action="store_true",
                    help="tiny models and a few steps each (seconds; checks the pipeline, learns nothing)")
     p.set_defaults(func=demo)

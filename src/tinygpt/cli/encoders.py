@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from ..core.errors import TinyGPTError
-from .args import add_loading, add_run
+from .args import add_loading, add_run, seed_number
 
 BAR = 30  # characters of the widest probability bar
 
@@ -36,7 +36,7 @@ def add_parsers(sub):
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="divide the logits of tokens already "
                    "written by this (1 = off)")
     p.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (1 = greedy)")
-    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
+    p.add_argument("--seed", type=seed_number, default=None, help="random seed, for repeatable samples")
     p.add_argument("--no-cache", action="store_true", help="re-run the whole target for every token")
     add_loading(p)
     p.set_defaults(func=translate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..core.errors import TinyGPTError
-from .args import add_loading
+from .args import add_loading, port_number, thread_count
 
 
 def add_parsers(sub):
@@ -16,7 +16,7 @@ def add_parsers(sub):
     p.add_argument("runs", metavar="RUN", nargs="+", help="run directories to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                    "only; 0.0.0.0 opens it to the network, then give --api-key)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000; 0 = any free port)")
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every /v1 request")
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
@@ -26,8 +26,8 @@ def add_parsers(sub):
                    help="most requests waiting for a place; past it the answer is 503 (default: 256)")
     p.add_argument("--max-tokens", type=int, default=1024, help="most tokens one request may ask for "
                    "(default: 1024)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: PyTorch's; 1 is "
-                   "faster on a busy machine)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="CPU threads for the model (default: PyTorch's; 1 is faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
     p.set_defaults(func=serve)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config.fields import MOST
 from ..core.errors import TinyGPTError
 
 # The range the sampler computes in (see SamplingConfig.validate): logits (tens at most) divided by 1e-6 or
@@ -52,6 +53,8 @@ class SamplingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise BadKnob(name, f"{name} must be a whole number, got {value!r}")
+            if value > MOST:  # the rule every count in tinygpt follows (config.fields)
+                raise BadKnob(name, f"{name} is {value:,}, past the largest count tinygpt takes ({MOST:,})")
         if self.max_new_tokens < 0:
             raise BadKnob("max_new_tokens", f"max_new_tokens must be 0 or more, got {self.max_new_tokens}")
         if self.temperature < 0:
