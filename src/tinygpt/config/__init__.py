@@ -6,6 +6,7 @@
     precedence.py  merging defaults < preset < YAML file < flags, with type coercion; what each verb accepts
     presets.py  the named recipes in tinygpt/presets/*.yaml, and users' YAML files
     rl.py       RLConfig: reinforcement learning's own settings (tinygpt rl)
+    dpo.py      DPOConfig: Direct Preference Optimization's own settings (tinygpt dpo)
 """
 
 from .fields import parse_duration

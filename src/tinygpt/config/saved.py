@@ -15,6 +15,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ..core.errors import TinyGPTError
+from .dpo import DPOConfig
 from .model import ModelConfig
 from .rl import RLConfig
 from .train import TrainConfig
@@ -22,7 +23,7 @@ from .train import TrainConfig
 # What no run has ever been written without: without them the model cannot be rebuilt or its run resumed.
 REQUIRED = {"model": ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"),
             "train": ("data", "tokenizer", "max_iters", "seed", "batch_size"),
-            "data.rl": ()}
+            "data.rl": (), "data.dpo": ()}
 KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 DAMAGED = "the file is damaged: put back the value the run was made with, or make the run again"
 
@@ -32,6 +33,7 @@ def _defaults(cls) -> dict[str, object]:
 
 
 MODEL_KEYS, TRAIN_KEYS, RL_KEYS = _defaults(ModelConfig), _defaults(TrainConfig), _defaults(RLConfig)
+DPO_KEYS = _defaults(DPOConfig)
 
 
 def has_kind(value, kind: type) -> bool:

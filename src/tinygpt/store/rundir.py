@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, build_configs, model_config_from_dict, to_dict
-from ..config.saved import MODEL_KEYS, RL_KEYS, TRAIN_KEYS, check_section, check_value
+from ..config.saved import DPO_KEYS, MODEL_KEYS, RL_KEYS, TRAIN_KEYS, check_section, check_value
 from ..core import lock as writer_lock
 from ..core.errors import TinyGPTError
 from ..core.version import __version__
@@ -277,6 +277,8 @@ class RunDir:
         data = check_value(doc.get("data") or {}, dict, "data", path)
         if "rl" in data:
             check_section(data["rl"], RL_KEYS, "data.rl", path)
+        if "dpo" in data:
+            check_section(data["dpo"], DPO_KEYS, "data.dpo", path)
         check_value(data.get("verb", "train"), str, "data.verb", path)
         try:
             model_cfg = model_config_from_dict(model)
