@@ -13,6 +13,7 @@
     tinygpt.sft("runs/base", data="chats.jsonl", out="runs/sft")                  # from document completer
     tinygpt.reward("runs/sft", data="pairs.jsonl", out="runs/reward")             # to assistant
     tinygpt.rl("runs/sft", prompts="prompts.jsonl", reward="runs/reward", out="runs/rl")
+    tinygpt.dpo("runs/sft", data="pairs.jsonl", out="runs/dpo")                   # or, no reward model
     tinygpt.load("runs/rl").chat([{"role": "user", "content": "What is 2 + 3?"}])
 
     tinygpt.train(preset="seq2seq-demo", out="runs/dates")                        # an encoder-decoder
@@ -102,5 +103,14 @@ def rl(sft_run: str, prompts: str, reward: str, **settings):
     return reinforce(sft_run, prompts, reward, **settings)
 
 
+def dpo(sft_run: str, data: str, **settings):
+    """Direct Preference Optimization of the sft run `sft_run` on the preference pairs in `data`, against
+    `sft_run` frozen (`tinygpt dpo`): beta=0.1, loss_type="sigmoid" or "ipo", out=, resume=, and the
+    settings of `tinygpt train`. Returns a `TrainResult`."""
+    from .app.launch import dpo as optimize
+
+    return optimize(sft_run, data, **settings)
+
+
 __all__ = ["__version__", "TinyGPTError", "Run", "load", "train", "prepare", "import_gpt2", "export", "sft", "reward",
-           "rl"]
+           "rl", "dpo"]

@@ -1,9 +1,10 @@
-"""Launching a training run: `tinygpt train`, `sft`, `reward` and `rl`, and their Python twins.
+"""Launching a training run: `tinygpt train`, `sft`, `reward`, `rl` and `dpo`, and their Python twins.
 
     result = train(preset="rhyme", out="runs/rhyme")                       # tinygpt train
     result = sft("runs/base", data="chats.jsonl", out="runs/sft")          # tinygpt sft
     result = reward("runs/sft", data="pairs.jsonl", out="runs/reward")     # tinygpt reward
     result = rl("runs/sft", prompts="prompts.jsonl", reward="runs/reward")  # tinygpt rl
+    result = dpo("runs/sft", data="pairs.jsonl", out="runs/dpo")           # tinygpt dpo
 
 Every verb is the same start-up, written once in `launch`: the run's settings (settings.py: a new run,
 a resumed one, or one starting from another run's weights), the run directory checked (a new run
@@ -18,9 +19,11 @@ import dataclasses
 import os
 from pathlib import Path
 
+from ..config.dpo import DPO_FIELDS, DPOConfig
 from ..config.precedence import coerce
 from ..config.rl import RL_FIELDS, RLConfig
 from ..core.errors import TinyGPTError
+from ..objectives.dpo import DirectPreference
 from ..objectives.language import LanguageModeling
 from ..objectives.masked import MaskedLanguageModeling
 from ..objectives.preference_pairs import PreferencePairs
@@ -112,7 +115,8 @@ def writes_replies(verb: str):
 
 STARTS_FROM = {"sft": "name the run to fine-tune as BASE_RUN (tinygpt sft BASE_RUN --data FILE), not --init-from",
                "reward": "name the run to start from as RUN (tinygpt reward RUN --data FILE), not --init-from",
-               "rl": "name the run to train as SFT_RUN (tinygpt rl SFT_RUN --prompts FILE), not --init-from"}
+               "rl": "name the run to train as SFT_RUN (tinygpt rl SFT_RUN --prompts FILE), not --init-from",
+               "dpo": "name the run to train as SFT_RUN (tinygpt dpo SFT_RUN --data FILE), not --init-from"}
 
 
 def refuse_init_from(verb: str, settings: dict):
@@ -204,3 +208,42 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
 
     return launch(model_cfg, train_cfg, out_dir, prepare, verb="rl", resume=bool(resume), overwrite=overwrite,
                   log=log, on_step=on_step, started_at=started_at)
+
+
+def dpo(sft_run: str = "", data: str = "", out: str = "", resume: str = "", config: str = "", overwrite: bool = False,
+        log=None, on_step=None, started_at: float | None = None, **settings) -> TrainResult:
+    """Direct Preference Optimization of the run `sft_run` on the preference pairs in `data`, against
+    `sft_run` frozen (`tinygpt dpo`); the DPO settings (beta=0.1, loss_type="sigmoid"; DPOConfig) and
+    those of `tinygpt train` (max_iters=200, lr=3e-4, ...). `resume`: continue the dpo run in that
+    directory, with the DPO settings it began with."""
+    refuse_init_from("dpo", settings)
+    asked = {name: settings.pop(name) for name in list(settings) if name in DPO_FIELDS}
+    from_base_run("dpo", sft_run, data, out, resume, settings, arch_problem=writes_replies("dpo"),
+                  make_base="tinygpt sft BASE_RUN --data CHATS.jsonl --out {base}",
+                  usage="name the sft run to train: tinygpt dpo SFT_RUN --data PAIRS.jsonl",
+                  needs_data="pass the preference pairs to learn from: --data FILE.jsonl (or a folder of them)")
+    if resume:  # the DPO settings it began with
+        saved = RunDir(resume).resumable_by("dpo").data
+        dpo_cfg = DPOConfig(**saved["dpo"])
+        changed = [name for name, value in asked.items() if coerce_dpo(name, value) != getattr(dpo_cfg, name)]
+        if changed:
+            raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
+    else:
+        dpo_cfg = DPOConfig(**{name: coerce_dpo(name, value) for name, value in asked.items()}).validate()
+    model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)
+
+    def prepare(saved):
+        return DirectPreference.prepare(train_cfg, dpo_cfg, model_cfg.block_size, RunDir(out_dir), bool(resume),
+                                        saved.data if saved else None)
+
+    return launch(model_cfg, train_cfg, out_dir, prepare, verb="dpo", resume=bool(resume), overwrite=overwrite,
+                  log=log, on_step=on_step, started_at=started_at)
+
+
+def coerce_dpo(name: str, value):
+    """A DPO setting given as text (a flag) or a number (Python), as its type: beta a float, loss_type a string."""
+    kind = type(DPO_FIELDS[name].default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise TinyGPTError(f"{name} must be {'a number' if kind is float else 'a string'}, got {value!r}") from None

@@ -16,6 +16,7 @@
     tinygpt chat RUN [--system TEXT] [--temperature T] [--top-k K] ...
     tinygpt rl SFT_RUN --prompts FILE.jsonl --reward REWARD_RUN|module:function [--algorithm ppo|grpo] ...
     tinygpt reward RUN --data PAIRS.jsonl [--SETTING VALUE ...] [--resume DIR]
+    tinygpt dpo SFT_RUN --data PAIRS.jsonl [--beta B] [--loss-type sigmoid|ipo] [--SETTING VALUE ...] [--resume DIR]
     tinygpt fill RUN --prompt "mary had a <mask> lamb" [--top-k K]
     tinygpt translate RUN [--source TEXT] [--num-beams N] [--temperature T] ...   (or sources on stdin)
     tinygpt demo assistant [--out DIR] [--seed N] [--quick]
@@ -29,6 +30,7 @@
     recipes.py  import, export, presets, lesson
     chat.py     sft, chat             reward.py   reward
     rl.py       rl                    demo.py     demo assistant
+    dpo.py      dpo
     encoders.py fill, translate
     serve.py    serve
     args.py     the parser and the arguments several verbs share
@@ -54,7 +56,7 @@ EXIT_INTERRUPTED = 130
 
 def build_parser():
     from ..core.version import __version__
-    from . import chat, data, demo, look, recipes, reward, rl, sample, serve, train
+    from . import chat, data, demo, dpo, look, recipes, reward, rl, sample, serve, train
     from . import encoders as seq2seq
     from .args import Parser
 
@@ -70,6 +72,7 @@ def build_parser():
     chat.add_parsers(sub)
     rl.add_parser(sub)
     reward.add_parsers(sub)
+    dpo.add_parser(sub)
     demo.add_parsers(sub)
     seq2seq.add_parsers(sub)
     serve.add_parsers(sub)

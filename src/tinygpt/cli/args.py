@@ -151,7 +151,7 @@ def not_here(command: str | None, flag: str) -> str:
     from ..config.precedence import WRITES_TEXT, accepted_settings
 
     name = flag.lstrip("-").replace("-", "_")
-    if command not in ("sft", "reward", "rl") or name not in ALL_FIELDS or name in accepted_settings(command):
+    if command not in ("sft", "reward", "rl", "dpo") or name not in ALL_FIELDS or name in accepted_settings(command):
         return ""
     if name in WRITES_TEXT:
         return f"a reward model scores text and writes none; leave out {flag}"

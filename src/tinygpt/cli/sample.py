@@ -30,7 +30,9 @@ def add_parsers(sub):
                        "lm-evaluation-harness's tasks (--tasks)",
                        description="Exact loss over the whole validation split (or a whole file). On a run of "
                        "`tinygpt sft`: the loss on the assistant's tokens of its held-out conversations; on a run of "
-                       "`tinygpt reward`: the pairwise accuracy on its held-out preference pairs. With --tasks: "
+                       "`tinygpt reward`: the pairwise accuracy on its held-out preference pairs; on a run of "
+                       "`tinygpt dpo`: the share of held-out pairs whose chosen reply gets the higher implicit "
+                       "reward, and the mean margin. With --tasks: "
                        "EleutherAI's lm-evaluation-harness on the run, in this process (pip install lm-eval).")
     add_run(p)
     harness = p.add_argument_group("the lm-evaluation-harness (--tasks)")
@@ -111,6 +113,10 @@ def evaluate(args) -> int:
     elif verb == "reward":
         print(f"{result['split']} accuracy {result['accuracy']:.4f} over {result['pairs']:,} preference pairs "
               f"(the share whose chosen reply scores higher); loss {result['loss']:.4f}")
+    elif verb == "dpo":
+        print(f"{result['split']} accuracy {result['accuracy']:.4f} over {result['pairs']:,} preference pairs "
+              f"(the share whose chosen reply gets the higher implicit reward), margin {result['margin']:.4f} "
+              f"(beta {result['beta']:g}); loss {result['loss']:.4f}")
     elif verb == "sft":
         print(f"{result['split']} loss {result['loss']:.4f} over {result['tokens']:,} assistant tokens in "
               f"{result['conversations']:,} conversations; perplexity {result['perplexity']:.2f}")

@@ -11,6 +11,7 @@
 | tinygpt sft                          | loss on the assistant's tokens of the held-out conversations     |
 | tinygpt reward                       | pairwise accuracy and loss on the held-out preference pairs      |
 | tinygpt rl                           | mean reward of greedy replies to the held-out prompts            |
+| tinygpt dpo                          | preference accuracy and mean margin on the held-out pairs        |
 
 Every kind finds its held-out part the way its training did (the objective's own `prepare`, on the
 run's settings), and refuses a file that changed since, whose held-out part is no longer known.
@@ -26,17 +27,21 @@ import time
 
 import torch
 
+from ..config.dpo import DPOConfig
 from ..config.rl import RLConfig
 from ..core.errors import TinyGPTError
 from ..core.tokens import MASK
 from ..data import PreparedData, encode_corpus, first_tokens, held_out, read_corpus, subset_windows
 from ..data.dates import exact_match
 from ..data.pairs import read_pairs
+from ..model import build_model
+from ..objectives.dpo import DirectPreference
 from ..objectives.masked import masked_loss
 from ..objectives.preference_pairs import PreferencePairs
 from ..objectives.rl import ReinforcementLearning
 from ..objectives.sft import SupervisedFineTuning, reply_loss
 from ..objectives.translation import encode_pairs, target_loss
+from ..store.checkpoint import load_weights_into
 from ..store.rundir import RunDir
 from ..training.losses import bits_per_char, split_loss
 from ..training.runtime import Runtime
@@ -223,5 +228,33 @@ def rl(run, data: str | None = None) -> dict:
             "prompts": len(objective.eval_prompts), "reward_spec": objective.rl.reward}
 
 
+def dpo(run, data: str | None = None) -> dict:
+    """A dpo run's implicit-reward statistics on its held-out pairs (when it held none out, on its training
+    pairs), or on every pair in `data`: against the reference it was trained against, the sft run, reloaded.
+    accuracy: the share of pairs whose chosen reply gets the higher reward; margin: the mean difference."""
+    saved = run.config.data
+    objective = DirectPreference.prepare(_settings(run, data), DPOConfig(**saved["dpo"]), run.model_config.block_size,
+                                         RunDir(run.dir), resume=True, saved=saved if data is None else None)
+    base = RunDir(run.config.train.init_from)
+    if not base.is_run():
+        raise TinyGPTError(f"{run.dir} is scored against its reference, {base}, which is no longer there; put the sft "
+                           "run back where it was trained from")
+    state, path = base.read_weights("best")
+    objective.saved_checksum = saved.get("reference_checksum", "")
+    objective.check_reference(state)
+    reference = build_model(run.model_config)
+    load_weights_into(reference, state, path)
+    runtime = Runtime.local(run.device)
+    objective.score_reference(reference.to(run.device), runtime)
+    n = objective.n_train
+    picked = torch.arange(n, n + objective.n_val) if objective.has_validation else torch.arange(n)
+    found = objective.pair_stats(run.model, picked, runtime)
+    return {"split": _split(objective.has_validation, data), "loss": found["loss"],
+            "accuracy": found["rewards/accuracies"], "margin": found["rewards/margins"],
+            "chosen_reward": found["rewards/chosen"], "rejected_reward": found["rewards/rejected"],
+            "pairs": len(picked), "beta": objective.dpo.beta}
+
+
 # The kind of a run (its architecture, or the verb that made it) -> how `tinygpt eval` measures it.
-EVALUATORS = {"encoder": encoder, "encoder-decoder": encoder_decoder, "sft": sft, "reward": reward_model, "rl": rl}
+EVALUATORS = {"encoder": encoder, "encoder-decoder": encoder_decoder, "sft": sft, "reward": reward_model, "rl": rl,
+              "dpo": dpo}
