@@ -19,6 +19,7 @@ from ..core.errors import TinyGPTError
 from ..generation import SamplingConfig
 from ..generation.complete import complete, start_ids
 from ..model import build_model
+from ..model.lora import merge_lora
 from ..store.checkpoint import load_weights_into
 from ..store.rundir import RunConfig, RunDir
 
@@ -219,7 +220,8 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
          norm: str | None = None) -> Run:
     """Load a run directory written by `tinygpt train`.
 
-    checkpoint: 'best' (model.safetensors) or 'latest' (checkpoints/latest.safetensors).
+    checkpoint: 'best' (model.safetensors) or 'latest' (checkpoints/latest.safetensors). A LoRA run loads
+    as any run: its adapters merged into the weights they adapt.
     attention, norm: run the saved weights on the other path of the same function, whichever path
     trained them: attention 'fused' or 'heads' (one module per head, as taught); norm 'layernorm'
     or 'handwritten' (the lecture's own LayerNorm).
@@ -238,6 +240,8 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
     dev = pick_device(device)
     model = build_model(model_cfg)
     state, path = run.read_weights(checkpoint)
+    if config.train.lora_rank:  # a LoRA run's checkpoints hold base and adapters apart (model.safetensors: merged)
+        state = merge_lora(state, config.train.lora_scaling)
     load_weights_into(model, state, path)
     model.to(dev).eval()
     return Run(run.path, model, tokenizer, config, dev, source_tokenizer)

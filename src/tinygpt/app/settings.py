@@ -8,7 +8,8 @@
 - a resumed run starts from its config.json; only settings that leave the computation's meaning
   alone may change (steps, time budget, evaluation, logging);
 - a fine-tuning run (`init_from`) takes the source run's model settings and tokenizer and new
-  training settings from the usual layers.
+  training settings from the usual layers; with `lora_rank` it trains adapters (model/lora.py), and a
+  request the model cannot take is refused here, before any run is overwritten.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from ..config.precedence import DERIVED, FINE_TUNE_MODEL_CHANGES, MODEL_FIELDS, 
 from ..config.presets import load_preset, load_yaml_settings
 from ..core.errors import TinyGPTError
 from ..data.corpus import corpus_name
+from ..model.lora import check_lora
 from ..store.rundir import RunDir
 
 # Settings that fix what a resumed run computes: changing them would not continue the same run.
 FIXED_ON_RESUME = ("data", "tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "val_fraction", "seed",
-                   "batch_size", "init_from")
+                   "batch_size", "init_from", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
+
+
 def resolve(preset: str = "", config_file: str = "", overrides: dict | None = None, resume: str = ""):
     """Settings for a run; returns (model_config, train_config, out_dir, preset_name)."""
     overrides = dict(overrides or {})
@@ -31,6 +35,9 @@ def resolve(preset: str = "", config_file: str = "", overrides: dict | None = No
         overrides["max_iters"] = 0  # a time budget alone decides when to stop
     if resume:
         return resume_settings(RunDir(resume), overrides)
+    if "lora_rank" in overrides and coerce("lora_rank", overrides["lora_rank"]) == 0:
+        raise TinyGPTError("--lora-rank 0 trains no adapter; give a rank of 1 or more (8 is common), or leave "
+                           "--lora-rank out to fine-tune every weight")
     if overrides.get("init_from"):
         return fine_tune_settings(preset, config_file, overrides)
     if not preset and not config_file and overrides.get("data", "rhyme") == "rhyme":
@@ -92,6 +99,7 @@ def fine_tune_settings(preset: str, config_file: str, overrides: dict):
                                  {k: v for k, v in overrides.items() if k not in MODEL_FIELDS},
                                  {k: v for k, v in asked.items() if k in FINE_TUNE_MODEL_CHANGES})
     adopt_prepared(model, train, asked, ("val_fraction",))  # the tokenizer is the source's: the objective checks
+    check_lora(model, train, str(source))  # before a run is overwritten or its data read
     out = Path(train.out) if train.out else Path("runs") / f"{corpus_name(train.data)}-finetuned"
     train.out = str(out)
     return model, train, out, preset

@@ -122,11 +122,12 @@ def add_settings(parser, verb: str = "train"):
 
     accepted = accepted_settings(verb)
     groups = {"model": parser.add_argument_group("model settings"),
-              "train": parser.add_argument_group("training settings")}
+              "train": parser.add_argument_group("training settings"),
+              "lora": parser.add_argument_group("LoRA settings (fine-tuning: adapters beside frozen weights)")}
     for name, f in ALL_FIELDS.items():
         if name in ("data", "out") or name not in accepted:
             continue  # data and out are added by hand, near the top of --help
-        group = groups["model" if name in MODEL_FIELDS else "train"]
+        group = groups["model" if name in MODEL_FIELDS else "lora" if name.startswith("lora_") else "train"]
         flag = "--" + name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         choices = f.metadata.get("choices")
@@ -148,13 +149,16 @@ def given_settings(args) -> dict:
 def not_here(command: str | None, flag: str) -> str:
     """Why a setting's flag is not one of `command`'s (a fine-tuning verb), or ''."""
     from ..config import ALL_FIELDS
-    from ..config.precedence import WRITES_TEXT, accepted_settings
+    from ..config.precedence import LORA, WRITES_TEXT, accepted_settings
 
     name = flag.lstrip("-").replace("-", "_")
     if command not in ("sft", "reward", "rl", "dpo") or name not in ALL_FIELDS or name in accepted_settings(command):
         return ""
     if name in WRITES_TEXT:
         return f"a reward model scores text and writes none; leave out {flag}"
+    if name in LORA:
+        return (f"a reward model trains its new scoring head whole, and LoRA adapts a language model (train "
+                f"--init-from, sft, rl); leave out {flag}")
     return (f"{flag} is not a setting of `tinygpt {command}`: the model's shape and tokenizer come from the run it "
             "starts from")
 

@@ -2,7 +2,8 @@
 
 The lecture's names: `block_size`, `n_embd`, `n_head`, `n_layer`. It is all that is needed to
 rebuild the model; the lecture's build-up steps, nanoGPT's recipes, the modern speedrun recipe
-and GPT-2 are all values of it.
+and GPT-2 are all values of it. `gpt2_misfits` says which settings GPT-2's own architecture cannot
+compute: the form `tinygpt export --to hf` takes, and so the module names a LoRA adapter is saved under.
 """
 
 from __future__ import annotations
@@ -112,3 +113,23 @@ class ModelConfig:
         return self
 
 
+# GPT-2's activations, its own spelling first: what a plain GPT-2 export writes (convert/gpt2.py).
+EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
+
+
+def gpt2_misfits(cfg: ModelConfig) -> list[str]:
+    """The settings of `cfg` that GPT-2's architecture cannot compute (none: it is a GPT-2)."""
+    if cfg.arch != "gpt":
+        return [f"arch {cfg.arch} (not a GPT)"]
+    checks = [(cfg.pos_emb == "rope", "rotary positions (pos_emb rope)"),
+              (cfg.norm == "rmsnorm", "RMSNorm (norm rmsnorm)"),
+              (cfg.norm == "none", "no normalisation (norm none)"),
+              (cfg.qk_norm, "QK-norm (qk_norm)"),
+              (not cfg.residual, "no residual connections (residual false)"),
+              (not cfg.attn_proj, "no attention output projection (attn_proj false)"),
+              (cfg.mlp_ratio == 0, "no MLP (mlp_ratio 0)"),
+              (cfg.mlp_ratio > 0 and not cfg.mlp_proj, "no MLP output projection (mlp_proj false)"),
+              (cfg.activation not in EXPORT_ACTIVATIONS, f"activation {cfg.activation} (GPT-2 has "
+               f"{', '.join(EXPORT_ACTIVATIONS)})"),
+              (cfg.bias and cfg.head_bias, "a bias on the output head (bias with head_bias)")]
+    return [why for fails, why in checks if fails]

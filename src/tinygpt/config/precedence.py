@@ -28,6 +28,7 @@ FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
 # its text was marked up), or that belong to another objective.
 NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from")
 WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
+LORA = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # adapters of a language model: not a reward model's
 
 
 def accepted_settings(verb: str) -> set[str]:
@@ -36,7 +37,7 @@ def accepted_settings(verb: str) -> set[str]:
     if verb == "train":
         return set(ALL_FIELDS)
     names = {name for name in TRAIN_FIELDS if name not in NOT_FOR_FINE_TUNING} | set(FINE_TUNE_MODEL_CHANGES)
-    return names - set(WRITES_TEXT) if verb == "reward" else names
+    return names - set(WRITES_TEXT) - set(LORA) if verb == "reward" else names
 
 
 def coerce(name: str, value: Any) -> Any:

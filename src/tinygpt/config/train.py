@@ -14,6 +14,7 @@ from .fields import setting as _setting
 
 MOST_LR = 10.0  # no learning rate past this trains anything (the presets use 1e-4 to 3e-3; Muon 0.02)
 MOST_THREADS = 1024  # PyTorch spawns every thread asked for: 10**6 of them crash the process
+LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")  # what --lora-targets may name, in a block's order
 
 
 @dataclass
@@ -39,6 +40,15 @@ class TrainConfig:
     init_from: str = _setting(
         "", "fine-tune: start from this run's best weights, with its model settings and tokenizer (new "
         "optimizer, schedule and run directory; --data defaults to the run's own text)")
+    # LoRA: fine-tune low-rank adapters beside frozen weights (model/lora.py).
+    lora_rank: int = _setting(
+        0, "fine-tune with LoRA: train a rank-r update B @ A beside each --lora-targets projection while the base "
+        "weights stay frozen, so the optimizer holds only the adapters; 0 = full fine-tuning")
+    lora_alpha: float = _setting(8.0, "LoRA: the update is scaled by lora_alpha / lora_rank (PEFT's rule and default)")
+    lora_dropout: float = _setting(0.0, "LoRA: dropout on the adapters' input, in [0, 1)")
+    lora_targets: str = _setting(
+        "attn.qkv,attn.proj", "LoRA: the projections of every block that get adapters, comma-separated, from "
+        "attn.qkv, attn.proj, mlp.fc, mlp.proj, or all")
     # Where and how.
     out: str = _setting("", "run directory (default: runs/<data name>)")
     device: str = _setting("auto", "cuda, mps or cpu; auto picks the first available in that order")
@@ -139,9 +149,34 @@ class TrainConfig:
         if self.parallel == "fsdp" and self.optimizer == "muon":
             raise TinyGPTError("Muon orthogonalises whole matrices, which --parallel fsdp splits across processes; "
                                "use --optimizer adamw with fsdp, or --parallel ddp")
+        if self.lora_rank < 0:
+            raise TinyGPTError(f"lora_rank must be 1 or more (8 is common), or 0 for full fine-tuning; got "
+                               f"{self.lora_rank}")
+        if self.lora_rank and not self.init_from:
+            raise TinyGPTError(f"--lora-rank {self.lora_rank} adapts a trained model, and a random one has nothing "
+                               "worth keeping frozen; pass --init-from RUN (or use tinygpt sft), or leave --lora-rank "
+                               "out")
+        if self.lora_rank and not self.lora_alpha > 0:
+            raise TinyGPTError(f"lora_alpha must be above 0 (the update's scale is lora_alpha / lora_rank), got "
+                               f"{self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise TinyGPTError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        named = [t.strip() for t in self.lora_targets.split(",") if t.strip()] or [""]
+        unknown = [] if named == ["all"] else [t for t in named if t not in LORA_TARGETS]
+        if unknown:
+            raise TinyGPTError(f"--lora-targets names {unknown[0]!r}, not a projection LoRA adapts; name some of "
+                               f"{', '.join(LORA_TARGETS)} (comma-separated), or all")
+        if self.lora_rank and self.parallel == "fsdp":
+            raise TinyGPTError("LoRA keeps the whole frozen base on every process: use --parallel ddp with "
+                               "--lora-rank, not fsdp")
         if self.tokenizer == "bpe" and self.vocab_size < 257:
             raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {self.vocab_size}")
         return self
+
+    @property
+    def lora_scaling(self) -> float:
+        """What LoRA multiplies its update B @ A by: lora_alpha / lora_rank (0: no LoRA)."""
+        return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
 
     @property
     def time_budget_s(self) -> float | None:

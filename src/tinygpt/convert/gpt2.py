@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..config import ModelConfig, TrainConfig
+from ..config.model import EXPORT_ACTIVATIONS, gpt2_misfits  # noqa: F401 (the writers import it from here)
 from ..core.errors import TinyGPTError
 from ..core.hub import hub_name, one_line, quiet
 from ..model import build_model
@@ -36,7 +37,6 @@ FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # GPT-2's activation names: the tanh approximation (several spellings), the exact GELU, ReLU.
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu",
                "relu": "relu"}
-EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # GPT-2's own spelling first
 HF_PREFIX = "transformer."  # GPT2LMHeadModel's name for the trunk; the head is lm_head outside it
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which tinygpt's norms use; GPT-2's too
 
@@ -142,24 +142,6 @@ def gpt2_state(tensors: dict[str, torch.Tensor], n_layer: int, tied: bool = True
 
 
 # ---------------------------------------------------------------------- export: tinygpt -> GPT-2
-
-
-def gpt2_misfits(cfg: ModelConfig) -> list[str]:
-    """The settings of `cfg` that GPT-2's architecture cannot compute (none: it is a GPT-2)."""
-    if cfg.arch != "gpt":
-        return [f"arch {cfg.arch} (not a GPT)"]
-    checks = [(cfg.pos_emb == "rope", "rotary positions (pos_emb rope)"),
-              (cfg.norm == "rmsnorm", "RMSNorm (norm rmsnorm)"),
-              (cfg.norm == "none", "no normalisation (norm none)"),
-              (cfg.qk_norm, "QK-norm (qk_norm)"),
-              (not cfg.residual, "no residual connections (residual false)"),
-              (not cfg.attn_proj, "no attention output projection (attn_proj false)"),
-              (cfg.mlp_ratio == 0, "no MLP (mlp_ratio 0)"),
-              (cfg.mlp_ratio > 0 and not cfg.mlp_proj, "no MLP output projection (mlp_proj false)"),
-              (cfg.activation not in EXPORT_ACTIVATIONS, f"activation {cfg.activation} (GPT-2 has "
-               f"{', '.join(EXPORT_ACTIVATIONS)})"),
-              (cfg.bias and cfg.head_bias, "a bias on the output head (bias with head_bias)")]
-    return [why for fails, why in checks if fails]
 
 
 def gpt2_form_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

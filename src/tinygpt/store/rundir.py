@@ -5,7 +5,8 @@
       tokenizer.json                 the exact tokenizer (Hugging Face format for BPE)
       source_tokenizer.json          an encoder-decoder's tokenizer for its sources, when they have their own
       chat_template.jinja            how conversations are written (runs fine-tuned on them: `tinygpt sft`)
-      model.safetensors              best weights so far (what `tinygpt sample/eval` load)
+      model.safetensors              best weights so far (what `tinygpt sample/eval` load; a LoRA run's merged)
+      adapter/                       a LoRA run's adapters at the best step, in PEFT's format (model/lora.py)
       metrics.jsonl                  one JSON object per evaluation
       checkpoints/latest.safetensors weights + optimizer + random state + progress (+ the objective's own
                                      tensors: `tinygpt rl`'s rollout and value head), for --resume
@@ -35,6 +36,7 @@ from ..core.errors import TinyGPTError
 from ..core.version import __version__
 from .checkpoint import (
     append_metrics,
+    atomic_save_tensors,
     atomic_write_bytes,
     atomic_write_json,
     load_checkpoint,
@@ -113,6 +115,10 @@ class RunDir:
         return self.path / "model.safetensors"
 
     @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
@@ -186,7 +192,7 @@ class RunDir:
         for path in (self.config_path, self.tokenizer_path, self.source_tokenizer_path, self.chat_template_path,
                      self.weights_path, self.metrics_path, self.loss_plot_path):
             path.unlink(missing_ok=True)
-        for folder in (self.checkpoints_dir, self.tensorboard_dir):
+        for folder in (self.checkpoints_dir, self.tensorboard_dir, self.adapter_dir):
             shutil.rmtree(folder, ignore_errors=True)
 
     def resumable_by(self, verb: str) -> RunConfig:
@@ -353,6 +359,12 @@ class RunDir:
 
     def write_weights(self, model, metadata: dict[str, str] | None = None):
         save_weights(self.weights_path, model, metadata)
+
+    def write_adapter(self, config: dict, tensors: dict):
+        """adapter/adapter_config.json and adapter/adapter_model.safetensors, as PEFT's save_pretrained names them."""
+        self.adapter_dir.mkdir(exist_ok=True)
+        atomic_save_tensors(self.adapter_dir / "adapter_model.safetensors", tensors, {"format": "pt"})
+        atomic_write_json(self.adapter_dir / "adapter_config.json", config)
 
     def read_checkpoint(self, which: str = "latest") -> dict:
         path = self.checkpoint_path(which)

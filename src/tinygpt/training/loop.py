@@ -36,6 +36,7 @@ from ..generation import SamplingConfig
 from ..generation.complete import complete
 from ..model import build_model
 from ..model.gpt import Block
+from ..model.lora import Merged, add_lora, peft_adapter
 from ..store.checkpoint import load_weights_into
 from ..store.rundir import RunConfig, RunDir
 from .objective import Evaluation, Objective
@@ -121,6 +122,8 @@ class Trainer:
         if cfg.init_from and not self.resume:
             state, path = RunDir(cfg.init_from).read_weights("best")
             load_weights_into(self.model, objective.initial_weights(state), path)
+        # LoRA: the weights just loaded frozen, adapters beside them (a resumed run's come from its checkpoint).
+        self.adapter_params = add_lora(self.model, cfg) if cfg.lora_rank else 0
         checkpoint = run.read_checkpoint("latest") if self.resume else None
         self.sharded = rt.dist.lockstep  # --parallel fsdp under torchrun
         if self.sharded and checkpoint is not None:  # the whole saved weights, before they are cut
@@ -163,7 +166,7 @@ class Trainer:
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
         self.records = None
         self.run_config = RunConfig(model=self.model_cfg, train=cfg, data=objective.data_info, preset=self.preset,
-                                    num_params=self.model.num_params())
+                                    num_params=self.model.num_params() - self.adapter_params)
         if rt.dist.is_main:
             run.create()
             run.ready_for(self.objective.verb, self.resume, self.overwrite)  # the lock, if the directory is new
@@ -218,8 +221,12 @@ class Trainer:
             objective = whole_state(objective, main)
         if self.runtime.dist.is_main:
             write = (lambda: self.records.write(record)) if record is not None else None
+            lora = {}
+            if self.adapter_params:  # model.safetensors: the merged weights; RUN/adapter: the adapters alone
+                lora = dict(weights=Merged(self.model, self.cfg.lora_scaling),
+                            adapter=lambda: peft_adapter(self.model, self.cfg))
             save_state(self.run_dir, model, optimizer, self.runtime.device, self.batch_gen, self.progress, best, write,
-                       objective)
+                       objective, **lora)
             if self.config_unsaved:
                 self.run_dir.write_config(self.run_config)
                 self.config_unsaved = False
@@ -307,7 +314,7 @@ class Trainer:
         ddp.teardown(dist)
         best = self.progress.best_val_loss if self.objective.has_validation else None
         return TrainResult(self.out_dir, self.step, self.progress.tokens, self.clock.elapsed(), last["train_loss"],
-                           last.get("val_loss"), best, self.model.num_params(), samples)
+                           last.get("val_loss"), best, self.model.num_params() - self.adapter_params, samples)
 
     def _refuse_diverged(self, losses: dict):
         """A loss that is NaN or infinite means the weights are too (a learning rate too high for this model):
@@ -352,6 +359,9 @@ class Trainer:
         budget = f"time budget {c.time_budget}" if c.time_budget else _count(c.max_iters, "step")
         if c.init_from:
             budget = f"fine-tuning {c.init_from}'s weights, {budget}"
+        if self.adapter_params:
+            budget = (f"LoRA rank {c.lora_rank} on {c.lora_targets} ({self.adapter_params:,} trainable parameters, "
+                      f"the rest frozen), {budget}")
         return (f"tinygpt {__version__}: {self.model.num_params():,} parameters ({shape}, block_size {m.block_size}), "
                 f"{c.tokenizer} tokenizer with {m.vocab_size:,} tokens; {self.objective.describe()}; {budget} on "
                 f"{where}, {_count(rt.threads, 'thread')}; out {self.out_dir}")

@@ -40,10 +40,11 @@ def rng_state(device: torch.device, batch_gen: torch.Generator) -> dict[str, tor
 
 
 def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progress, best: bool, record=None,
-               objective: dict[str, torch.Tensor] | None = None):
+               objective: dict[str, torch.Tensor] | None = None, weights=None, adapter=None):
     """Save a step: at a new best checkpoints/best and model.safetensors, then `record()` (the
     evaluation's line in metrics.jsonl), and checkpoints/latest last. `objective`: the objective's own
-    tensors, kept in both checkpoints (model.safetensors holds the model alone).
+    tensors, kept in both checkpoints (model.safetensors holds the model alone). A LoRA run: `weights`, what
+    model.safetensors holds (the merged weights), and `adapter`, () -> (config, tensors) for RUN/adapter.
 
     latest is what --resume continues from, so it is written when everything else of the step is
     on disk: a kill at any moment leaves either the previous step complete (and the rest of this
@@ -52,7 +53,9 @@ def save_state(run: RunDir, model, optimizer, device, batch_gen, progress: Progr
     rng, counters = rng_state(device, batch_gen), asdict(progress)
     if best:
         run.write_checkpoint("best", model, optimizer, rng, counters, objective)
-        run.write_weights(model, {"step": str(progress.step)})
+        run.write_weights(weights or model, {"step": str(progress.step)})
+        if adapter is not None:
+            run.write_adapter(*adapter())
     if record is not None:
         record()
     run.write_checkpoint("latest", model, optimizer, rng, counters, objective)
