@@ -2,42 +2,18 @@
 (issue 24): training settings that cannot be computed, a damaged config.json or metrics.jsonl, a damaged
 or swapped prepared folder, and a prepare that never finished."""
 
-import hashlib
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from refusals import checksums, one_line, run_cli
 
 import tinygpt
-from tinygpt.cli import main
 from tinygpt.data import prepared as prepared_module
 from tinygpt.data.prepared import PreparedData, prepare
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments, status=2):
-    lines = err.strip().splitlines()
-    assert code == status and len(lines) == 1 and "Traceback" not in err, (code, err)
-    assert lines[0].startswith("tinygpt: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def checksums(run: Path) -> dict[str, str]:
-    """The saved files of a run (the lock's note is not one: it names whoever last wrote the run)."""
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
-
 
 # ---- training settings ------------------------------------------------------------------------------------
 

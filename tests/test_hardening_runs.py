@@ -2,7 +2,6 @@
 at any moment is one line and exit 130 (issue 24)."""
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -12,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from refusals import checksums, one_line, run_cli
 
 import tinygpt
-from tinygpt.cli import main
 from tinygpt.core import lock
 from tinygpt.store.checkpoint import append_metrics
 
@@ -25,25 +24,6 @@ TINY = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "8"
 # The `tinygpt` command as installed (the console script), else through Python.
 SCRIPT = Path(sys.executable).parent / "tinygpt"
 TINYGPT = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "tinygpt"]
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments, status=2):
-    lines = err.strip().splitlines()
-    assert code == status and len(lines) == 1 and "Traceback" not in err, (code, err)
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def checksums(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
 
 
 def tinygpt_process(*args, cwd) -> subprocess.Popen:
