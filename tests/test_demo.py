@@ -1,6 +1,6 @@
 """`tinygpt demo assistant`: built-in data that is the same for the same seed and keeps its held-out
 questions out of every stage's training data, a grader that means what it says, and the whole
-pipeline (pretrain, sft, reward, rl) run through the command on a tiny setting."""
+pipeline (pretrain, sft, reward, rl; and dpo) run through the command on a tiny setting."""
 
 import json
 
@@ -72,12 +72,12 @@ def test_the_quick_demo_runs_every_stage_and_writes_results(tmp_path, capsys):
     printed = captured.out
     results = json.loads((out / "results.json").read_text())
     # Each stage says what it does, shows its progress as training does, and what it reached.
-    for number, stage in enumerate(("base", "sft", "reward", "rl"), start=1):
-        assert f"stage {number}/4, {stage}: " in printed
+    for number, stage in enumerate(("base", "sft", "reward", "rl", "dpo"), start=1):
+        assert f"stage {number}/5, {stage}: " in printed
         assert f"  {stage}: " in printed
-    for verb in ("train", "sft", "reward", "rl"):
+    for verb in ("train", "sft", "reward", "rl", "dpo"):
         assert f"{verb}: 100%" in captured.err, verb
-    for stage in ("base", "sft", "rl"):
+    for stage in ("base", "sft", "rl", "dpo"):
         assert 0.0 <= results[stage]["score"] <= 100.0 and results[stage]["seconds"] > 0
         assert f"{results[stage]['score']:.1f}" in printed
     test_pairs = (out / "data" / "test_pairs.jsonl").read_text().splitlines()
@@ -86,10 +86,16 @@ def test_the_quick_demo_runs_every_stage_and_writes_results(tmp_path, capsys):
     assert 0.0 <= results["reward"]["unseen_questions_accuracy"] <= 1.0
     assert results["reward"]["unseen_questions_pairs"] == len(unseen_pairs)
     assert results["rl"]["kl"] >= -1.0  # a sample of the KL; reported, not yet trained toward
-    assert "pairwise accuracy" in printed and "KL to sft" in printed
+    assert "pairwise accuracy" in printed and "KL to sft" in printed and "pair accuracy" in printed
+    # The two roads from sft, each with its wall time: both need the pairs sampled from the sft model.
+    paths = results["paths"]
+    assert paths["dpo_seconds"] == pytest.approx(paths["pairs_seconds"] + results["dpo"]["seconds"])
+    assert paths["reward_and_rl_seconds"] == pytest.approx(results["reward"]["seconds"] + results["rl"]["seconds"])
+    assert f"from sft: reward model + rl {paths['reward_and_rl_seconds']:.1f}s, dpo" in printed
+    assert 0.0 <= results["dpo"]["pair_accuracy"] <= 1.0
     assert len(results["samples"]) == results["held_out_questions"] == 8  # the 25 sums of 0..4, 3/10 held out
-    assert all(set(replies) == {"base", "sft", "rl"} for replies in results["samples"].values())
-    for stage in ("base", "sft", "reward", "rl"):
+    assert all(set(replies) == {"base", "sft", "rl", "dpo"} for replies in results["samples"].values())
+    for stage in ("base", "sft", "reward", "rl", "dpo"):
         assert (out / stage / "config.json").is_file()
     # The preference pairs are the sft model's own replies that the grader does not call right (and near
     # misses): those to training questions to learn from, new ones to them and those to held-out

@@ -1,4 +1,4 @@
-"""`tinygpt demo assistant`: the whole pipeline (pretrain, sft, reward, rl) on built-in data, graded."""
+"""`tinygpt demo assistant`: the whole pipeline (pretrain, sft, reward, rl; or dpo) on built-in data, graded."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def add_parsers(sub):
         description="Turn a document completer into an assistant, offline, in minutes on a CPU: pretrain a small "
         "character-level GPT on statements of sums (\"3 + 4 = 7.\"), fine-tune it (tinygpt sft) to answer \"What is "
         "3 + 4?\" with \"The answer is 7.\", train a reward model (tinygpt reward) on generated preference pairs, and "
-        "train the sft model by reinforcement learning (tinygpt rl, GRPO against the grader). Each stage is graded "
+        "train the sft model by reinforcement learning (tinygpt rl, GRPO against the grader); then the other road "
+        "from the sft model, DPO on the same preference pairs (tinygpt dpo), with each road's wall time. Each stage is "
+        "graded "
         "by exact match on held-out questions that no stage trains on; the table and DIR/results.json report it.")
     a.add_argument("--out", default="runs/demo-assistant", metavar="DIR",
                    help="where the runs, the generated data and results.json go (default: runs/demo-assistant)")
@@ -32,7 +34,8 @@ def demo(args) -> int:
     from ..demo.assistant import run_demo, table
 
     out = Path(args.out)
-    if (out / "results.json").exists() or any((out / stage).exists() for stage in ("base", "sft", "reward", "rl")):
+    stages = ("base", "sft", "reward", "rl", "dpo")
+    if (out / "results.json").exists() or any((out / stage).exists() for stage in stages):
         raise TinyGPTError(f"{out} already holds a demo; remove it or pass another --out")
     results = run_demo(out, seed=args.seed, quick=args.quick, log=lambda m: print(m, flush=True))
     print(table(results))
@@ -41,7 +44,7 @@ def demo(args) -> int:
     q = next((q for q, r in samples.items() if len({r["base"], r["sft"], r["rl"]}) == 3), next(iter(samples)))
     sample = samples[q]
     print(f"\nheld-out question {q!r}:")
-    for stage in ("base", "sft", "rl"):
+    for stage in ("base", "sft", "rl", "dpo"):
         print(f"  {stage:>4}: {json.dumps(sample[stage])}")
-    print(f"\nsaved in {out}: results.json; the runs base, sft, reward, rl (try: tinygpt chat {out / 'rl'})")
+    print(f"\nsaved in {out}: results.json; the runs base, sft, reward, rl, dpo (try: tinygpt chat {out / 'rl'})")
     return 0

@@ -2,7 +2,7 @@
 
     results = run_demo("runs/demo-assistant", seed=0)           # or quick=True: tiny models, seconds
 
-Four stages, each through the verb a user would run, on the arithmetic world of arithmetic.py:
+Five stages, each through the verb a user would run, on the arithmetic world of arithmetic.py:
 
 1. pretrain (`tinygpt.train`): a small character-level GPT reads statements of sums ("3 + 4 = 7.");
 2. sft (`tinygpt sft`): it learns to answer "What is 3 + 4?" with "The answer is 7." from
@@ -14,7 +14,11 @@ Four stages, each through the verb a user would run, on the arithmetic world of 
    the answer. A reward model learns from these pairs;
 4. rl (`tinygpt rl`): the sft model answers the training questions itself (no answers given) and is
    rewarded by the grader (a verifiable reward, as nanochat does for arithmetic), with a KL penalty to
-   the sft model.
+   the sft model;
+5. dpo (`tinygpt dpo`): the other road from the sft model, with no reward model and no sampling while it
+   trains: Direct Preference Optimization on the same preference pairs as the reward model, against
+   the sft model frozen. The table sets each road's held-out score beside its wall time (the pairs'
+   sampling, which both roads need, counted in both).
 
 After each stage the demo grades greedy replies to the held-out questions, which no stage trains
 on. The base model is graded through the same chat template: its weights with the chat tokens'
@@ -77,6 +81,8 @@ class Recipe:
     reward: dict = field(default_factory=lambda: dict(
         # 1,000 steps: at 300 the training loss was still 0.54 and the run's own held-out pairs 0.70 (seed 0).
         lr=1e-3, batch_size=32, max_iters=1000, warmup_iters=20, eval_interval=100, val_fraction=0.05))
+    dpo: dict = field(default_factory=lambda: dict(
+        beta=0.1, lr=3e-4, batch_size=16, max_iters=200, warmup_iters=10, eval_interval=50, val_fraction=0.05))
     rl: dict = field(default_factory=lambda: dict(
         algorithm="grpo", group_size=8, batch_size=32, epochs=1, rollout_batches=1, temperature=1.0, kl_coef=0.05,
         max_new_tokens=MAX_REPLY_TOKENS, lr=3e-4, warmup_iters=5, max_iters=600, eval_interval=200,
@@ -90,7 +96,8 @@ QUICK = Recipe(
     sft=dict(batch_size=4, max_iters=6, warmup_iters=1, eval_interval=3, val_fraction=0.2),
     reward=dict(batch_size=4, max_iters=6, warmup_iters=1, eval_interval=3, val_fraction=0.2),
     rl=dict(algorithm="grpo", group_size=2, batch_size=4, max_new_tokens=MAX_REPLY_TOKENS, max_iters=4,
-            warmup_iters=1, eval_interval=2, val_fraction=0.2))
+            warmup_iters=1, eval_interval=2, val_fraction=0.2),
+    dpo=dict(batch_size=4, max_iters=4, warmup_iters=1, eval_interval=2, val_fraction=0.2))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -194,8 +201,8 @@ class Stages:
                     device="cpu", log=self.quiet)
 
     def timed(self, number: int, name: str, what: str, work, report):
-        """Stage `number` of 4: say what it does, run it, and say what it reached and in how long."""
-        self.say(f"stage {number}/4, {name}: {what}")
+        """Stage `number` of 5: say what it does, run it, and say what it reached and in how long."""
+        self.say(f"stage {number}/5, {name}: {what}")
         start = time.perf_counter()
         result = work()
         self.times[name] = time.perf_counter() - start
@@ -204,12 +211,14 @@ class Stages:
 
 
 def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool = False, log=print) -> dict:
-    """Run the four stages into `out` (which must not hold a demo yet) and return (and write to
+    """Run the five stages into `out` (which must not hold a demo yet) and return (and write to
     out/results.json) each stage's held-out score, the reward model's accuracy, the KL and the times."""
+    from ..app.launch import dpo as optimize
     from ..app.launch import reward as train_reward
     from ..app.launch import rl as reinforce
     from ..app.launch import sft as fine_tune
     from ..app.launch import train
+    from ..evaluation import dpo as evaluate_dpo_run
     from ..evaluation import reward_model as evaluate_reward_run
 
     recipe = QUICK if quick else Recipe()
@@ -230,6 +239,7 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         return grade_model(load_policy(RunDir(out / "sft")), sft_chat(out / "sft"), world.held_out)
 
     def preferences():
+        sampling = time.perf_counter()
         model, chat = load_policy(RunDir(out / "sft")), sft_chat(out / "sft")
         log(f"  sampling {recipe.samples_per_question} sft replies to each of {len(world.train)} training questions: "
             "the wrong or malformed ones become preference pairs")
@@ -237,6 +247,7 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         pairs += World.near_misses(world.train, recipe.near_misses, seed)
         random.Random(seed).shuffle(pairs)  # the reward run holds out the file's last pairs: a mix of both
         write_jsonl(files["pairs"], pairs)
+        stages.times["pairs"] = time.perf_counter() - sampling
         tests = {"test_pairs": sampled_pairs(model, chat, world.train, recipe.samples_per_test, seed + 2, pairs),
                  "unseen_pairs": sampled_pairs(model, chat, world.held_out, recipe.samples_per_test, seed + 1)}
         for name, rows in tests.items():
@@ -261,10 +272,20 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
         graded["kl"] = metrics[-1]["kl"]
         return graded
 
+    def direct():
+        run = optimize(str(out / "sft"), data=str(files["pairs"]), **recipe.dpo, **stages.common("dpo"))
+        # The last policy, as for rl: "best" is chosen on the held-out pairs' loss, not on the grader.
+        graded = grade_model(load_policy(RunDir(out / "dpo"), which="latest"), sft_chat(out / "dpo"),
+                             world.held_out)
+        from ..app.run import load
+
+        pairs = evaluate_dpo_run(load(run.out_dir, device="cpu", checkpoint="latest"))
+        return graded | {"accuracy": pairs["accuracy"], "margin": pairs["margin"], "pairs": pairs["pairs"]}
+
     def scored(graded):
         return f"held-out score {graded['score']:.1f} ({graded['well_formed']:.1f} well formed)"
 
-    steps = {name: getattr(recipe, name)["max_iters"] for name in ("pretrain", "sft", "reward", "rl")}
+    steps = {name: getattr(recipe, name)["max_iters"] for name in ("pretrain", "sft", "reward", "rl", "dpo")}
     base = stages.timed(1, "base", f"pretrain a GPT on statements of sums, {steps['pretrain']:,} steps", pretrain,
                         scored)
     sft = stages.timed(2, "sft", f"fine-tune it to answer questions, {steps['sft']:,} steps", supervised, scored)
@@ -273,6 +294,10 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
                             f"{a['test_pairs']['pairs']} held-out pairs")
     rl = stages.timed(4, "rl", f"reinforce the sft model against the grader (GRPO), {steps['rl']:,} steps",
                       reinforcement, scored)
+    dpo = stages.timed(5, "dpo", f"or: DPO of the sft model on the reward model's pairs, {steps['dpo']:,} steps",
+                       direct, lambda d: f"{scored(d)}; pair accuracy {d['accuracy']:.3f} on {d['pairs']} held-out "
+                       "pairs")
+    times = stages.times
     results = {
         "seed": seed, "quick": quick, "held_out_questions": len(world.held_out),
         "base": {"score": base["score"], "well_formed": base["well_formed"], "seconds": stages.times["base"]},
@@ -285,9 +310,14 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
                    "own_split_pairs": accuracy["own_split"]["pairs"],
                    "training_pairs": accuracy["training_pairs"], "seconds": stages.times["reward"]},
         "rl": {"score": rl["score"], "well_formed": rl["well_formed"], "kl": rl["kl"], "seconds": stages.times["rl"]},
+        "dpo": {"score": dpo["score"], "well_formed": dpo["well_formed"], "pair_accuracy": dpo["accuracy"],
+                "margin": dpo["margin"], "held_out_pairs": dpo["pairs"], "seconds": times["dpo"]},
+        # From the sft model to a graded policy by each road; sampling the pairs is part of both.
+        "paths": {"pairs_seconds": times["pairs"], "reward_and_rl_seconds": times["reward"] + times["rl"],
+                  "dpo_seconds": times["pairs"] + times["dpo"]},
         "total_seconds": time.perf_counter() - started,
-        "samples": {q: {"base": base["replies"][q], "sft": sft["replies"][q], "rl": rl["replies"][q]}
-                    for q in base["replies"]},
+        "samples": {q: {"base": base["replies"][q], "sft": sft["replies"][q], "rl": rl["replies"][q],
+                        "dpo": dpo["replies"][q]} for q in base["replies"]},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
@@ -311,9 +341,15 @@ def table(results: dict) -> str:
             ("", "", "", f"on unseen questions {results['reward']['unseen_questions_accuracy']:.3f} "
              f"({results['reward']['unseen_questions_pairs']} pairs)", ""),
             ("rl", f"{results['rl']['score']:.1f}", f"{results['rl']['well_formed']:.1f}",
-             f"KL to sft {results['rl']['kl']:.3f} nats/reply", f"{results['rl']['seconds']:.1f}")]
+             f"KL to sft {results['rl']['kl']:.3f} nats/reply", f"{results['rl']['seconds']:.1f}"),
+            ("dpo", f"{results['dpo']['score']:.1f}", f"{results['dpo']['well_formed']:.1f}",
+             f"pair accuracy {results['dpo']['pair_accuracy']:.3f} ({results['dpo']['held_out_pairs']} held-out "
+             "pairs)", f"{results['dpo']['seconds']:.1f}")]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    paths = results["paths"]
+    lines.append(f"from sft: reward model + rl {paths['reward_and_rl_seconds']:.1f}s, dpo "
+                 f"{paths['dpo_seconds']:.1f}s (both with the {paths['pairs_seconds']:.1f}s of sampling the pairs)")
     lines.append(f"total {results['total_seconds']:.1f}s")
     return "\n".join(lines)

@@ -6,6 +6,6 @@
 harness.py needs `lm-eval` (the `eval` extra) and is imported only when asked for.
 """
 
-from .runs import EVALUATORS, evaluate_run, reward_model
+from .runs import EVALUATORS, dpo, evaluate_run, reward_model
 
-__all__ = ["EVALUATORS", "evaluate_run", "reward_model"]
+__all__ = ["EVALUATORS", "dpo", "evaluate_run", "reward_model"]
