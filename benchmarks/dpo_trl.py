@@ -10,7 +10,8 @@ are exported with `tinygpt export --to hf`. TRL's DPOTrainer gets the exported d
 the exported sft run as its ref_model, float32, dropout off, and computes the loss of its first step on
 one batch holding every pair (its collated batch through `compute_loss`: the number the first optimizer
 step follows, unrounded, with the metrics it logs). tinygpt computes the loss of the same batch and the
-same metrics (objectives/dpo.py). They must agree to 1e-4, for the sigmoid loss and for IPO.
+same metrics (objectives/dpo.py). They must agree to 1e-4, for the sigmoid loss, for IPO, and for the
+sigmoid loss with the SFT term (tinygpt's sft_weight 1; TRL's loss_type ["sigmoid", "sft"]).
 
 Where the two cannot agree, and why:
 - Plain-text pairs: TRL appends the tokenizer's EOS to every plain reply (here `<|end|>`, the exported
@@ -102,8 +103,9 @@ def tinygpt_side(sft: Path, dpo: Path, data: Path, beta: float, loss_type: str) 
 
     cfg = TrainConfig(data=str(data), init_from=str(sft), val_fraction=0.0, batch_size=1)
     policy, reference = tinygpt.load(dpo).model, tinygpt.load(sft).model
-    objective = DirectPreference.prepare(cfg, DPOConfig(beta=beta, loss_type=loss_type),
-                                         policy.config.block_size, RunDir(data.parent / "unused"))
+    loss_type, _, sft_term = loss_type.partition("+")  # "sigmoid+sft": the SFT term with weight 1
+    settings = DPOConfig(beta=beta, loss_type=loss_type, sft_weight=1.0 if sft_term else 0.0)
+    objective = DirectPreference.prepare(cfg, settings, policy.config.block_size, RunDir(data.parent / "unused"))
     runtime = Runtime.local(torch.device("cpu"))
     objective.score_reference(reference, runtime)
     every = torch.arange(objective.n_train)
@@ -126,9 +128,10 @@ def trl_side(sft_hf: Path, dpo_hf: Path, pairs: list[dict], beta: float, loss_ty
     tokenizer = AutoTokenizer.from_pretrained(dpo_hf)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    args = DPOConfig(output_dir=str(out), beta=beta, loss_type=[loss_type], per_device_train_batch_size=len(pairs),
-                     max_steps=1, learning_rate=0.0, report_to=[], use_cpu=True, bf16=False, fp16=False,
-                     disable_dropout=True, dataloader_num_workers=0, save_strategy="no", logging_steps=1, seed=0)
+    args = DPOConfig(output_dir=str(out), beta=beta, loss_type=loss_type.split("+"),
+                     per_device_train_batch_size=len(pairs), max_steps=1, learning_rate=0.0, report_to=[],
+                     use_cpu=True, bf16=False, fp16=False, disable_dropout=True, dataloader_num_workers=0,
+                     save_strategy="no", logging_steps=1, seed=0)
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=Dataset.from_list(pairs),
                          processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -150,7 +153,8 @@ def compare(folder: Path) -> dict:
     sft, dpo = make_runs(folder)
     cases = {}
     for kind, loss_type, beta in (("conversational", "sigmoid", 0.1), ("conversational", "ipo", 0.5),
-                                  ("plain_with_eos", "sigmoid", 0.1), ("plain", "sigmoid", 0.1)):
+                                  ("conversational", "sigmoid+sft", 0.1), ("plain_with_eos", "sigmoid", 0.1),
+                                  ("plain", "sigmoid", 0.1)):
         pairs = pairs_of(kind)
         data = write_jsonl(folder / f"{kind}.jsonl", pairs)
         ours = tinygpt_side(sft, dpo, data, beta, loss_type)

@@ -164,7 +164,19 @@ def test_ipo_trains_through_the_same_loop(char_run, tmp_path):
     first, last = RunDir(result.out_dir).read_metrics()[0], RunDir(result.out_dir).read_metrics()[-1]
     assert first["val_loss"] == pytest.approx(1.0, abs=1e-6)  # (0 - 1 / (2 x 0.5))^2
     assert last["val_loss"] < first["val_loss"] and last["eval_rewards/margins"] > 0
-    assert RunDir(result.out_dir).read_config().data["dpo"] == {"beta": 0.5, "loss_type": "ipo"}
+    assert RunDir(result.out_dir).read_config().data["dpo"] == {"beta": 0.5, "loss_type": "ipo", "sft_weight": 0.0}
+
+
+def test_the_sft_term_adds_the_chosen_replies_mean_loss_per_token(char_run, tmp_path):
+    data = write_jsonl(tmp_path / "two.jsonl", {"prompt": "mary ", "chosen": "had a", "rejected": "was"},
+                       {"prompt": "it ", "chosen": "was", "rejected": "had a"})
+    plain, rpo = objective_for(char_run, data), objective_for(char_run, data, sft_weight=0.5)
+    model = tinygpt.load(char_run).model.eval()
+    batch = plain.take(torch.arange(2))
+    with torch.no_grad():
+        logp = sequence_logps(model, batch[0], batch[1])  # (2,): the chosen replies, 5 and 3 tokens
+        expected = plain.loss(model, batch).item() + 0.5 * -logp.sum().item() / 8
+        assert rpo.loss(model, batch).item() == pytest.approx(expected, abs=1e-6)
 
 
 # ---- eval and resume -----------------------------------------------------------------------------------
@@ -206,6 +218,7 @@ def test_bad_input_is_one_line_and_changes_nothing_saved(capsys, char_run, tmp_p
         ([pairs, "--beta", "nan"], "beta must be a finite number, got nan"),
         ([pairs, "--beta", "-0.1"], "beta must be a positive number, got -0.1"),
         ([pairs, "--loss-type", "hinge"], "invalid choice: 'hinge'"),
+        ([pairs, "--sft-weight", "-1"], "sft_weight must be 0 or more, got -1.0"),
     ]
     for extra, fragment in cases:
         code = main(["dpo", str(char_run), "--data", *map(str, extra), "--out", str(out), "--threads", "1",

@@ -21,12 +21,16 @@ class DPOConfig:
                                "nearer; the implicit reward of a reply is beta x its log-probability ratio")
     loss_type: str = setting("sigmoid", "sigmoid: DPO's -log sigmoid(beta x margin) (TRL's default); ipo: the "
                                         "squared loss of IPO on per-token log-ratios", ("sigmoid", "ipo"))
+    sft_weight: float = setting(0.0, "weight of an SFT term beside the preference loss: the chosen replies' mean "
+                                     "loss per token (RPO; TRL's loss_type [sigmoid, sft]); 0: none")
 
     def validate(self) -> "DPOConfig":
         check_choices(self)
         check_numbers(self)
         if not self.beta > 0:
             raise TinyGPTError(f"beta must be a positive number, got {self.beta}; its default is 0.1")
+        if self.sft_weight < 0:
+            raise TinyGPTError(f"sft_weight must be 0 or more, got {self.sft_weight}")
         return self
 
 

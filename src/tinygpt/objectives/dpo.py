@@ -14,6 +14,11 @@ m = (log pi(chosen) - log pi_ref(chosen)) - (log pi(rejected) - log pi_ref(rejec
   where the reference put them, and beta sets how much a margin is worth (how far it may move);
 - ipo (Azar et al., 2023): (m' - 1 / (2 beta))^2 with m' the same margin of per-token means of the
   log-ratios (TRL's length normalisation): it aims at a fixed margin instead of an ever larger one.
+With `sft_weight` w, w times the chosen replies' mean loss per token (SFT's) is added (RPO, Pang et
+al., 2024; TRL: loss_type=["sigmoid", "sft"], loss_weights=[1, w]). DPO alone can lower the chosen
+replies' likelihood too, as long as the rejected ones fall faster; where a rejected reply differs from
+the chosen one in its form, not only its facts, that can break the form (measured in the demo:
+benchmarks/README.md), and the SFT term holds the chosen replies up.
 
 The reference's log-probabilities of every pair are computed once, when the run starts, by the model
 the loop has just loaded from the sft run (in eval mode, without gradients), and kept in every
@@ -195,7 +200,10 @@ class DirectPreference(Objective):
         logp_chosen, logp_rejected = sequence_logps(model, torch.cat([chosen_x, rejected_x]),
                                                     torch.cat([chosen_y, rejected_y])).chunk(2)  # (b,) each
         counts = (chosen_y != IGNORE).sum(1), (rejected_y != IGNORE).sum(1)
-        return dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, self.dpo, *counts).mean()
+        loss = dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, self.dpo, *counts).mean()
+        if self.dpo.sft_weight:  # the chosen replies' mean loss per token, as SFT computes it
+            loss = loss + self.dpo.sft_weight * -logp_chosen.sum() / counts[0].sum()
+        return loss
 
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
         """The loss and TRL's statistics on the validation pairs and on as many training pairs."""
@@ -239,9 +247,11 @@ class DirectPreference(Objective):
         r_chosen = self.dpo.beta * (logp_chosen - ref[:, 0])
         r_rejected = self.dpo.beta * (logp_rejected - ref[:, 1])
         sums = [losses.sum(), r_chosen.sum(), r_rejected.sum(), (r_chosen > r_rejected).sum(),
-                (r_chosen - r_rejected).sum(), logp_chosen.sum(), logp_rejected.sum(), len(mine)]
-        *totals, count = ddp.sum_across(runtime.dist, *(float(s) for s in sums))
-        return dict(zip(("loss", *STATS), (total / count for total in totals)))
+                (r_chosen - r_rejected).sum(), logp_chosen.sum(), logp_rejected.sum(), counts[0].sum(), len(mine)]
+        loss, *totals, chosen_tokens, count = ddp.sum_across(runtime.dist, *(float(s) for s in sums))
+        found = {name: total / count for name, total in zip(STATS, totals)}
+        sft = -found["logps/chosen"] * count / chosen_tokens  # the chosen replies' mean loss per token
+        return {"loss": loss / count + self.dpo.sft_weight * sft, **found}
 
     @torch.no_grad()
     def pair_logps(self, model, picked: torch.Tensor, runtime, share: bool = True):
