@@ -3,13 +3,13 @@ against itself frozen, through the same loop as every objective (resume, metrics
 loss is DPO's on hand-computed numbers, the metrics carry TRL's names, `tinygpt eval` reports held-out
 accuracy and margin, and bad input is one line that leaves every saved file as it was."""
 
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from refusals import checksums, one_line, run_cli
 
 import tinygpt
 from tinygpt.cli import main
@@ -44,20 +44,6 @@ def lamb_pairs(path: Path) -> Path:
 def objective_for(base, data, block_size=16, **settings) -> DirectPreference:
     cfg = TrainConfig(data=str(data), init_from=str(base), val_fraction=0.0, batch_size=4)
     return DirectPreference.prepare(cfg, DPOConfig(**settings), block_size, RunDir(Path(data).parent / "unused"))
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
-
-
-def one_line(capsys, code, *fragments) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("tinygpt: error: "), (code, err)
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # ---- the loss -------------------------------------------------------------------------------------------
@@ -195,7 +181,10 @@ def test_eval_on_a_dpo_run_reports_held_out_accuracy_and_margin(capsys, dpo_run)
 def test_a_dpo_run_resumes_only_as_a_dpo_run_with_its_own_beta(capsys, dpo_run):
     assert main(["reward", "--resume", str(dpo_run)]) == 2
     assert "continue it with `tinygpt dpo --resume" in capsys.readouterr().err
-    one_line(capsys, main(["dpo", "--resume", str(dpo_run), "--beta", "0.5"]), "cannot change beta when resuming")
+    before = checksums(dpo_run)
+    code, _, err = run_cli(capsys, "dpo", "--resume", dpo_run, "--beta", "0.5")
+    one_line(code, err, "cannot change beta when resuming")
+    assert checksums(dpo_run) == before
 
 
 # ---- bad input: one line, nothing saved changed ----------------------------------------------------------
@@ -221,10 +210,9 @@ def test_bad_input_is_one_line_and_changes_nothing_saved(capsys, char_run, tmp_p
         ([pairs, "--sft-weight", "-1"], "sft_weight must be 0 or more, got -1.0"),
     ]
     for extra, fragment in cases:
-        code = main(["dpo", str(char_run), "--data", *map(str, extra), "--out", str(out), "--threads", "1",
-                     "--no-progress"])
-        one_line(capsys, code, fragment)
+        code, _, err = run_cli(capsys, "dpo", char_run, "--data", *extra, "--out", out, "--threads", 1, "--no-progress")
+        one_line(code, err, fragment)
         assert not out.exists()
-    one_line(capsys, main(["dpo", str(char_run), "--out", str(out)]), "pass the preference pairs to learn from")
-    one_line(capsys, main(["dpo", "--data", str(pairs)]), "name the sft run to train: tinygpt dpo SFT_RUN")
+    one_line(*run_cli(capsys, "dpo", char_run, "--out", out)[::2], "pass the preference pairs to learn from")
+    one_line(*run_cli(capsys, "dpo", "--data", pairs)[::2], "name the sft run to train: tinygpt dpo SFT_RUN")
     assert checksums(char_run) == before
