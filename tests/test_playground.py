@@ -2,8 +2,6 @@
 Selenium): both modes generate, the text arrives in pieces, and a token shows its probability."""
 
 import math
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -11,13 +9,12 @@ import pytest
 pytest.importorskip("fastapi")
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from browsing import CHROMEDRIVER, CHROMIUM, browser, wait  # noqa: E402
+
 import tinygpt  # noqa: E402
 from tinygpt.serve.app import create_app  # noqa: E402
 from tinygpt.serve.engine import Engine  # noqa: E402
 from tinygpt.serve.server import Server  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 # Counts the separate moments at which the output changed: text that arrives in pieces changes it many times.
 WATCH_OUTPUT = """
@@ -25,16 +22,6 @@ window.changes = 0;
 new MutationObserver(() => { window.changes += 1; })
   .observe(document.getElementById('output'), {childList: true, subtree: true, characterData: true});
 """
-
-
-def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +39,6 @@ def page(char_run, chat_run):
         driver.quit()
         server.stop()
         engine.stop()
-
-
-def wait(condition, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for the page")
 
 
 def fill(driver, **fields):

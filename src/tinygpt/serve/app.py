@@ -21,7 +21,7 @@ from functools import partial
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -31,9 +31,11 @@ from ..core.version import __version__
 from ..generation import SamplingConfig
 from ..generation.chat import run_chat_format
 from ..generation.sampling import BadKnob
+from ..viz.inside import inside
 from .engine import Busy, Chunk, Engine
 from .engine import Request as Job
-from .openapi import GENERATES, answers, openapi_schema, takes
+from .inside import InsideRequest
+from .openapi import GENERATES, INSIDE, answers, openapi_schema, takes
 from .responses import ChatCompletion, Completion, sse
 from .schemas import ChatRequest, CompletionRequest, Sampling
 from .tokenizing import DetokenizeRequest, TokenizeRequest, tokenizer_info
@@ -87,6 +89,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             chat_formats[name] = None
     created = int(time.time())
     page = (files("tinygpt.serve") / "static" / "index.html").read_text(encoding="utf-8")
+    script = (files("tinygpt.serve") / "static" / "inside.js").read_text(encoding="utf-8")
 
     def log(request: Request, status: int, started: float, model: str = "-", tokens: str = ""):
         if not quiet:
@@ -101,7 +104,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, e: HTTPException):
         message = ("no such route; the API is /v1/models, /v1/completions and /v1/chat/completions (and /tokenize, "
-                   "/detokenize, /tokenizer_info)")
+                   "/detokenize, /tokenizer_info, /inside)")
         return ApiError(e.status_code, message if e.status_code == 404 else str(e.detail)).response()
 
     def authorize(request: Request):
@@ -178,10 +181,16 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
 
     # ---- routes -------------------------------------------------------------------------------------
 
+    policy = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                         "style-src 'unsafe-inline'; img-src data:"}
+
     @app.get("/", response_class=HTMLResponse)
     async def playground():
-        return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; "
-                                           "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"})
+        return HTMLResponse(page, headers=policy)
+
+    @app.get("/inside.js", include_in_schema=False)
+    async def inside_script():  # the playground's Inside mode
+        return Response(script, media_type="text/javascript", headers=policy)
 
     @app.get("/health")
     async def health():
@@ -230,6 +239,19 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         body = await read(request, DetokenizeRequest)
         _, run = served(body.model)
         return {"prompt": run.tokenizer.decode(known_ids(run, body.tokens, "tokens"))}
+
+    @app.post("/inside", openapi_extra=takes(InsideRequest), responses=INSIDE)
+    async def look_inside(request: Request):
+        authorize(request)
+        body = await read(request, InsideRequest)
+        _, run = served(body.model)
+        if body.layer is not None and body.layer > run.model_config.n_layer:
+            raise ApiError(400, f"layer: this model's layers are 1 to {run.model_config.n_layer} (its n_layer), "
+                           f"not {body.layer}", param="layer")
+        try:  # on the engine's thread, between steps: the hooks of a trace must not see a batch's forward pass
+            return await asyncio.wrap_future(engine.call(partial(inside, run, body.text, body.layer)))
+        except TinyGPTError as e:  # a text the tokenizer cannot read, a model with nothing inside to show
+            raise ApiError(400, str(e)) from None
 
     @app.get("/v1/models/{model}", responses=answers(401, 404))
     async def model(request: Request, model: str):

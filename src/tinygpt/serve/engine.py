@@ -23,6 +23,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
@@ -109,6 +110,7 @@ class Engine:
         self.choices: dict[str, list[_Choice]] = {name: [] for name in self.runs}  # row index -> its choice
         self.waiting: deque[Request] = deque()
         self.lock = threading.Condition()
+        self.tasks: deque[tuple[Callable, Future]] = deque()  # work on the models between steps (call())
         self.running = False
         self.thread: threading.Thread | None = None
         self.steps = 0
@@ -141,6 +143,15 @@ class Engine:
             self.waiting.append(request)
             self.lock.notify()
 
+    def call(self, work: Callable[[], object]) -> Future:
+        """Run `work()` on the decoding thread between two steps, as no step is using the models (a look
+        inside one, a new checkpoint's weights); its result or exception comes through the Future."""
+        done: Future = Future()
+        with self.lock:
+            self.tasks.append((work, done))
+            self.lock.notify()
+        return done
+
     @property
     def live_rows(self) -> int:
         return sum(len(rows) for rows in self.choices.values())
@@ -153,7 +164,7 @@ class Engine:
     def _loop(self):
         while True:
             with self.lock:
-                while self.running and not self.waiting and not self.live_rows:
+                while self.running and not self.waiting and not self.live_rows and not self.tasks:
                     self.lock.wait()
                 if not self.running:
                     break
@@ -165,6 +176,8 @@ class Engine:
         # Shutting down: tell whoever still waits.
         for request in {c.request for choices in self.choices.values() for c in choices} | set(self.waiting):
             request.deliver(None)
+        for _, done in self.tasks:
+            done.cancel()
 
     def _fail(self, reason: str):
         """End every request in the batch with an error (after an exception in a step)."""
@@ -181,6 +194,13 @@ class Engine:
         loop calls this; a test may too, on an engine it did not start)."""
         with self.lock:
             echoes = self._admit()
+            tasks, self.tasks = self.tasks, deque()
+        for work, done in tasks:
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(work())
+                except Exception as e:  # the caller's to report: the batch goes on
+                    done.set_exception(e)
         if echoes:
             self._echo(echoes)  # outside the lock: submit() need not wait for the scoring
         for name in self.runs:

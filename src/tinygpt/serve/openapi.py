@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from .engine import Engine
+from .inside import InsideRequest
 from .schemas import ChatRequest, CompletionRequest
 from .tokenizing import DetokenizeRequest, TokenizeRequest
 
@@ -27,7 +28,7 @@ class ErrorBody(BaseModel):
     error: Error
 
 
-BODIES = (CompletionRequest, ChatRequest, TokenizeRequest, DetokenizeRequest, ErrorBody)
+BODIES = (CompletionRequest, ChatRequest, TokenizeRequest, DetokenizeRequest, InsideRequest, ErrorBody)
 WHY = {400: "a bad request: the error names the field", 401: "no valid API key (--api-key)",
        404: "no such model", 413: "a body past the server's limit", 415: "a body that is not JSON",
        500: "the request failed while generating (the others go on)",
@@ -64,13 +65,14 @@ def openapi_schema(app: FastAPI, engine: Engine) -> dict:
         from pydantic.json_schema import models_json_schema
 
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                             description="The OpenAI API as tinygpt serves it, vLLM's tokenizer routes and /health.")
+                             description="The OpenAI API as tinygpt serves it, vLLM's tokenizer routes, "
+                                         "/inside (the playground's look inside a model) and /health.")
         _, bodies = models_json_schema([(m, "validation") for m in BODIES],
                                        ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(bodies["$defs"])
         vocab = max(run.model_config.vocab_size for run in engine.runs.values())
-        for name in ("CompletionRequest", "ChatRequest", "TokenizeRequest", "DetokenizeRequest"):
+        for name in ("CompletionRequest", "ChatRequest", "TokenizeRequest", "DetokenizeRequest", "InsideRequest"):
             model = components[name]["properties"]["model"]
             named = {"type": "string", "enum": list(engine.runs)}
             if "anyOf" in model:  # optional: a name or null
@@ -92,3 +94,17 @@ def _integer_items(*schemas: dict):
         for key in ("items", "anyOf"):
             part = schema.get(key)
             yield from _integer_items(*(part if isinstance(part, list) else [part] if part else []))
+
+
+# What /inside answers (viz/inside.py builds it), for notebooks and fuzzers; a layer request answers {layer, attention}.
+_LIST = {"type": "array"}
+INSIDE = {200: {"description": "the Inside view of the text: viz.inside.inside's dict", "content": {
+    "application/json": {"schema": {"type": "object", "properties": {
+        "tokens": {**_LIST, "items": {"type": "string"}}, "ids": {**_LIST, "items": {"type": "integer"}},
+        "note": {"type": "string"}, "arch": {"type": "string"}, "causal": {"type": "boolean"},
+        "config": {"type": "object"}, "stages": _LIST,
+        "attention": {"description": "[layer][head][t][s]: how much position t reads position s; null when too "
+                                     "large to send whole (ask with layer)", "type": ["array", "null"]},
+        "layer": {"type": "integer"}, "lens": _LIST, "next": {"type": "object"}, "embeddings": {"type": "object"}}}}}},
+    **answers(400, 401, 404, 413, 415)}
+

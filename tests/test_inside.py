@@ -1,0 +1,175 @@
+"""The Inside view (issue 29): POST /inside gives the numbers `tinygpt inspect --json` prints, and the
+playground's Inside mode shows them in a real browser (headless Chromium): a hovered token's attention
+row, the temperature slider's softmax, the logit lens."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+import torch  # noqa: E402
+from browsing import CHROMEDRIVER, CHROMIUM, browser, wait  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+import tinygpt  # noqa: E402
+from tinygpt.cli import main  # noqa: E402
+from tinygpt.serve.app import create_app  # noqa: E402
+from tinygpt.serve.engine import Engine  # noqa: E402
+from tinygpt.serve.server import Server  # noqa: E402
+from tinygpt.viz import inside as inside_module  # noqa: E402
+
+TEXT = "mary had a little"
+
+
+def inspected(capsys, tmp_path, run_dir, text) -> dict:
+    """`tinygpt inspect RUN --prompt TEXT --attention FILE --json`: what the page must agree with."""
+    assert main(["inspect", str(run_dir), "--prompt", text, "--attention", str(tmp_path / "a.png"), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def rhyme(rhyme_run):
+    return tinygpt.load(rhyme_run.out_dir)
+
+
+@pytest.fixture(scope="module")
+def client(rhyme):
+    engine = Engine({"rhyme": rhyme}).start()
+    yield TestClient(create_app(engine, quiet=True))
+    engine.stop()
+
+
+def test_inside_gives_inspects_attention_and_the_models_own_prediction(client, rhyme, rhyme_run, capsys, tmp_path):
+    view = client.post("/inside", json={"text": TEXT}).json()
+    want = inspected(capsys, tmp_path, rhyme_run.out_dir, TEXT)
+    assert view["tokens"] == want["tokens"] and view["ids"] == want["ids"]
+    assert view["attention"] == want["attention"]["weights"]  # (n_layer, n_head, T, T), the same rounding
+    cfg = rhyme.model_config
+    assert view["config"] == {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+                              "head_size": cfg.n_embd // cfg.n_head, "block_size": cfg.block_size,
+                              "vocab_size": cfg.vocab_size}
+    T = len(view["ids"])
+    shapes = {s["name"]: s["shape"] for s in view["stages"]}
+    assert shapes["idx"] == [1, T] and shapes["logits"] == [1, T, cfg.vocab_size]
+    assert shapes["block 1: wei"] == [1, cfg.n_head, T, T]
+    with torch.no_grad():
+        logits, _ = rhyme.model(torch.tensor([view["ids"]]))  # (1, T, V)
+    assert view["lens"][-1]["ids"] == logits[0].argmax(-1).tolist()  # the last layer's lens is the prediction
+    assert len(view["lens"]) == cfg.n_layer
+    nxt = view["next"]
+    assert nxt["all"] and sorted(nxt["ids"]) == list(range(cfg.vocab_size))
+    assert nxt["logits"] == pytest.approx([logits[0, -1, i].item() for i in nxt["ids"]], abs=1e-5)
+    points = view["embeddings"]["points"]
+    assert len(points) == cfg.vocab_size and set(view["embeddings"]["marked"]) == set(view["ids"])
+
+
+def test_a_large_payload_comes_a_layer_at_a_time(client, monkeypatch):
+    monkeypatch.setattr(inside_module, "ATTENTION_NUMBERS", 10)
+    whole = client.post("/inside", json={"text": TEXT}).json()
+    assert whole["attention"] is None
+    monkeypatch.undo()
+    every = client.post("/inside", json={"text": TEXT}).json()["attention"]
+    for layer in (1, 2):
+        part = client.post("/inside", json={"text": TEXT, "layer": layer}).json()
+        assert part == {"layer": layer, "attention": every[layer - 1]}
+
+
+def test_bad_inside_requests_are_the_servers_4xx(client):
+    for body, status, fragment in [({"text": TEXT, "layer": 3}, 400, "layer: this model's layers are 1 to 2"),
+                                   ({"text": TEXT, "layer": 0}, 400, "layer"),
+                                   ({"text": ""}, 400, "text"),
+                                   ({"text": "mary zebra"}, 400, "unknown word(s) 'zebra'"),
+                                   ({"text": TEXT, "model": "nope"}, 404, "'nope' is not served here"),
+                                   ({"text": TEXT, "colour": 1}, 400, "this server does not know this field")]:
+        r = client.post("/inside", json=body)
+        assert r.status_code == status and fragment in r.json()["error"]["message"], (body, r.json())
+    assert "/inside" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_text_past_the_context_is_read_from_its_end(client, rhyme):
+    text = "mary had a little lamb its fleece was white as snow"
+    view = client.post("/inside", json={"text": text}).json()
+    block = rhyme.model_config.block_size
+    assert view["ids"] == rhyme.encode(text)[-block:] and "only the last" in view["note"]
+
+
+def test_an_encoders_maps_are_full(tmp_path):
+    run_dir = tmp_path / "enc"
+    tinygpt.train(data="rhyme", out=str(run_dir), arch="encoder", max_iters=5, n_layer=1, n_head=2, n_embd=16,
+                  block_size=8, batch_size=4, threads=1, progress=False, sample_tokens=0)
+    engine = Engine({"enc": tinygpt.load(run_dir)}).start()
+    try:
+        view = TestClient(create_app(engine, quiet=True)).post("/inside", json={"text": "mary had a"}).json()
+    finally:
+        engine.stop()
+    assert view["causal"] is False
+    assert view["attention"][0][0][0][2] > 0  # the first position reads the last: nothing is masked
+
+
+# ---- in the browser -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def page(rhyme):
+    pytest.importorskip("selenium.webdriver")
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} with {CHROMEDRIVER}: apt-get install chromium chromium-driver")
+    engine = Engine({"rhyme": rhyme}).start()
+    server = Server(create_app(engine, quiet=True, local_only=True), "127.0.0.1", 0).start()
+    driver = browser()
+    try:
+        driver.get(server.url + "/")
+        wait(lambda: driver.find_elements("css selector", "#model option"))
+        box = driver.find_element("id", "inside-text")
+        driver.find_element("id", "mode-inside").click()
+        wait(lambda: driver.find_element("id", "inside").get_attribute("data-ready") == "1")
+        box.clear()
+        box.send_keys(TEXT)
+        driver.find_element("id", "inside-look").click()
+        wait(lambda: driver.find_element("id", "inside").get_attribute("data-ready") == "1"
+             and len(driver.find_elements("css selector", "#inside-tokens .chip")) == 4)
+        yield driver
+    finally:
+        driver.quit()
+        server.stop()
+        engine.stop()
+
+
+def test_hovering_a_token_shows_its_attention_row_as_inspect_prints_it(page, rhyme_run, capsys, tmp_path):
+    from selenium.webdriver import ActionChains
+
+    want = inspected(capsys, tmp_path, rhyme_run.out_dir, TEXT)["attention"]["weights"]
+    page.find_element("css selector", "canvas.map[data-layer='1'][data-head='1']").click()  # layer 2, head 2
+    for t in (1, 3):
+        ActionChains(page).move_to_element(page.find_elements("css selector", "#inside-tokens .chip")[t]).perform()
+        wait(lambda t=t: f"(position {t}) reads, layer 2, head 2" in page.find_element("id", "inside-row-title").text)
+        rows = page.find_elements("css selector", "#inside-row tr")
+        shown = [float(r.find_element("css selector", ".w").text) for r in rows]
+        assert shown == [round(w, 4) for w in want[1][1][t][: t + 1]]  # causal: positions 0..t
+
+
+def test_the_temperature_slider_gives_softmax_of_the_logits_over_t(page, rhyme):
+    slider = page.find_element("id", "inside-temperature")
+    for temperature in (0.5, 1.5):
+        page.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))",
+                            slider, str(temperature))
+        rows = page.find_elements("css selector", "#inside-next tr")
+        logits = [float(r.get_attribute("data-logit")) for r in rows]
+        with torch.no_grad():
+            out, _ = rhyme.model(torch.tensor([rhyme.encode(TEXT)]))
+        want = torch.softmax(out[0, -1] / temperature, dim=-1)  # (V,)
+        for r, z in zip(rows, logits):
+            assert math.isclose(float(r.get_attribute("data-prob")), want[int(r.get_attribute("data-id"))].item(),
+                                abs_tol=1e-5)
+            assert math.isclose(z, out[0, -1, int(r.get_attribute("data-id"))].item(), abs_tol=1e-5)
+
+
+def test_the_logit_lens_last_layer_is_the_models_own_prediction(page, rhyme):
+    rows = page.find_elements("css selector", "#inside-lens tr")[1:]  # after the header row
+    assert len(rows) == rhyme.model_config.n_layer
+    shown = [int(td.get_attribute("data-id")) for td in rows[-1].find_elements("css selector", "td")]
+    with torch.no_grad():
+        out, _ = rhyme.model(torch.tensor([rhyme.encode(TEXT)]))
+    assert shown == out[0].argmax(-1).tolist()
