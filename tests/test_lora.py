@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait 
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from refusals import checksums, one_line  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 import tinygpt  # noqa: E402
@@ -129,18 +130,35 @@ def test_an_adapter_run_stopped_and_resumed_equals_one_never_stopped(runs, tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
 
 
-def test_an_adapter_run_samples_and_exports_as_any_run(runs, tmp_path, capsys):
+def test_an_adapter_run_samples_evaluates_and_exports_as_any_run(runs, tmp_path, capsys):
     _, adapted = runs("custom")
+    capsys.readouterr()  # what training the runs printed
     assert main(["sample", str(adapted), "--prompt", "mary", "--temperature", "0", "--max-new-tokens", "8"]) == 0
     assert capsys.readouterr().out.startswith("mary")
+    assert main(["eval", str(adapted)]) == 0  # the merged weights score what training's last evaluation did
+    assert capsys.readouterr().out.startswith(f"val loss {RunDir(adapted).read_metrics()[-1]['val_loss']:.4f} ")
     assert main(["export", str(adapted), "--to", "hf", "--out", str(tmp_path / "merged")]) == 0
     exported = load_file(tmp_path / "merged" / "model.safetensors")
     merged = load_file(RunDir(adapted).weights_path)
     assert all(torch.equal(exported[k], merged[k].float()) for k in merged)  # export writes the merged weights
 
 
+def test_dpo_trains_adapters_by_the_same_flags(runs, tmp_path, capsys):
+    base, _ = runs("custom")
+    capsys.readouterr()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "had a lamb", "rejected": "had a snow"}) + "\n"
+                             for p in ("mary ", "it ", "the ", "to ")), encoding="utf-8")
+    assert main(["dpo", str(base), "--data", str(pairs), "--out", str(tmp_path / "dpo"), "--lora-rank", "2",
+                 "--max-iters", "2", "--val-fraction", "0", "--batch-size", "2", "--threads", "1",
+                 "--no-progress"]) == 0
+    assert "LoRA rank 2 on attn.qkv,attn.proj (" in capsys.readouterr().out
+    assert (tmp_path / "dpo" / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_sft_trains_adapters_by_the_same_flags(runs, tmp_path, capsys):
     base, _ = runs("custom")
+    capsys.readouterr()
     chats = tmp_path / "chats.jsonl"
     chats.write_text(json.dumps({"messages": [{"role": "user", "content": "mary"},
                                               {"role": "assistant", "content": "had a"}]}) + "\n", encoding="utf-8")
@@ -153,13 +171,6 @@ def test_sft_trains_adapters_by_the_same_flags(runs, tmp_path, capsys):
 
 
 # ---- bad input: one line each, nothing saved lost ----------------------------------------------------------
-
-def one_line(code, err, *fragments):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("tinygpt: error: "), (code, err)
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
 
 @pytest.mark.parametrize("flags, fragment", [
     (["--lora-rank", "0"], "--lora-rank 0 trains no adapter; give a rank of 1 or more"),
@@ -174,10 +185,10 @@ def one_line(code, err, *fragments):
 def test_a_lora_request_the_model_cannot_take_is_one_line_and_the_old_run_stays(runs, tmp_path, capsys, flags,
                                                                                 fragment):
     base, adapted = runs("custom")
-    before = {p: p.read_bytes() for p in adapted.rglob("*") if p.is_file() and p.name != ".lock"}
+    before = checksums(adapted)
     code = main(["train", "--init-from", str(base), "--out", str(adapted), "--overwrite", "--max-iters", "2", *flags])
     one_line(code, capsys.readouterr().err, fragment)
-    assert {p: p.read_bytes() for p in adapted.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    assert checksums(adapted) == before
 
 
 def test_lora_without_a_trained_model_or_on_another_architecture_is_refused(text, tmp_path, capsys):
