@@ -89,7 +89,8 @@ def test_the_merged_weights_are_the_base_plus_scale_times_B_A(runs):
             expected = base_state[f"{name}.weight"] + (8.0 / 4) * B @ A
             assert torch.allclose(merged[f"{name}.weight"], expected, atol=1e-6)
             assert not torch.allclose(merged[f"{name}.weight"], base_state[f"{name}.weight"], atol=1e-4)
-    assert torch.allclose(logits(adapted, IDS), logits(adapted, IDS, checkpoint="best"), atol=1e-6)
+    # checkpoints/latest holds base and adapters apart: loading it merges them (training stopped at its best step)
+    assert torch.allclose(logits(adapted, IDS), logits(adapted, IDS, checkpoint="latest"), atol=1e-6)
 
 
 @pytest.mark.parametrize("form", ["custom", "gpt2"])
@@ -198,6 +199,10 @@ def test_lora_without_a_trained_model_or_on_another_architecture_is_refused(text
     one_line(main(["train", "--init-from", str(tmp_path / "bigram"), "--lora-rank", "2"]), capsys.readouterr().err,
              "LoRA adapts a GPT's projections, and", "is a bigram model")
     assert not (tmp_path / "r").exists()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "mary ", "chosen": "had", "rejected": "was"}) + "\n", encoding="utf-8")
+    one_line(main(["reward", str(tmp_path / "bigram"), "--data", str(pairs), "--lora-rank", "2"]),
+             capsys.readouterr().err, "a reward model trains its new scoring head whole", "leave out --lora-rank")
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
