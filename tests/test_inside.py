@@ -4,6 +4,7 @@ row, the temperature slider's softmax, the logit lens."""
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,95 @@ def test_the_logit_lens_last_layer_is_the_models_own_prediction(page, rhyme):
     with torch.no_grad():
         out, _ = rhyme.model(torch.tensor([rhyme.encode(TEXT)]))
     assert shown == out[0].argmax(-1).tolist()
+
+
+# ---- watching a run learn ---------------------------------------------------------------------------------
+
+TINY = ["--n-layer", "2", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4", "--threads", "1",
+        "--no-progress", "--sample-tokens", "0"]
+
+
+@pytest.fixture
+def short_run(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", "rhyme", "--out", str(run_dir), "--max-iters", "20", "--eval-interval", "10",
+                 *TINY]) == 0
+    return run_dir
+
+
+def watched(run_dir):
+    from tinygpt.serve.watch import Watcher
+
+    engine = Engine({"run": tinygpt.load(run_dir, checkpoint="latest")}).start()
+    return engine, Watcher(engine, "run", run_dir, every=0.05).start()
+
+
+def test_a_checkpoint_caught_half_written_is_never_loaded(short_run):
+    engine, watcher = watched(short_run)
+    try:
+        model = engine.runs["run"].model
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        latest = short_run / "checkpoints" / "latest.safetensors"
+        whole = latest.read_bytes()
+        watcher.stop()  # look by hand from here
+        flipped = bytearray(whole)
+        flipped[-100] ^= 0xFF  # one byte of the tensors changed: the checksum no longer matches
+        for damaged in (whole[: len(whole) // 2], bytes(flipped)):  # cut short; written wrong
+            latest.write_bytes(damaged)
+            assert watcher.look() is False and "latest.safetensors" in watcher.problem
+            assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # still the old weights
+        assert watcher.step == 20 and watcher.status()["problem"]
+        latest.write_bytes(whole)  # put back, so that training can resume from it
+        assert main(["train", "--resume", str(short_run), "--max-iters", "30", "--eval-interval", "10", *TINY]) == 0
+        assert watcher.look() is True and watcher.step == 30 and watcher.status()["problem"] is None
+        assert not all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+        want = tinygpt.load(short_run, checkpoint="latest").model.state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())  # exactly what training saved
+    finally:
+        watcher.stop()
+        engine.stop()
+
+
+def test_watch_refuses_a_run_it_does_not_watch(client):
+    r = client.get("/watch")
+    assert r.status_code == 400 and "is not being watched" in r.json()["error"]["message"]
+
+
+def test_the_page_follows_a_run_as_it_trains(short_run, capsys):
+    import subprocess
+    import sys
+
+    pytest.importorskip("selenium.webdriver")
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} with {CHROMEDRIVER}")
+    engine, watcher = watched(short_run)
+    server = Server(create_app(engine, quiet=True, local_only=True, watchers={"run": watcher}), "127.0.0.1", 0).start()
+    driver = browser()
+    try:
+        driver.get(server.url + "/#inside")
+        wait(lambda: driver.find_element("id", "inside").get_attribute("data-step") == "20")
+        assert driver.find_element("id", "inside-watch").is_displayed()
+        training = subprocess.Popen([sys.executable, "-m", "tinygpt", "train", "--resume", str(short_run),
+                                     "--max-iters", "400", "--eval-interval", "20", *TINY],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        steps = set()
+        while training.poll() is None:
+            steps.add(driver.find_element("id", "inside").get_attribute("data-step"))
+            time.sleep(0.1)
+        assert training.returncode == 0, training.stderr.read()
+        wait(lambda: driver.find_element("id", "inside").get_attribute("data-step") == "400", timeout=10)
+        assert len(steps - {"20", ""}) >= 2  # the page showed steps between the first and the last
+        assert int(driver.find_element("id", "inside-watch").get_attribute("data-step")) == 400
+        rows = driver.find_elements("css selector", "#inside-lens tr")[1:]
+        shown = [int(td.get_attribute("data-id")) for td in rows[-1].find_elements("css selector", "td")]
+        final = tinygpt.load(short_run, checkpoint="latest")
+        ids = [int(c.find_element("css selector", ".id").text) for c in
+               driver.find_elements("css selector", "#inside-tokens .chip")]
+        with torch.no_grad():
+            out, _ = final.model(torch.tensor([ids]))
+        assert shown == out[0].argmax(-1).tolist()  # the page shows the last checkpoint's own predictions
+    finally:
+        driver.quit()
+        server.stop()
+        watcher.stop()
+        engine.stop()

@@ -28,6 +28,10 @@ def add_parsers(sub):
                    "(default: 1024)")
     p.add_argument("--threads", type=thread_count, default=None,
                    help="CPU threads for the model (default: PyTorch's; 1 is faster on a busy machine)")
+    p.add_argument("--watch", action="store_true",
+                   help="follow runs that tinygpt train is still writing: serve their latest checkpoint, load each "
+                   "new one as it is saved, and show the loss curves and the newest weights in the playground's "
+                   "Inside mode (waits for a run's first checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
     p.set_defaults(func=serve)
@@ -50,11 +54,19 @@ def serve(args) -> int:
     steady_malloc()  # before the engine's and uvicorn's threads: a long-running server's memory stays flat
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    runs = load_runs(args.runs, device=args.device, checkpoint=args.checkpoint)
+    if args.watch:
+        wait_for_checkpoints(args.runs)
+    runs = load_runs(args.runs, device=args.device, checkpoint="latest" if args.watch else args.checkpoint)
     engine = Engine(runs, max_batch=args.max_batch, max_waiting=args.max_waiting)
     local = args.host in LOOPBACK
+    watchers = {}
+    if args.watch:
+        from ..serve.watch import Watcher
+
+        engine.start()  # a watcher swaps weights on the engine's thread
+        watchers = {name: Watcher(engine, name, path).start() for name, path in zip(runs, args.runs)}
     app = create_app(engine, api_key=args.api_key, cors=args.cors, max_tokens=args.max_tokens, quiet=args.quiet,
-                     local_only=local)
+                     local_only=local, watchers=watchers)
     server = Server(app, args.host, args.port)
     warning = exposure_warning(args.host, args.api_key)
     if warning:
@@ -64,15 +76,38 @@ def serve(args) -> int:
     print(f"serving {', '.join(runs)} at {server.url}/v1 (playground: {server.url}/); Ctrl-C stops")
     print(f"try: curl {server.url}/v1/completions -H 'Content-Type: application/json'{key} "
           f"-d '{{\"model\": \"{name}\", \"prompt\": \"\", \"max_tokens\": 20}}'", flush=True)
-    engine.start()
+    if watchers:
+        print(f"watching {', '.join(runs)}: each new checkpoint is loaded as training saves it (the Inside mode "
+              f"shows it: {server.url}/#inside)", flush=True)
+    else:
+        engine.start()
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl-C on
         pass
     finally:
+        for watcher in watchers.values():
+            watcher.stop()
         engine.stop()
     print("tinygpt: server stopped", file=sys.stderr)
     return 0
+
+
+def wait_for_checkpoints(paths, every: float = 0.5):
+    """--watch may start before training has saved anything: wait (Ctrl-C stops) until every run has its
+    settings and a first checkpoint, saying so once."""
+    import time
+
+    from ..store.rundir import RunDir
+
+    waiting = [RunDir(p) for p in paths]
+    said = False
+    while waiting := [r for r in waiting if not (r.config_path.is_file() and r.checkpoint_path("latest").is_file())]:
+        if not said:
+            print(f"waiting for the first checkpoint of {', '.join(str(r) for r in waiting)} (start tinygpt train "
+                  f"--out {waiting[0]} in another terminal)", flush=True)
+            said = True
+        time.sleep(every)
 
 
 def exposure_warning(host: str, api_key: str | None) -> str | None:

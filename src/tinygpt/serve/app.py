@@ -21,7 +21,7 @@ from functools import partial
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -31,43 +31,29 @@ from ..core.version import __version__
 from ..generation import SamplingConfig
 from ..generation.chat import run_chat_format
 from ..generation.sampling import BadKnob
-from ..viz.inside import inside
 from .engine import Busy, Chunk, Engine
 from .engine import Request as Job
-from .inside import InsideRequest
-from .openapi import GENERATES, INSIDE, answers, openapi_schema, takes
-from .responses import ChatCompletion, Completion, sse
+from .inside import add_inside_routes
+from .openapi import GENERATES, answers, openapi_schema, takes
+from .responses import ApiError, ChatCompletion, Completion, sse
 from .schemas import ChatRequest, CompletionRequest, Sampling
 from .tokenizing import DetokenizeRequest, TokenizeRequest, tokenizer_info
 
 MAX_BODY = 1 << 20  # bytes: a megabyte of JSON is far more text than any tinygpt model reads
 
 
-class ApiError(Exception):
-    """A refused request: its HTTP status and the fields of OpenAI's error object."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error", headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-        self.headers = headers
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
 def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (), max_tokens: int = 1024,
-               max_body: int = MAX_BODY, quiet: bool = False, local_only: bool = False) -> FastAPI:
+               max_body: int = MAX_BODY, quiet: bool = False, local_only: bool = False,
+               watchers: dict | None = None) -> FastAPI:
     """The FastAPI app serving `engine`'s runs.
 
     api_key: every /v1 request must carry `Authorization: Bearer KEY`. cors: origins allowed to call
     the API from their pages (none by default). max_tokens: the most a request may ask for.
     local_only: answer only requests addressed to 127.0.0.1 or localhost (a page elsewhere cannot
-    reach the server through DNS rebinding).
+    reach the server through DNS rebinding). watchers: {name: Watcher} of the runs followed as they train
+    (`--watch`, watch.py), for /watch.
     """
+    watchers = watchers or {}
     # The API's schema at /openapi.json (FastAPI's), for clients and fuzzers; no /docs page, which would
     # fetch its scripts from a CDN.
     app = FastAPI(title="tinygpt", version=__version__, docs_url=None, redoc_url=None)
@@ -104,7 +90,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, e: HTTPException):
         message = ("no such route; the API is /v1/models, /v1/completions and /v1/chat/completions (and /tokenize, "
-                   "/detokenize, /tokenizer_info, /inside)")
+                   "/detokenize, /tokenizer_info, /inside, /watch)")
         return ApiError(e.status_code, message if e.status_code == 404 else str(e.detail)).response()
 
     def authorize(request: Request):
@@ -200,7 +186,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         run = engine.runs[name]
         return {"id": name, "object": "model", "created": created, "owned_by": "tinygpt",
                 "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
-                            "tokenizer": run.tokenizer.kind}}
+                            "tokenizer": run.tokenizer.kind, "watched": name in watchers}}
 
     @app.get("/v1/models", responses=answers(401))
     async def models(request: Request):
@@ -240,18 +226,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         _, run = served(body.model)
         return {"prompt": run.tokenizer.decode(known_ids(run, body.tokens, "tokens"))}
 
-    @app.post("/inside", openapi_extra=takes(InsideRequest), responses=INSIDE)
-    async def look_inside(request: Request):
-        authorize(request)
-        body = await read(request, InsideRequest)
-        _, run = served(body.model)
-        if body.layer is not None and body.layer > run.model_config.n_layer:
-            raise ApiError(400, f"layer: this model's layers are 1 to {run.model_config.n_layer} (its n_layer), "
-                           f"not {body.layer}", param="layer")
-        try:  # on the engine's thread, between steps: the hooks of a trace must not see a batch's forward pass
-            return await asyncio.wrap_future(engine.call(partial(inside, run, body.text, body.layer)))
-        except TinyGPTError as e:  # a text the tokenizer cannot read, a model with nothing inside to show
-            raise ApiError(400, str(e)) from None
+    add_inside_routes(app, engine, watchers, authorize, read, served)
 
     @app.get("/v1/models/{model}", responses=answers(401, 404))
     async def model(request: Request, model: str):

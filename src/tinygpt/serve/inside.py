@@ -14,14 +14,59 @@ inside never races a batch being decoded. `model` may be left out when one model
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
 
-from pydantic import Field
+from fastapi import FastAPI, Request
 
-from .schemas import _Body
+from ..core.errors import TinyGPTError
+from ..viz.inside import inside
+from .engine import Engine
+from .openapi import answers, takes
+from .responses import ApiError
+from .schemas import InsideRequest
+
+# What /inside answers (viz/inside.py builds it), for notebooks and fuzzers; a layer request answers {layer, attention}.
+_LIST = {"type": "array"}
+INSIDE = {200: {"description": "the Inside view of the text: viz.inside.inside's dict", "content": {
+    "application/json": {"schema": {"type": "object", "properties": {
+        "tokens": {**_LIST, "items": {"type": "string"}}, "ids": {**_LIST, "items": {"type": "integer"}},
+        "note": {"type": "string"}, "arch": {"type": "string"}, "causal": {"type": "boolean"},
+        "config": {"type": "object"}, "stages": _LIST,
+        "attention": {"description": "[layer][head][t][s]: how much position t reads position s; null when too "
+                                     "large to send whole (ask with layer)", "type": ["array", "null"]},
+        "layer": {"type": "integer"}, "lens": _LIST, "next": {"type": "object"}, "embeddings": {"type": "object"}}}}}},
+    **answers(400, 401, 404, 413, 415)}
 
 
-class InsideRequest(_Body):
-    text: str = Field(min_length=1, max_length=1 << 16)
-    model: str | None = None
-    layer: Annotated[int, Field(ge=1)] | None = None  # only this layer's attention maps (1 = the first block)
+def add_inside_routes(app: FastAPI, engine: Engine, watchers: dict, authorize, read, served):
+    """POST /inside and GET /watch on `app`, with create_app's own checks: `authorize(request)` (the API key),
+    `read(request, schema)` (the JSON body) and `served(model)` (name, run)."""
+
+    @app.post("/inside", openapi_extra=takes(InsideRequest), responses=INSIDE)
+    async def look_inside(request: Request):
+        authorize(request)
+        body = await read(request, InsideRequest)
+        name, run = served(body.model)
+        if body.layer is not None and body.layer > run.model_config.n_layer:
+            raise ApiError(400, f"layer: this model's layers are 1 to {run.model_config.n_layer} (its n_layer), "
+                           f"not {body.layer}", param="layer")
+        watcher = watchers.get(name)
+
+        def look():  # on the engine's thread, between steps: a trace's hooks must not see a batch's forward pass
+            view = inside(run, body.text, body.layer)
+            return view if watcher is None else {**view, "step": watcher.step}  # the weights' step, read with them
+
+        try:
+            return await asyncio.wrap_future(engine.call(look))
+        except TinyGPTError as e:  # a text the tokenizer cannot read, a model with nothing inside to show
+            raise ApiError(400, str(e)) from None
+
+    @app.get("/watch", responses=answers(400, 401, 404))
+    async def watch(request: Request, model: str | None = None):
+        """The followed run's newest weights (their step, when written and loaded) and its metrics so far."""
+        authorize(request)
+        name, _ = served(model)
+        if name not in watchers:
+            raise ApiError(400, f"{name} is not being watched: serve it with tinygpt serve RUN --watch to follow a "
+                           "run as it trains", param="model")
+        return watchers[name].status()

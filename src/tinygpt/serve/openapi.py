@@ -11,8 +11,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from .engine import Engine
-from .inside import InsideRequest
-from .schemas import ChatRequest, CompletionRequest
+from .schemas import ChatRequest, CompletionRequest, InsideRequest
 from .tokenizing import DetokenizeRequest, TokenizeRequest
 
 
@@ -94,17 +93,3 @@ def _integer_items(*schemas: dict):
         for key in ("items", "anyOf"):
             part = schema.get(key)
             yield from _integer_items(*(part if isinstance(part, list) else [part] if part else []))
-
-
-# What /inside answers (viz/inside.py builds it), for notebooks and fuzzers; a layer request answers {layer, attention}.
-_LIST = {"type": "array"}
-INSIDE = {200: {"description": "the Inside view of the text: viz.inside.inside's dict", "content": {
-    "application/json": {"schema": {"type": "object", "properties": {
-        "tokens": {**_LIST, "items": {"type": "string"}}, "ids": {**_LIST, "items": {"type": "integer"}},
-        "note": {"type": "string"}, "arch": {"type": "string"}, "causal": {"type": "boolean"},
-        "config": {"type": "object"}, "stages": _LIST,
-        "attention": {"description": "[layer][head][t][s]: how much position t reads position s; null when too "
-                                     "large to send whole (ask with layer)", "type": ["array", "null"]},
-        "layer": {"type": "integer"}, "lens": _LIST, "next": {"type": "object"}, "embeddings": {"type": "object"}}}}}},
-    **answers(400, 401, 404, 413, 415)}
-

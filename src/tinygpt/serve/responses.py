@@ -1,4 +1,5 @@
-"""OpenAI's response shapes: whole answers, streamed chunks (server-sent events), usage and logprobs.
+"""OpenAI's response shapes: whole answers, streamed chunks (server-sent events), usage and logprobs,
+and the error object of every refusal (ApiError).
 
 /v1/completions answers with choices of `text` and the legacy logprobs (tokens, token_logprobs,
 top_logprobs, text_offset); /v1/chat/completions with an assistant `message` (a `delta` when
@@ -11,8 +12,26 @@ import json
 import time
 import uuid
 
+from fastapi.responses import JSONResponse
+
 from .engine import Chunk
 from .engine import Request as Job
+
+
+class ApiError(Exception):
+    """A refused request: its HTTP status and the fields of OpenAI's error object."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = headers
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def sse(event: dict) -> str:

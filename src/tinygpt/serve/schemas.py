@@ -145,3 +145,11 @@ class ChatRequest(Sampling):
     max_completion_tokens: int | None = Field(None, ge=0)  # the newer name of max_tokens
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class InsideRequest(_Body):
+    """POST /inside (serve/inside.py): a text to look inside the model with."""
+
+    text: str = Field(min_length=1, max_length=1 << 16)
+    model: str | None = None
+    layer: Annotated[int, Field(ge=1)] | None = None  # only this layer's attention maps (1 = the first block)

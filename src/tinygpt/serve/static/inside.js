@@ -33,10 +33,10 @@ const Inside = (() => {
       $("inside-error").textContent = e.message;
       return;
     }
+    const again = view && view.ids.join() === answer.ids.join();  // the same text, newer weights: keep the picks
     view = answer;
     maps = view.attention || [];
-    chosen = {layer: 0, head: 0};
-    focus = view.tokens.length - 1;
+    if (!again) { chosen = {layer: 0, head: 0}; focus = view.tokens.length - 1; }
     drawAll();
     // Too many weights to send at once: each layer comes on its own, first to last.
     for (let layer = maps.length; layer < view.config.n_layer; layer++) {
@@ -49,7 +49,10 @@ const Inside = (() => {
     }
     const seconds = (performance.now() - started) / 1000;
     $("inside-status").textContent = `${view.tokens.length} tokens, ${view.config.n_layer} layers x ` +
-      `${view.config.n_head} heads, on screen in ${seconds.toFixed(2)} s`;
+      `${view.config.n_head} heads, on screen in ${seconds.toFixed(2)} s` +
+      (view.step !== undefined ? ` (the weights of step ${view.step})` : "");
+    $("inside").dataset.step = view.step === undefined ? "" : view.step;
+    $("inside").dataset.seconds = seconds;
     $("inside").dataset.ready = "1";  // for tests and scripts: every part is drawn
   }
 
@@ -260,6 +263,52 @@ const Inside = (() => {
       `${(100 * e.explained[1]).toFixed(0)}% of the embeddings' variance; the text's tokens in orange`;
   }
 
+  // ---- watching a run learn (tinygpt serve RUN --watch) ---------------------------------------------
+
+  let watching = null;  // the interval polling /watch
+
+  function watch(model) {
+    clearInterval(watching); watching = null;
+    $("inside-watch").classList.toggle("hidden", !model);
+    if (!model) return;
+    const poll = async () => {
+      const r = await fetch("/watch?model=" + encodeURIComponent(model), {headers: headers()});
+      const status = await r.json();
+      if (!r.ok) { $("inside-watch-step").textContent = status.error.message; return; }
+      $("inside-watch").dataset.step = status.step;
+      const ago = status.written_at ? ((Date.now() / 1000 - status.written_at).toFixed(0) + " s ago") : "";
+      $("inside-watch-step").textContent = `step ${status.step}, written ${ago}` + (status.problem ? ` (${status.problem})` : "");
+      drawCurves(status.metrics);
+      // New weights: look again at the same text (only one look at a time).
+      if (view && status.step !== view.step && !looking) { looking = true; try { await look(); } finally { looking = false; } }
+    };
+    poll();
+    watching = setInterval(poll, 1000);
+  }
+  let looking = false;
+
+  function drawCurves(records) {
+    const canvas = $("inside-curves"), w = canvas.width = 560, h = canvas.height = 180, pad = 30;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+    const series = [["train_loss", "#2f6fde"], ["val_loss", "#d9480f"]]
+      .map(([key, colour]) => [key, colour, records.filter((r) => typeof r[key] === "number").map((r) => [r.step, r[key]])])
+      .filter(([, , points]) => points.length);
+    const all = series.flatMap(([, , points]) => points);
+    if (!all.length) return;
+    const x1 = Math.max(1, ...all.map((p) => p[0])), y0 = Math.min(...all.map((p) => p[1])), y1 = Math.max(...all.map((p) => p[1]));
+    const sx = (x) => pad + (w - 2 * pad) * x / x1, sy = (y) => h - pad - (h - 2 * pad) * (y - y0) / ((y1 - y0) || 1);
+    ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#6b7280";
+    ctx.fillText(y1.toFixed(2), 2, sy(y1) + 4); ctx.fillText(y0.toFixed(2), 2, sy(y0) + 4);
+    ctx.fillText("step " + x1, w - pad - 40, h - 8);
+    series.forEach(([key, colour, points], i) => {
+      ctx.strokeStyle = colour; ctx.lineWidth = 2; ctx.beginPath();
+      points.forEach(([x, y], j) => (j ? ctx.lineTo(sx(x), sy(y)) : ctx.moveTo(sx(x), sy(y))));
+      ctx.stroke();
+      ctx.fillStyle = colour; ctx.fillText(key, pad + 8 + 80 * i, 14);
+    });
+  }
+
   function start() {
     $("inside-look").addEventListener("click", look);
     $("inside-text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) look(); });
@@ -268,5 +317,5 @@ const Inside = (() => {
     }
   }
 
-  return {start, look};
+  return {start, look, watch};
 })();
