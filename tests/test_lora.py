@@ -139,6 +139,8 @@ def test_an_adapter_run_samples_evaluates_and_exports_as_any_run(runs, tmp_path,
     assert main(["eval", str(adapted)]) == 0  # the merged weights score what training's last evaluation did
     assert capsys.readouterr().out.startswith(f"val loss {RunDir(adapted).read_metrics()[-1]['val_loss']:.4f} ")
     assert main(["export", str(adapted), "--to", "hf", "--out", str(tmp_path / "merged")]) == 0
+    assert f"note: the LoRA adapters are merged into these weights; {adapted / 'adapter'} holds them alone" in \
+        capsys.readouterr().out
     exported = load_file(tmp_path / "merged" / "model.safetensors")
     merged = load_file(RunDir(adapted).weights_path)
     assert all(torch.equal(exported[k], merged[k].float()) for k in merged)  # export writes the merged weights

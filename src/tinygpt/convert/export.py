@@ -3,7 +3,8 @@
     hf    a folder for Hugging Face transformers (convert/hf_export.py)
     gguf  one file for llama.cpp and the tools built on it (convert/gguf_export.py)
 
-What the two writers share (the run read and checked, the --out rule, the report) is source.py.
+What the two writers share (the run read and checked, the --out rule, the report) is source.py. A LoRA
+run exports its merged weights, as it loads (model/lora.py), and the report says so.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import TinyGPTError
+from ..store.rundir import RunDir
 from .source import default_out
 
 FORMATS = {"hf": "a folder for Hugging Face transformers", "gguf": "one GGUF file for llama.cpp"}
@@ -26,7 +28,13 @@ def export(run_dir, to: str = "hf", out=None, force: bool = False):
     if to == "hf":
         from .hf_export import export_hf
 
-        return export_hf(run_dir, out, force)
-    from .gguf_export import export_gguf
+        done = export_hf(run_dir, out, force)
+    else:
+        from .gguf_export import export_gguf
 
-    return export_gguf(run_dir, out, force)
+        done = export_gguf(run_dir, out, force)
+    run = RunDir(run_dir)
+    if run.read_config().train.lora_rank:  # a LoRA run: what it loads, and so what it exports, is its merged weights
+        done.notes.append(f"the LoRA adapters are merged into these weights; {run.adapter_dir} holds them alone, in "
+                          "PEFT's format, for the export of the run they adapt")
+    return done
