@@ -162,9 +162,16 @@ class DirectPreference(Objective):
         self.data_info["reference_checksum"] = checksum
 
     def score_reference(self, reference, runtime):
-        """The reference's log-probabilities of every pair's replies, computed once."""
-        chosen, rejected, _ = self.pair_logps(reference, torch.arange(len(self.reference)), runtime, share=False)
-        self.reference = torch.stack([chosen, rejected], dim=1)  # (N, 2)
+        """The reference's log-probabilities of every pair's replies, computed once. In the same pieces as an
+        exact evaluation scores the policy (the training pairs it scores, the rest, the held-out ones): the
+        float sums of a row depend on the rows computed with it, so at step 0, where the policy is the
+        reference, every reward is exactly 0."""
+        n = self.eval_train_pairs()
+        pieces = [(0, n), (n, self.n_train), (self.n_train, self.n_train + self.n_val)]
+        for start, end in pieces:
+            if end > start:
+                chosen, rejected, _ = self.pair_logps(reference, torch.arange(start, end), runtime, share=False)
+                self.reference[start:end] = torch.stack([chosen, rejected], dim=1)  # (end - start, 2)
 
     # ------------------------------------------------------------------ what the loop asks
 
@@ -208,7 +215,7 @@ class DirectPreference(Objective):
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
         """The loss and TRL's statistics on the validation pairs and on as many training pairs."""
         cfg = self.cfg
-        n = self.n_val if self.has_validation else self.n_train
+        n = self.eval_train_pairs()
         losses = {}
         for split, prefix, picked in (("train", "", torch.arange(n)),
                                       ("val", "eval_", torch.arange(self.n_train, self.n_train + self.n_val))):
@@ -220,6 +227,10 @@ class DirectPreference(Objective):
             losses.update({prefix + name: found.get(name) for name in STATS})
         score = losses["val_loss"] if losses["val_loss"] is not None else losses["train_loss"]
         return Evaluation(losses, score)
+
+    def eval_train_pairs(self) -> int:
+        """How many training pairs (the first ones) an exact evaluation scores: as many as are held out, or all."""
+        return min(self.n_val, self.n_train) if self.has_validation else self.n_train
 
     def report(self, record: dict) -> str:
         val = f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "n/a"
