@@ -297,7 +297,7 @@ def run_demo(out: str | Path = "runs/demo-assistant", seed: int = 0, quick: bool
                             f"{a['test_pairs']['pairs']} held-out pairs")
     rl = stages.timed(4, "rl", f"reinforce the sft model against the grader (GRPO), {steps['rl']:,} steps",
                       reinforcement, scored)
-    dpo = stages.timed(5, "dpo", f"or: DPO of the sft model on the reward model's pairs, {steps['dpo']:,} steps",
+    dpo = stages.timed(5, "dpo", f"the other road from sft, DPO on the reward model's pairs, {steps['dpo']:,} steps",
                        direct, lambda d: f"{scored(d)}; pair accuracy {d['accuracy']:.3f} on {d['pairs']} held-out "
                        "pairs")
     times = stages.times
