@@ -184,6 +184,7 @@ def test_sft_trains_adapters_by_the_same_flags(runs, tmp_path, capsys):
     (["--lora-rank", "4", "--lora-alpha", "0"], "lora_alpha must be above 0"),
     (["--lora-rank", "4", "--lora-dropout", "1"], "lora_dropout must be in [0, 1), got 1.0"),
     (["--lora-rank", "4", "--attention", "heads"], "add --attention fused"),
+    (["--lora-rank", "4", "--optimizer", "muon"], "use --optimizer adamw with --lora-rank"),
 ])
 def test_a_lora_request_the_model_cannot_take_is_one_line_and_the_old_run_stays(runs, tmp_path, capsys, flags,
                                                                                 fragment):

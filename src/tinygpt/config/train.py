@@ -166,6 +166,9 @@ class TrainConfig:
         if unknown:
             raise TinyGPTError(f"--lora-targets names {unknown[0]!r}, not a projection LoRA adapts; name some of "
                                f"{', '.join(LORA_TARGETS)} (comma-separated), or all")
+        if self.lora_rank and self.optimizer == "muon":
+            raise TinyGPTError("Muon orthogonalises the update of a whole weight matrix, and LoRA trains two thin "
+                               "factors of one; use --optimizer adamw with --lora-rank (PEFT's choice too)")
         if self.lora_rank and self.parallel == "fsdp":
             raise TinyGPTError("LoRA keeps the whole frozen base on every process: use --parallel ddp with "
                                "--lora-rank, not fsdp")
