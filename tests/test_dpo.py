@@ -142,6 +142,8 @@ def test_a_dpo_run_stopped_and_resumed_equals_one_never_stopped(char_run, tmp_pa
     strip = lambda records: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
     assert strip(RunDir(tmp_path / "stopped").read_metrics()) == strip(RunDir(tmp_path / "straight").read_metrics())
     assert straight.val_loss < math.log(2)  # it learnt
+    saved = [RunDir(tmp_path / name).read_config().data for name in ("straight", "stopped")]
+    assert saved[0]["reference_checksum"] == saved[1]["reference_checksum"]  # kept for `tinygpt eval`
 
 
 def test_ipo_trains_through_the_same_loop(char_run, tmp_path):

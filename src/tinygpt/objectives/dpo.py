@@ -143,6 +143,8 @@ class DirectPreference(Objective):
                 "truncated": len(cut), "chat_template": run.chat_template_path.name if chat else "",
                 "dpo": asdict(dpo), "notes": notes}
         checksum = (saved or {}).get("reference_checksum", "")
+        if checksum:  # a resumed run records it again
+            info["reference_checksum"] = checksum
         return cls(cfg, dpo, tokenizer, chat, rows, n_val, block_size, info, notes, resume, checksum)
 
     def describe(self) -> str:
