@@ -181,6 +181,8 @@ def test_sft_trains_adapters_by_the_same_flags(runs, tmp_path, capsys):
     (["--lora-rank", "17"], "--lora-rank 17 is more than attn.qkv can hold: its weight is 48 x 16, so an update of "
                             "it has rank at most 16; choose a rank from 1 to 16"),
     (["--lora-rank", "4", "--lora-targets", "attn.q"], "--lora-targets names 'attn.q', not a projection LoRA adapts"),
+    (["--lora-rank", "4", "--lora-targets", ","], "--lora-targets names no projection; name some of attn.qkv"),
+    (["--lora-rank", "4", "--lora-targets", "all,mlp.fc"], "--lora-targets names all beside other projections"),
     (["--lora-rank", "4", "--lora-alpha", "0"], "lora_alpha must be above 0"),
     (["--lora-rank", "4", "--lora-dropout", "1"], "lora_dropout must be in [0, 1), got 1.0"),
     (["--lora-rank", "4", "--attention", "heads"], "add --attention fused"),

@@ -161,11 +161,13 @@ class TrainConfig:
                                f"{self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise TinyGPTError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        named = [t.strip() for t in self.lora_targets.split(",") if t.strip()] or [""]
+        named = [t.strip() for t in self.lora_targets.split(",") if t.strip()]
         unknown = [] if named == ["all"] else [t for t in named if t not in LORA_TARGETS]
-        if unknown:
-            raise TinyGPTError(f"--lora-targets names {unknown[0]!r}, not a projection LoRA adapts; name some of "
-                               f"{', '.join(LORA_TARGETS)} (comma-separated), or all")
+        if unknown or not named:
+            what = ("names no projection" if not named else "names all beside other projections (all names every one)"
+                    if unknown[0] == "all" else f"names {unknown[0]!r}, not a projection LoRA adapts")
+            raise TinyGPTError(f"--lora-targets {what}; name some of {', '.join(LORA_TARGETS)} (comma-separated), "
+                               "or all")
         if self.lora_rank and self.optimizer == "muon":
             raise TinyGPTError("Muon orthogonalises the update of a whole weight matrix, and LoRA trains two thin "
                                "factors of one; use --optimizer adamw with --lora-rank (PEFT's choice too)")
