@@ -156,7 +156,7 @@ def reward(base: str = "", data: str = "", out: str = "", resume: str = "", conf
     settings["sample_tokens"] = 0
     if coerce("lora_rank", settings.get("lora_rank", 0)):
         raise TinyGPTError("a reward model trains its new scoring head whole, and LoRA adapts a language model "
-                           "(train --init-from, sft, rl); leave out lora_rank")
+                           "(train --init-from, sft, dpo, rl); leave out lora_rank")
 
     def arch_problem(arch):
         if arch != "gpt":

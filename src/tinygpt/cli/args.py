@@ -158,7 +158,7 @@ def not_here(command: str | None, flag: str) -> str:
         return f"a reward model scores text and writes none; leave out {flag}"
     if name in LORA:
         return (f"a reward model trains its new scoring head whole, and LoRA adapts a language model (train "
-                f"--init-from, sft, rl); leave out {flag}")
+                f"--init-from, sft, dpo, rl); leave out {flag}")
     return (f"{flag} is not a setting of `tinygpt {command}`: the model's shape and tokenizer come from the run it "
             "starts from")
 
