@@ -79,16 +79,17 @@ def check_lora(cfg: ModelConfig, train_cfg: TrainConfig, source: str = "the mode
     if cfg.attention != "fused":
         raise TinyGPTError(f"LoRA adapts the fused query/key/value projection, and {source} computes attention "
                            "head by head; add --attention fused (the same function from the same weights)")
-    r = train_cfg.lora_rank
+    r, present = train_cfg.lora_rank, shapes(cfg)
     for name in targets(train_cfg):
-        shape = shapes(cfg)[name]
-        if shape is None:
+        if present[name] is None:
             raise TinyGPTError(f"--lora-targets names {name}, which {source}'s blocks do not have; choose from "
-                               f"{', '.join(n for n, s in shapes(cfg).items() if s)}")
-        if r > min(shape):
-            raise TinyGPTError(f"--lora-rank {r} is more than {name} can hold: its weight is {shape[1]} x {shape[0]}, "
-                               f"so an update of it has rank at most {min(shape)}; choose a rank from 1 to "
-                               f"{min(min(s) for s in shapes(cfg).values() if s)}")
+                               f"{', '.join(n for n, s in present.items() if s)}")
+    for name in targets(train_cfg):
+        (fan_in, fan_out), most = present[name], min(min(present[t]) for t in targets(train_cfg))
+        if r > min(fan_in, fan_out):
+            raise TinyGPTError(f"--lora-rank {r} is more than {name} can hold: its weight is {fan_out} x {fan_in}, so "
+                               f"an update of it has rank at most {min(fan_in, fan_out)}; choose a rank from 1 to "
+                               f"{most}")
 
 
 def add_lora(model: nn.Module, train_cfg: TrainConfig) -> int:
