@@ -47,7 +47,11 @@ def test_inside_gives_inspects_attention_and_the_models_own_prediction(client, r
     view = client.post("/inside", json={"text": TEXT}).json()
     want = inspected(capsys, tmp_path, rhyme_run.out_dir, TEXT)
     assert view["tokens"] == want["tokens"] and view["ids"] == want["ids"]
-    assert view["attention"] == want["attention"]["weights"]  # (n_layer, n_head, T, T), the same rounding
+    # (n_layer, n_head, T, T) with the same rounding; a causal model's rows stop at their position (the rest is 0)
+    assert view["attention"] == [[[row[: t + 1] for t, row in enumerate(head)] for head in layer]
+                                 for layer in want["attention"]["weights"]]
+    assert all(w == 0 for layer in want["attention"]["weights"] for head in layer for t, row in enumerate(head)
+               for w in row[t + 1:])
     cfg = rhyme.model_config
     assert view["config"] == {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
                               "head_size": cfg.n_embd // cfg.n_head, "block_size": cfg.block_size,

@@ -15,11 +15,13 @@ inside never races a batch being decoded. `model` may be left out when one model
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from ..core.errors import TinyGPTError
-from ..viz.inside import inside
+from ..viz.inside import inside, trace
 from .engine import Engine
 from .openapi import answers, takes
 from .responses import ApiError
@@ -41,6 +43,7 @@ INSIDE = {200: {"description": "the Inside view of the text: viz.inside.inside's
 def add_inside_routes(app: FastAPI, engine: Engine, watchers: dict, authorize, read, served):
     """POST /inside and GET /watch on `app`, with create_app's own checks: `authorize(request)` (the API key),
     `read(request, schema)` (the JSON body) and `served(model)` (name, run)."""
+    last: dict = {}  # the last trace and what it was of: only the engine's thread touches it
 
     @app.post("/inside", openapi_extra=takes(InsideRequest), responses=INSIDE)
     async def look_inside(request: Request):
@@ -53,13 +56,19 @@ def add_inside_routes(app: FastAPI, engine: Engine, watchers: dict, authorize, r
         watcher = watchers.get(name)
 
         def look():  # on the engine's thread, between steps: a trace's hooks must not see a batch's forward pass
-            view = inside(run, body.text, body.layer)
-            return view if watcher is None else {**view, "step": watcher.step}  # the weights' step, read with them
+            step = watcher.step if watcher is not None else None  # the weights' step, read with them
+            key = (name, body.text, step)
+            if last.get("key") != key:  # a new text or new weights (the layers of a page come one by one)
+                last.update(key=key, trace=trace(run, body.text))
+            view = inside(run, body.text, body.layer, last["trace"])
+            return view if watcher is None else {**view, "step": step}
 
         try:
-            return await asyncio.wrap_future(engine.call(look))
+            view = await asyncio.wrap_future(engine.call(look))
         except TinyGPTError as e:  # a text the tokenizer cannot read, a model with nothing inside to show
             raise ApiError(400, str(e)) from None
+        # Written directly: FastAPI's encoder walks every one of a layer's 400,000 numbers first (1 s).
+        return Response(json.dumps(view, separators=(",", ":")), media_type="application/json")
 
     @app.get("/watch", responses=answers(400, 401, 404))
     async def watch(request: Request, model: str | None = None):

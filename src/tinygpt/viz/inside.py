@@ -1,7 +1,7 @@
 """The Inside view's numbers: one forward pass of the user's own model on their text, as plain data.
 
     view = inside(run, "mary had a little")        # what the playground's Inside mode draws
-    view["attention"][layer][head][t]               # the weights position t gives every position
+    view["attention"][layer][head][t]               # the weights position t gives positions 0..t (causal)
     view["lens"][layer]["tokens"][t]                # the likeliest next token after block `layer`, at t
     view["next"]["logits"]                          # the last position's logits, for the temperature slider
 
@@ -10,7 +10,8 @@ the ones `tinygpt inspect --json` prints, and the logit lens's last layer is the
 Shapes are named as the lecture names them: B (batch), T (time: tokens), C (channels: n_embd),
 head_size, vocab_size.
 
-A whole payload grows with n_layer x n_head x T x T; past `ATTENTION_NUMBERS` the maps are left out and
+A whole payload grows with n_layer x n_head x T x T (half that for a causal model, whose rows stop at their
+own position); past `ATTENTION_NUMBERS` weights the maps are left out and
 fetched a layer at a time (`layer=i`), so no request is large.
 """
 
@@ -28,32 +29,42 @@ TOP_LOGITS = 512
 DIGITS = 6  # decimals of the weights and probabilities sent (as `inspect --json` rounds them)
 
 
-def inside(run, text: str, layer: int | None = None) -> dict:
-    """The Inside view of `text` (cut to the model's context from the left, as sampling reads it).
+def trace(run, text: str) -> probe.Trace:
+    """One recorded forward pass on `text` (cut to the model's context from the left, as sampling reads it,
+    the Trace's `note` saying so): what `inside` draws from."""
+    if run.model_config.arch == "encoder-decoder":
+        raise TinyGPTError("this run is an encoder-decoder: its Inside view is its cross-attention; use "
+                           "tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png")
+    prompt = probe.encode_prompt(run, text)
+    t = probe.trace(run, prompt.ids)
+    t.note = prompt.note
+    return t
+
+
+def inside(run, text: str, layer: int | None = None, traced: probe.Trace | None = None) -> dict:
+    """The Inside view of `text` (see `trace`); `traced`: that trace, already made (the server keeps the
+    last one, for the layers a page asks for one at a time).
 
     layer: only that layer's attention maps (1-based, as the page numbers layers), for a payload too
     large to send whole; everything else is left out.
     """
     cfg = run.model_config
-    if cfg.arch == "encoder-decoder":
-        raise TinyGPTError("this run is an encoder-decoder: its Inside view is its cross-attention; use "
-                           "tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png")
-    prompt = probe.encode_prompt(run, text)
-    t = probe.trace(run, prompt.ids)
+    t = traced if traced is not None else trace(run, text)
     T, L = len(t.ids), len(t.blocks)
+    causal = cfg.arch != "encoder"
     if layer is not None:
         if not 1 <= layer <= L:
             raise TinyGPTError(f"layer must be from 1 to {L} (the model's n_layer), got {layer}")
-        return {"layer": layer, "attention": _rounded(t.blocks[layer - 1].weights)}
-    whole = L * cfg.n_head * T * T <= ATTENTION_NUMBERS
+        return {"layer": layer, "attention": _rounded(t.blocks[layer - 1].weights, causal)}
+    whole = L * cfg.n_head * (T * (T + 1) // 2 if causal else T * T) <= ATTENTION_NUMBERS
     return {
         "arch": cfg.arch,
-        "causal": cfg.arch != "encoder",
-        "tokens": t.tokens, "ids": t.ids, "note": prompt.note,
+        "causal": causal,
+        "tokens": t.tokens, "ids": t.ids, "note": t.note,
         "config": {"n_layer": L, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "head_size": cfg.n_embd // cfg.n_head,
                    "block_size": cfg.block_size, "vocab_size": cfg.vocab_size},
         "stages": stages(run, t),
-        "attention": [_rounded(b.weights) for b in t.blocks] if whole else None,
+        "attention": [_rounded(b.weights, causal) for b in t.blocks] if whole else None,
         "lens": lens(run, t),
         "next": next_logits(run, t),
         "embeddings": embeddings(run, t.ids),
@@ -115,10 +126,19 @@ def next_logits(run, t: probe.Trace) -> dict:
             "tokens": [_token(run, j) for j in ids.tolist()], "logits": [round(v, DIGITS) for v in values.tolist()]}
 
 
+_pca: dict = {}  # the last model's PCA, and the weights it was of
+
+
 def embeddings(run, ids: list[int]) -> dict:
     """The token embeddings projected to 2-D (PCA), with the text's tokens marked; for a large vocabulary
     only the first FULL_VOCAB tokens and the text's own are sent."""
-    pca = probe.pca_2d(run)
+    table = run.model.tok_emb.weight
+    # The PCA depends on the weights alone: computed again only when they change (a new checkpoint copied in
+    # bumps the tensor's version), not for every text.
+    key = (id(run.model), table.data_ptr(), table._version)
+    if _pca.get("key") != key:
+        _pca.update(key=key, pca=probe.pca_2d(run))
+    pca = _pca["pca"]
     keep = sorted(set(range(min(len(pca["labels"]), FULL_VOCAB))) | set(ids))
     return {"explained": [round(e, 4) for e in pca["explained"]], "marked": sorted(set(ids)),
             "points": [{"id": i, "token": pca["labels"][i], "x": round(float(pca["points"][i][0]), 4),
@@ -129,6 +149,8 @@ def _token(run, i: int) -> str:
     return probe.display_token(run.tokenizer.token(i))
 
 
-def _rounded(weights: torch.Tensor) -> list:
-    """(n_head, T, T) weights as nested lists, rounded as `inspect --json` rounds them."""
-    return weights.double().numpy().round(DIGITS).tolist()
+def _rounded(weights: torch.Tensor, causal: bool) -> list:
+    """(n_head, T, T) weights as nested lists, rounded as `inspect --json` rounds them; a causal model's rows
+    stop at their own position (row t holds t + 1 weights: the later ones are masked, 0), half the payload."""
+    heads = weights.double().numpy().round(DIGITS).tolist()
+    return [[row[: t + 1] for t, row in enumerate(rows)] for rows in heads] if causal else heads

@@ -44,7 +44,8 @@ const Inside = (() => {
         const part = await post({...body, layer: layer + 1});
         if (view !== answer) return;  // a newer text is on screen
         maps[layer] = part.attention;
-        drawGrid(); drawChosen(); drawRow();
+        paintLayer(layer);
+        if (layer === chosen.layer) { drawChosen(); drawRow(); }
       } catch (e) { $("inside-error").textContent = e.message; return; }
     }
     const seconds = (performance.now() - started) / 1000;
@@ -105,24 +106,24 @@ const Inside = (() => {
 
   // ---- attention ------------------------------------------------------------------------------------
 
-  function paint(canvas, weights, size) {
+  // One pixel per weight (the canvas is T x T, the page scales it up): row t = what position t reads.
+  function paint(canvas, weights, outline) {
     const T = weights.length;
-    canvas.width = canvas.height = size;
-    const ctx = canvas.getContext("2d"), cell = size / T;
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, size, size);
+    canvas.width = canvas.height = T;
+    const ctx = canvas.getContext("2d"), image = ctx.createImageData(T, T), px = image.data;
     for (let t = 0; t < T; t++) {
+      const row = weights[t];
       for (let s = 0; s < T; s++) {
-        if (view.causal && s > t) { ctx.fillStyle = "#eceef2"; }  // masked: a later position
-        else {
-          const w = weights[t][s];
-          ctx.fillStyle = `rgb(${Math.round(255 - 208 * w)}, ${Math.round(255 - 144 * w)}, ${Math.round(255 - 33 * w)})`;
-        }
-        ctx.fillRect(s * cell, t * cell, Math.ceil(cell), Math.ceil(cell));
+        const i = 4 * (t * T + s);
+        if (view.causal && s > t) { px[i] = 236; px[i + 1] = 238; px[i + 2] = 242; }  // masked: a later position
+        else { const w = row[s]; px[i] = 255 - 208 * w; px[i + 1] = 255 - 144 * w; px[i + 2] = 255 - 33 * w; }
+        px[i + 3] = 255;
       }
     }
-    if (focus !== null && size > 100) {  // the row being read
-      ctx.strokeStyle = "#d9480f"; ctx.lineWidth = 2;
-      ctx.strokeRect(1, focus * cell, size - 2, cell);
+    ctx.putImageData(image, 0, 0);
+    if (outline && focus !== null) {  // the row being read
+      ctx.fillStyle = "rgba(217, 72, 15, 0.35)";
+      ctx.fillRect(0, focus, T, 1);
     }
   }
 
@@ -140,25 +141,36 @@ const Inside = (() => {
       grid.appendChild(label);
       for (let h = 0; h < view.config.n_head; h++) {
         const canvas = document.createElement("canvas");
-        canvas.className = "map" + (l === chosen.layer && h === chosen.head ? " chosen" : "");
+        canvas.className = "map";
         canvas.tabIndex = 0;
         canvas.dataset.layer = l; canvas.dataset.head = h;
         canvas.title = `layer ${l + 1}, head ${h + 1}: click to enlarge`;
         canvas.setAttribute("aria-label", canvas.title);
-        if (maps[l]) paint(canvas, maps[l][h], 72); else { canvas.width = canvas.height = 72; }
-        const pickMap = () => { chosen = {layer: l, head: h}; drawGrid(); drawChosen(); drawRow(); };
+        const pickMap = () => { chosen = {layer: l, head: h}; markChosen(); drawChosen(); drawRow(); };
         canvas.addEventListener("click", pickMap);
         canvas.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pickMap(); } });
         grid.appendChild(canvas);
       }
+      paintLayer(l);
     }
+    markChosen();
+  }
+
+  function paintLayer(l) {
+    if (!maps[l]) return;
+    document.querySelectorAll(`#inside-grid canvas.map[data-layer="${l}"]`).forEach((c) => paint(c, maps[l][+c.dataset.head], false));
+  }
+
+  function markChosen() {
+    document.querySelectorAll("#inside-grid canvas.map").forEach((c) =>
+      c.classList.toggle("chosen", +c.dataset.layer === chosen.layer && +c.dataset.head === chosen.head));
   }
 
   function drawChosen() {
     $("inside-chosen-title").textContent = `layer ${chosen.layer + 1}, head ${chosen.head + 1}` +
       (view.causal ? " (grey: later positions, masked)" : " (an encoder: every position reads every other)");
     const m = maps[chosen.layer];
-    if (m) paint($("inside-big"), m[chosen.head], 300);
+    if (m) paint($("inside-big"), m[chosen.head], true);
   }
 
   function drawRow() {
