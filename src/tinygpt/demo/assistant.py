@@ -82,9 +82,10 @@ class Recipe:
         # 1,000 steps: at 300 the training loss was still 0.54 and the run's own held-out pairs 0.70 (seed 0).
         lr=1e-3, batch_size=32, max_iters=1000, warmup_iters=20, eval_interval=100, val_fraction=0.05))
     # DPO alone (sft_weight 0) broke the replies' form on seed 0: 13% well formed at lr 3e-4, 7% at 1e-4, 85% with
-    # beta 0.5 (many rejected replies are malformed samples, "The answ is 9."); with the SFT term, 100% right.
+    # beta 0.5 (many rejected replies are malformed samples, "The answ is 9."); with the SFT term, 100% right. Beta
+    # 0.1 (TRL's default) left seed 1 at its sft score (95.6, 3 replies malformed); 0.5 gave 100 on seeds 0, 1, 2.
     dpo: dict = field(default_factory=lambda: dict(
-        beta=0.1, sft_weight=1.0, lr=3e-4, batch_size=16, max_iters=200, warmup_iters=10, eval_interval=50,
+        beta=0.5, sft_weight=1.0, lr=3e-4, batch_size=16, max_iters=200, warmup_iters=10, eval_interval=50,
         val_fraction=0.05))
     rl: dict = field(default_factory=lambda: dict(
         algorithm="grpo", group_size=8, batch_size=32, epochs=1, rollout_batches=1, temperature=1.0, kl_coef=0.05,
