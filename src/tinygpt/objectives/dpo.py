@@ -197,21 +197,27 @@ class DirectPreference(Objective):
 
     def take(self, picked: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The pairs `picked` (b,): chosen and rejected inputs and targets (b, W), cut to their longest
-        row, and the reference's log-probabilities (b,) of each reply."""
+        row, the reference's log-probabilities (b,) of each reply, and in every row b over the chosen
+        replies' tokens, so that a process holding some of the rows weighs the SFT term's tokens as
+        the whole batch does (`loss`)."""
         r = self.rows
         W = int(max(r["chosen_len"][picked].max(), r["rejected_len"][picked].max()))
         ref = self.reference[picked]  # (b, 2)
-        return (r["chosen_x"][picked, :W].long(), r["chosen_y"][picked, :W].long(),
-                r["rejected_x"][picked, :W].long(), r["rejected_y"][picked, :W].long(), ref[:, 0], ref[:, 1])
+        chosen_y = r["chosen_y"][picked, :W].long()
+        per_token = torch.full((len(picked),), len(picked) / int((chosen_y != IGNORE).sum()))
+        return (r["chosen_x"][picked, :W].long(), chosen_y, r["rejected_x"][picked, :W].long(),
+                r["rejected_y"][picked, :W].long(), ref[:, 0], ref[:, 1], per_token)
 
     def loss(self, model, batch):
-        chosen_x, chosen_y, rejected_x, rejected_y, ref_chosen, ref_rejected = batch
+        chosen_x, chosen_y, rejected_x, rejected_y, ref_chosen, ref_rejected, per_token = batch
         logp_chosen, logp_rejected = sequence_logps(model, torch.cat([chosen_x, rejected_x]),
                                                     torch.cat([chosen_y, rejected_y])).chunk(2)  # (b,) each
         counts = (chosen_y != IGNORE).sum(1), (rejected_y != IGNORE).sum(1)
         loss = dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, self.dpo, *counts).mean()
-        if self.dpo.sft_weight:  # the chosen replies' mean loss per token, as SFT computes it
-            loss = loss + self.dpo.sft_weight * -logp_chosen.sum() / counts[0].sum()
+        if self.dpo.sft_weight:
+            # The chosen replies' mean loss per token over the whole batch, from this process's rows: their sum
+            # over the batch's count, times the processes (DDP averages the gradients), as SFT computes it.
+            loss = loss + self.dpo.sft_weight * -logp_chosen.sum() * per_token[0] / len(chosen_x)
         return loss
 
     def evaluate(self, model, runtime, final: bool = False) -> Evaluation:
