@@ -270,3 +270,46 @@ def test_the_page_follows_a_run_as_it_trains(short_run, capsys):
         server.stop()
         watcher.stop()
         engine.stop()
+
+
+# ---- encoders and encoder-decoders: served to look inside ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lookers(tmp_path_factory):
+    """An encoder and an encoder-decoder (the dates), trained a few steps, served as `tinygpt serve` loads them."""
+    from tinygpt.serve.server import load_runs
+
+    folder = tmp_path_factory.mktemp("lookers")
+    tinygpt.train(data="rhyme", out=str(folder / "enc"), arch="encoder", max_iters=5, n_layer=1, n_head=2,
+                  n_embd=16, block_size=8, batch_size=4, threads=1, progress=False, sample_tokens=0)
+    tinygpt.train(preset="seq2seq-demo", out=str(folder / "dates"), n_embd=16, n_head=2, n_layer=1, max_iters=10,
+                  eval_interval=10, threads=1, progress=False, sample_tokens=0)
+    engine = Engine(load_runs([folder / "enc", folder / "dates"])).start()
+    yield folder, engine, TestClient(create_app(engine, quiet=True))
+    engine.stop()
+
+
+def test_an_encoder_decoder_shows_what_each_target_token_read_of_the_source(lookers, capsys, tmp_path):
+    folder, engine, client = lookers
+    view = client.post("/inside", json={"model": "dates", "text": "1987-11-05"}).json()
+    dates = engine.runs["dates"]
+    written = dates.translate("1987-11-05", max_new_tokens=dates.model_config.block_size - 1)
+    assert view["written"] == written and view["tokens"][-1] == "<|eos|>"
+    assert main(["inspect", str(folder / "dates"), "--source", "1987-11-05", "--target", written,
+                 "--cross-attention", str(tmp_path / "x.png"), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert view["columns"] == want["columns"] and view["tokens"] == want["rows"]
+    assert view["attention"] == want["weights"]  # (n_layer, n_head, target, source), as inspect prints it
+    assert client.post("/inside", json={"model": "dates", "text": "1987-11-05", "layer": 1}).json() == \
+        {"layer": 1, "attention": want["weights"][0]}
+
+
+def test_models_that_write_no_text_are_served_to_look_inside_only(lookers):
+    _, _, client = lookers
+    described = {m["id"]: m["tinygpt"] for m in client.get("/v1/models").json()["data"]}
+    assert described["enc"]["writes"] is False and described["dates"]["arch"] == "encoder-decoder"
+    for model in ("enc", "dates"):
+        r = client.post("/v1/completions", json={"model": model, "prompt": "mary", "max_tokens": 3})
+        assert r.status_code == 400 and "served for the playground's Inside mode (/inside) only" in \
+            r.json()["error"]["message"] and r.json()["error"]["param"] == "model"
+    assert client.post("/inside", json={"model": "enc", "text": "mary had a"}).json()["causal"] is False

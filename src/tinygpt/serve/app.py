@@ -124,10 +124,16 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
             message = message.removeprefix("Value error, ")  # pydantic's prefix for our validators' messages
             raise ApiError(400, f"{param}: {message}" if param else message, param=param) from None
 
-    def find(model: str):
+    def find(model: str, writes: bool = True):
         if model not in engine.runs:
             raise ApiError(404, f"the model {model!r} is not served here; the models are "
                            f"{', '.join(engine.runs)} (GET /v1/models)", param="model", code="model_not_found")
+        if writes and model not in engine.decoders:  # an encoder or an encoder-decoder: served to look inside
+            try:
+                engine.runs[model].require_text_model("continue a text")
+            except TinyGPTError as e:
+                raise ApiError(400, f"{e}; here it is served for the playground's Inside mode (/inside) only",
+                               param="model") from None
         return engine.runs[model]
 
     def sampling(body: Sampling, asked: int | None, default: int, stop: list[str]) -> SamplingConfig:
@@ -186,7 +192,8 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
         run = engine.runs[name]
         return {"id": name, "object": "model", "created": created, "owned_by": "tinygpt",
                 "tinygpt": {"chat": chat_formats[name] is not None, "block_size": run.model_config.block_size,
-                            "tokenizer": run.tokenizer.kind, "watched": name in watchers}}
+                            "tokenizer": run.tokenizer.kind, "watched": name in watchers,
+                            "writes": name in engine.decoders, "arch": run.model_config.arch}}
 
     @app.get("/v1/models", responses=answers(401))
     async def models(request: Request):
@@ -196,7 +203,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     def served(model: str | None):
         """The run a tokenizer request names; it may name none when one model is served."""
         if model is not None:
-            return model, find(model)
+            return model, find(model, writes=False)
         if len(engine.runs) > 1:
             raise ApiError(400, f"this server serves {len(engine.runs)} models ({', '.join(engine.runs)}): name one "
                            "with 'model'", param="model")
@@ -231,7 +238,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors: list[str] = (),
     @app.get("/v1/models/{model}", responses=answers(401, 404))
     async def model(request: Request, model: str):
         authorize(request)
-        find(model)
+        find(model, writes=False)
         return describe(model)
 
     @app.post("/v1/completions", openapi_extra=takes(CompletionRequest), responses=GENERATES)

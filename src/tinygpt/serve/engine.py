@@ -106,8 +106,10 @@ class Engine:
         self.runs = dict(runs)
         self.max_batch = max_batch
         self.max_waiting = max_waiting
-        self.decoders = {name: Decoder(run.model) for name, run in self.runs.items()}
-        self.choices: dict[str, list[_Choice]] = {name: [] for name in self.runs}  # row index -> its choice
+        # Only runs that continue a text decode; an encoder or an encoder-decoder is served to look inside.
+        self.writers = [name for name, run in self.runs.items() if writes_text(run)]
+        self.decoders = {name: Decoder(self.runs[name].model) for name in self.writers}
+        self.choices: dict[str, list[_Choice]] = {name: [] for name in self.writers}  # row index -> its choice
         self.waiting: deque[Request] = deque()
         self.lock = threading.Condition()
         self.tasks: deque[tuple[Callable, Future]] = deque()  # work on the models between steps (call())
@@ -134,6 +136,8 @@ class Engine:
         """Queue a request; its chunks come through request.deliver. Raises Busy when the line is full."""
         if request.model not in self.runs:
             raise TinyGPTError(f"unknown model {request.model!r}")
+        if request.model not in self.decoders:
+            self.runs[request.model].require_text_model("continue a text")  # says what it does instead
         if request.n > self.max_batch:
             raise TinyGPTError(f"n={request.n} is more than this server's batch of {self.max_batch}")
         with self.lock:
@@ -183,8 +187,8 @@ class Engine:
         """End every request in the batch with an error (after an exception in a step)."""
         with self.lock:
             failed = {c.request for choices in self.choices.values() for c in choices}
-            self.decoders = {name: Decoder(run.model) for name, run in self.runs.items()}
-            self.choices = {name: [] for name in self.runs}
+            self.decoders = {name: Decoder(self.runs[name].model) for name in self.writers}
+            self.choices = {name: [] for name in self.writers}
         for request in failed:
             request.error = reason
             request.deliver(None)
@@ -203,7 +207,7 @@ class Engine:
                     done.set_exception(e)
         if echoes:
             self._echo(echoes)  # outside the lock: submit() need not wait for the scoring
-        for name in self.runs:
+        for name in self.writers:
             if self.choices[name]:
                 self._step(name)
 
@@ -312,6 +316,15 @@ class Engine:
                 self.choices[name] = [c for i, c in enumerate(choices) if i in where]
             for request in {c.request for c in left} - {c.request for c in self.choices[name]}:
                 request.deliver(None)  # all its choices are done
+
+
+def writes_text(run) -> bool:
+    """Whether a run continues a text (a GPT): the others are served for a look inside them only."""
+    try:
+        run.require_text_model("continue a text")
+    except TinyGPTError:
+        return False
+    return True
 
 
 def collect(engine: Engine, request: Request, timeout: float | None = None) -> list[Chunk]:

@@ -34,7 +34,8 @@ def steady_malloc() -> bool:
 
 
 def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
-    """{name: Run} for these run directories; a run's name is its directory's name."""
+    """{name: Run} for these run directories; a run's name is its directory's name. An encoder or an
+    encoder-decoder is served for the playground's Inside mode (/inside) only: it writes no text."""
     from ..app.run import load
 
     runs = {}
@@ -44,7 +45,8 @@ def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
             raise TinyGPTError(f"two runs are named {name!r} (the model name is the run directory's name); "
                                "rename one of the directories")
         run = load(path, device=device, checkpoint=checkpoint)
-        run.require_text_model("be served")
+        if run.model_config.arch == "reward":  # scores texts: nothing to write, nothing to look inside
+            run.require_text_model("be served")
         runs[name] = run
     return runs
 

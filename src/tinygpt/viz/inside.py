@@ -29,12 +29,11 @@ TOP_LOGITS = 512
 DIGITS = 6  # decimals of the weights and probabilities sent (as `inspect --json` rounds them)
 
 
-def trace(run, text: str) -> probe.Trace:
+def trace(run, text: str) -> probe.Trace | dict:
     """One recorded forward pass on `text` (cut to the model's context from the left, as sampling reads it,
-    the Trace's `note` saying so): what `inside` draws from."""
+    the Trace's `note` saying so): what `inside` draws from. An encoder-decoder's is `translation`'s view."""
     if run.model_config.arch == "encoder-decoder":
-        raise TinyGPTError("this run is an encoder-decoder: its Inside view is its cross-attention; use "
-                           "tinygpt inspect RUN --source TEXT --target TEXT --cross-attention FILE.png")
+        return translation(run, text)
     prompt = probe.encode_prompt(run, text)
     t = probe.trace(run, prompt.ids)
     t.note = prompt.note
@@ -50,6 +49,10 @@ def inside(run, text: str, layer: int | None = None, traced: probe.Trace | None 
     """
     cfg = run.model_config
     t = traced if traced is not None else trace(run, text)
+    if isinstance(t, dict):  # an encoder-decoder's view: small enough (target x source) to send whole
+        if layer is not None:
+            return {"layer": layer, "attention": t["attention"][layer - 1]}
+        return t
     T, L = len(t.ids), len(t.blocks)
     causal = cfg.arch != "encoder"
     if layer is not None:
@@ -68,6 +71,25 @@ def inside(run, text: str, layer: int | None = None, traced: probe.Trace | None 
         "lens": lens(run, t),
         "next": next_logits(run, t),
         "embeddings": embeddings(run, t.ids),
+    }
+
+
+def translation(run, source: str) -> dict:
+    """An encoder-decoder's Inside view: the target it writes for `source` (greedy) and the cross-attention
+    of each target token over the source tokens, per decoder layer and head: row t is what the decoder read
+    of the source while writing target token t (the target's tokens, then <|eos|>)."""
+    cfg = run.model_config
+    if not source.strip():
+        raise TinyGPTError("the text is empty; give a source to translate")
+    target = run.translate(source, max_new_tokens=cfg.block_size - 1)
+    found = probe.cross_attention(run, source, target)  # weights (L, nh, T, S)
+    weights = found["weights"]
+    return {
+        "arch": cfg.arch, "causal": False, "tokens": found["rows"], "columns": found["columns"],
+        "written": target, "note": "", "ids": [],
+        "config": {"n_layer": weights.size(0), "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+                   "head_size": cfg.n_embd // cfg.n_head, "block_size": cfg.block_size, "vocab_size": cfg.vocab_size},
+        "attention": [_rounded(w, False) for w in weights],
     }
 
 

@@ -59,8 +59,14 @@ const Inside = (() => {
 
   function drawAll() {
     $("inside").dataset.ready = "";
-    $("inside-note").textContent = view.note || "";
-    drawTokens(); drawStages(); drawGrid(); drawChosen(); drawRow(); drawLens(); drawNext(); drawEmbeddings();
+    const cross = !!view.columns;  // an encoder-decoder: the target it wrote, reading the source
+    $("inside-note").textContent = cross ? `it writes ${JSON.stringify(view.written)}; each map's row t is what ` +
+      "the decoder read of the source (the columns) while writing target token t" : (view.note || "");
+    for (const id of ["inside-lens-box", "inside-next-box", "inside-pca-box", "inside-stages-box"]) {
+      $(id).classList.toggle("hidden", cross);
+    }
+    drawTokens(); drawGrid(); drawChosen(); drawRow();
+    if (!cross) { drawStages(); drawLens(); drawNext(); drawEmbeddings(); }
   }
 
   // ---- the tokens -----------------------------------------------------------------------------------
@@ -72,9 +78,10 @@ const Inside = (() => {
       const chip = document.createElement("button");
       chip.className = "chip" + (i === focus ? " focus" : "");
       chip.dataset.position = i;
-      chip.innerHTML = `<span class="t"></span><span class="id">${view.ids[i]}</span>`;
+      const id = view.ids[i] !== undefined ? view.ids[i] : i;  // an encoder-decoder's rows: by position
+      chip.innerHTML = `<span class="t"></span><span class="id">${id}</span>`;
       chip.querySelector(".t").textContent = t;
-      chip.title = `position ${i}, id ${view.ids[i]}`;
+      chip.title = `position ${i}` + (view.ids[i] !== undefined ? `, id ${id}` : "");
       const show = () => { focus = i; markFocus(); drawRow(); drawChosen(); };
       chip.addEventListener("mouseenter", show);
       chip.addEventListener("focus", show);
@@ -108,13 +115,13 @@ const Inside = (() => {
 
   // One pixel per weight (the canvas is T x T, the page scales it up): row t = what position t reads.
   function paint(canvas, weights, outline) {
-    const T = weights.length;
-    canvas.width = canvas.height = T;
-    const ctx = canvas.getContext("2d"), image = ctx.createImageData(T, T), px = image.data;
+    const T = weights.length, S = view.columns ? view.columns.length : T;  // rows x columns (cross: target x source)
+    canvas.width = S; canvas.height = T;
+    const ctx = canvas.getContext("2d"), image = ctx.createImageData(S, T), px = image.data;
     for (let t = 0; t < T; t++) {
       const row = weights[t];
-      for (let s = 0; s < T; s++) {
-        const i = 4 * (t * T + s);
+      for (let s = 0; s < S; s++) {
+        const i = 4 * (t * S + s);
         if (view.causal && s > t) { px[i] = 236; px[i + 1] = 238; px[i + 2] = 242; }  // masked: a later position
         else { const w = row[s]; px[i] = 255 - 208 * w; px[i + 1] = 255 - 144 * w; px[i + 2] = 255 - 33 * w; }
         px[i + 3] = 255;
@@ -123,7 +130,7 @@ const Inside = (() => {
     ctx.putImageData(image, 0, 0);
     if (outline && focus !== null) {  // the row being read
       ctx.fillStyle = "rgba(217, 72, 15, 0.35)";
-      ctx.fillRect(0, focus, T, 1);
+      ctx.fillRect(0, focus, S, 1);
     }
   }
 
@@ -168,7 +175,8 @@ const Inside = (() => {
 
   function drawChosen() {
     $("inside-chosen-title").textContent = `layer ${chosen.layer + 1}, head ${chosen.head + 1}` +
-      (view.causal ? " (grey: later positions, masked)" : " (an encoder: every position reads every other)");
+      (view.columns ? " (cross-attention: target rows, source columns)" :
+       view.causal ? " (grey: later positions, masked)" : " (an encoder: every position reads every other)");
     const m = maps[chosen.layer];
     if (m) paint($("inside-big"), m[chosen.head], true);
   }
@@ -186,7 +194,7 @@ const Inside = (() => {
       const tr = document.createElement("tr");
       tr.dataset.position = s; tr.dataset.weight = w;
       tr.innerHTML = `<td class="mono"></td><td style="width: 55%"><div class="bar"></div></td><td class="w">${w.toFixed(4)}</td>`;
-      tr.querySelector(".mono").textContent = `${s} ${view.tokens[s]}`;
+      tr.querySelector(".mono").textContent = `${s} ${(view.columns || view.tokens)[s]}`;
       tr.querySelector(".bar").style.width = (100 * w).toFixed(1) + "%";
       table.appendChild(tr);
     });
