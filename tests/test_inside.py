@@ -313,3 +313,16 @@ def test_models_that_write_no_text_are_served_to_look_inside_only(lookers):
         assert r.status_code == 400 and "served for the playground's Inside mode (/inside) only" in \
             r.json()["error"]["message"] and r.json()["error"]["param"] == "model"
     assert client.post("/inside", json={"model": "enc", "text": "mary had a"}).json()["causal"] is False
+
+
+def test_a_new_run_of_another_shape_in_the_watched_folder_is_said_not_loaded(short_run):
+    engine, watcher = watched(short_run)
+    try:
+        watcher.stop()
+        assert main(["train", "--data", "rhyme", "--out", str(short_run), "--overwrite", "--max-iters", "10",
+                     *[a if a != "16" else "24" for a in TINY]]) == 0  # n_embd 24 now
+        assert watcher.look() is False and "restart tinygpt serve" in watcher.status()["problem"]
+        assert watcher.step == 20  # the old weights go on being served
+    finally:
+        watcher.stop()
+        engine.stop()

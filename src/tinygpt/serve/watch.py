@@ -81,7 +81,11 @@ class Watcher:
             load_weights_into(model, state, path)
             self.step, self.written_at, self.loaded_at = step, stat.st_mtime_ns / 1e9, time.time()
 
-        self.engine.call(swap).result()
+        try:
+            self.engine.call(swap).result()
+        except TinyGPTError as e:  # another model in the folder now (a new run over it): keep the old weights
+            self.seen, self.problem = seen, f"{e}; restart tinygpt serve to serve the new run"
+            return False
         self.seen, self.problem = seen, ""
         return True
 
