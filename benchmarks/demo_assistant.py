@@ -10,7 +10,10 @@ spread (max - min) of the three seeds' scores, read strictly (the mean gain agai
 sft and rl spreads) and leniently (every seed's gain against the rl spread); reward accuracy >= 0.90
 on held-out pairs (new samples to the training questions; reported beside it: on unseen questions,
 and how the sft model's own likelihood ranks those pairs);
-the KL reported and bounded (here: below 2 nats per reply). Results go to benchmarks/results/demo_assistant.json.
+the KL reported and bounded (here: below 2 nats per reply). Issue 27's: the dpo stage's held-out
+score at least sft's + the spread of three seeds, in less wall time than reward model + rl together
+(from sft, each road with the sampling of the pairs both need). Results go to
+benchmarks/results/demo_assistant.json.
 """
 
 from __future__ import annotations
@@ -77,8 +80,9 @@ def summary(runs: list[dict]) -> dict:
     def scores(stage):
         return [r[stage]["score"] for r in runs]
 
-    base, sft, rl = scores("base"), scores("sft"), scores("rl")
-    spreads = {"sft": max(sft) - min(sft), "rl": max(rl) - min(rl)}
+    base, sft, rl, dpo = scores("base"), scores("sft"), scores("rl"), scores("dpo")
+    spreads = {"sft": max(sft) - min(sft), "rl": max(rl) - min(rl), "dpo": max(dpo) - min(dpo)}
+    roads = [(r["paths"]["dpo_seconds"], r["paths"]["reward_and_rl_seconds"]) for r in runs]
     gains = [b - a for a, b in zip(sft, rl)]
     accuracy = [r["reward_accuracy"] for r in runs]
     unseen = [r["reward"]["unseen_questions_accuracy"] for r in runs]
@@ -88,6 +92,10 @@ def summary(runs: list[dict]) -> dict:
     walls = [r["wall_s"] for r in runs]
     return {
         "median": {"base": statistics.median(base), "sft": statistics.median(sft), "rl": statistics.median(rl),
+                   "dpo": statistics.median(dpo),
+                   "dpo_pair_accuracy": statistics.median(r["dpo"]["pair_accuracy"] for r in runs),
+                   "dpo_road_s": statistics.median(d for d, _ in roads),
+                   "reward_and_rl_road_s": statistics.median(w for _, w in roads),
                    "reward_accuracy": statistics.median(accuracy),
                    "reward_accuracy_on_unseen_questions": statistics.median(unseen),
                    "reward_accuracy_on_its_own_val_split": statistics.median(own),
@@ -96,6 +104,7 @@ def summary(runs: list[dict]) -> dict:
                    "wall_s": statistics.median(walls)},
         "spread_of_seeds": spreads,
         "rl_minus_sft": gains,
+        "dpo_minus_sft": [b - a for a, b in zip(sft, dpo)],
         "targets": {
             "end_to_end_at_most_600_s": max(walls) <= 600,
             "sft_40_points_above_base": min(b - a for a, b in zip(base, sft)) >= 40,
@@ -105,6 +114,10 @@ def summary(runs: list[dict]) -> dict:
             "rl_above_sft_on_every_seed_by_more_than_the_rl_spread": min(gains) > spreads["rl"],
             "reward_accuracy_at_least_0.90": min(accuracy) >= 0.90,
             "kl_bounded": max(abs(k) for k in kl) < KL_BOUND,
+            # Issue 27: the mean dpo score at least the mean sft score + the spread of the seeds' sft scores,
+            # and on every seed the dpo road faster than reward model + rl.
+            "dpo_at_least_sft_plus_the_spread": statistics.mean(dpo) >= statistics.mean(sft) + spreads["sft"],
+            "dpo_faster_than_reward_and_rl": all(d < w for d, w in roads),
         },
     }
 
