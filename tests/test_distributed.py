@@ -82,6 +82,27 @@ def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_l
     assert double[-1]["val_loss"] < double[0]["val_loss"]
 
 
+def test_dpo_on_two_processes_matches_one_process_when_replies_differ_in_length(tmp_path, corpus):
+    # Replies of 1 to 10 characters, and the SFT term: each process's rows hold different numbers of chosen tokens.
+    base = tmp_path / "base"
+    _train(ONE, corpus, base)
+    text = rhyme_text()
+    pairs = [{"prompt": text[k : k + 3], "chosen": text[10 * k : 10 * k + 1 + (7 * k) % 10],
+              "rejected": text[10 * k + 5 : 10 * k + 7 + (3 * k) % 10]} for k in range(1, 41)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs if p["chosen"] != p["rejected"]), encoding="utf-8")
+    args = [str(base), "--data", str(data), "--batch-size", "4", "--max-iters", "10", "--eval-interval", "5",
+            "--lr", "3e-3", "--sft-weight", "1", *QUIET]
+    single, _ = _run(ONE, "dpo", args, tmp_path / "one")
+    double, _ = _run(TWO, "dpo", args, tmp_path / "two")
+    assert [r["step"] for r in double] == [0, 5, 10]
+    for a, b in zip(single, double):
+        assert a["tokens"] == b["tokens"]
+        for key in ("val_loss", "eval_rewards/margins", "eval_rewards/accuracies", "rewards/margins"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    assert abs(double[-1]["rewards/margins"]) > 1e-3  # the policy moved away from its reference
+
+
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_rl_on_two_processes_matches_one_process(tmp_path, corpus, parallel):
     # Rewarded for short replies, the policy's replies differ in length, so each process's rows hold
