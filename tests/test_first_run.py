@@ -99,7 +99,7 @@ MODEL_SHAPE = ["--n-embd", "--n-head", "--n-layer", "--block-size", "--arch", "-
                "--init-from"]
 
 
-@pytest.mark.parametrize("verb", ["sft", "reward", "rl"])
+@pytest.mark.parametrize("verb", ["sft", "reward", "rl", "dpo"])
 def test_fine_tuning_verbs_list_only_the_settings_they_accept(capsys, verb):
     text = help_text(capsys, verb)
     for flag in MODEL_SHAPE:
