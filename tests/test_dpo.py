@@ -17,6 +17,7 @@ from tinygpt.config import TrainConfig
 from tinygpt.config.dpo import DPOConfig
 from tinygpt.core.tokens import IGNORE
 from tinygpt.objectives.dpo import DirectPreference, dpo_loss, sequence_logps
+from tinygpt.store.checkpoint import tensors_checksum
 from tinygpt.store.rundir import RunDir
 from tinygpt.training import TrainingInterrupted
 from tinygpt.training.runtime import Runtime
@@ -123,7 +124,9 @@ def test_dpo_steps_raise_the_held_out_margin_while_the_reference_stays_frozen(ch
     objective.score_reference(tinygpt.load(char_run).model, Runtime.local(torch.device("cpu")))
     kept = RunDir(dpo_run).read_checkpoint("latest")["objective"]["reference_logps"]
     assert torch.equal(kept, objective.reference)
-    assert RunDir(dpo_run).read_config().data["reference_checksum"].startswith("crc32:")
+    # ... and the sft run's weights are still the ones the reference was scored from.
+    weights, _ = RunDir(char_run).read_weights("best")
+    assert RunDir(dpo_run).read_config().data["reference_checksum"] == tensors_checksum(weights, {})
 
 
 def test_a_dpo_run_stopped_and_resumed_equals_one_never_stopped(char_run, tmp_path):
