@@ -221,3 +221,12 @@ def test_bad_input_is_one_line_and_changes_nothing_saved(capsys, char_run, tmp_p
     one_line(*run_cli(capsys, "dpo", char_run, "--out", out)[::2], "pass the preference pairs to learn from")
     one_line(*run_cli(capsys, "dpo", "--data", pairs)[::2], "name the sft run to train: tinygpt dpo SFT_RUN")
     assert checksums(char_run) == before
+
+
+def test_eval_needs_the_reference_the_run_was_trained_against(capsys, char_run, copy_run, tmp_path):
+    base = copy_run(char_run)
+    run = tinygpt.dpo(base, lamb_pairs(tmp_path / "pairs.jsonl"), out=tmp_path / "d", val_fraction=0.25,
+                      **dict(DPO, max_iters=2, eval_interval=2)).out_dir
+    base.rename(tmp_path / "moved")
+    code, _, err = run_cli(capsys, "eval", run)
+    one_line(code, err, f"{run} is scored against its reference, {base}, which is no longer there")
