@@ -1,4 +1,4 @@
-"""tinygpt's DPO against TRL's DPOTrainer: the same model, the same pairs, the same beta, the same numbers.
+"""tinygpt's DPO against TRL's DPOTrainer (and its SFT against SFTTrainer): the same model, data and beta.
 
     python benchmarks/dpo_trl.py                 # ~1 min on 2 cores; needs trl (pip install 'tinygpt[test]')
     python benchmarks/dpo_trl.py --keep runs/dpo-trl
@@ -12,6 +12,8 @@ one batch holding every pair (its collated batch through `compute_loss`: the num
 step follows, unrounded, with the metrics it logs). tinygpt computes the loss of the same batch and the
 same metrics (objectives/dpo.py). They must agree to 1e-4, for the sigmoid loss, for IPO, and for the
 sigmoid loss with the SFT term (tinygpt's sft_weight 1; TRL's loss_type ["sigmoid", "sft"]).
+The same for SFT: the sft run's loss on 15 conversations in the prompt-completion form, by `tinygpt
+sft`'s objective (the assistant's tokens and `<|end|>`) and by TRL's SFTTrainer (completion_only_loss).
 
 Where the two cannot agree, and why:
 - Plain-text pairs: TRL appends the tokenizer's EOS to every plain reply (here `<|end|>`, the exported
@@ -142,6 +144,45 @@ def trl_side(sft_hf: Path, dpo_hf: Path, pairs: list[dict], beta: float, loss_ty
     return {"loss": loss, **{name: logged[name] for name in METRICS}}
 
 
+def sft_side_by_side(folder: Path) -> dict:
+    """The sft run's loss on its own conversations (prompt and completion, conversational) by tinygpt (the
+    assistant's tokens, objectives/sft.py) and by TRL's SFTTrainer (completion-only loss), one batch of all."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    import tinygpt
+    from tinygpt.config import TrainConfig
+    from tinygpt.objectives.sft import SupervisedFineTuning, reply_loss
+    from tinygpt.store.rundir import RunDir
+    from tinygpt.training.runtime import Runtime
+
+    rows = [{"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": f"{w} lamb"}]}
+            for p in ("mary had a", "it was", "the lamb") for w in ("little", "white", "went", "sure", "snow")]
+    data = write_jsonl(folder / "prompt_completion.jsonl", rows)
+    run = tinygpt.load(folder / "sft")
+    cfg = TrainConfig(data=str(data), init_from=str(folder / "sft"), val_fraction=0.0, batch_size=1)
+    objective = SupervisedFineTuning.prepare(cfg, run.model_config.block_size, RunDir(folder / "unused"))
+    total, count = reply_loss(run.model, objective.train_x, objective.train_y, Runtime.local(torch.device("cpu")))
+
+    model = AutoModelForCausalLM.from_pretrained(folder / "sft-hf", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder / "sft-hf")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    args = SFTConfig(output_dir=str(folder / "trl-sft"), per_device_train_batch_size=len(rows), max_steps=1,
+                     learning_rate=0.0, report_to=[], use_cpu=True, bf16=False, fp16=False, save_strategy="no",
+                     completion_only_loss=True, seed=0)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    with torch.no_grad():
+        theirs = trainer.compute_loss(trainer.model, batch).item()
+    ours = total / count
+    return {"conversations": len(rows), "tinygpt": ours, "trl": theirs, "max_abs_difference": abs(ours - theirs),
+            "agree": abs(ours - theirs) <= TOLERANCE}
+
+
 def compare(folder: Path) -> dict:
     """Every case: (pairs kind, loss type) -> both sides' numbers, the largest difference, agreed or not."""
     import datasets
@@ -165,6 +206,9 @@ def compare(folder: Path) -> dict:
         print(f"{kind:15s} {loss_type:7s} beta {beta:g}: loss tinygpt {ours['loss']:.6f} trl {theirs['loss']:.6f}, "
               f"margins {ours['rewards/margins']:.6f} / {theirs['rewards/margins']:.6f}; largest difference "
               f"{worst:.2e}", flush=True)
+    sft = cases["sft/completion_only"] = sft_side_by_side(folder)
+    print(f"sft (SFTTrainer, completion only): loss tinygpt {sft['tinygpt']:.6f} trl {sft['trl']:.6f}; difference "
+          f"{sft['max_abs_difference']:.2e}", flush=True)
     return cases
 
 

@@ -32,3 +32,5 @@ def test_trls_dpo_trainer_computes_tinygpts_first_step_loss_and_rewards(tmp_path
     # Plain replies without the EOS: TRL scores one more token per reply (the EOS it appends); tinygpt does not.
     plain = cases["plain/sigmoid"]
     assert not plain["agree"] and plain["trl"]["logps/chosen"] < plain["tinygpt"]["logps/chosen"]
+    # And SFT: TRL's SFTTrainer with its completion-only loss computes tinygpt sft's loss on the assistant's tokens.
+    assert cases["sft/completion_only"]["agree"], cases["sft/completion_only"]
