@@ -9,7 +9,8 @@
    server's work, the transfer and the drawing). Each repeat looks at a new text (the server keeps the
    last trace, so the same text again would be cheaper); the median of --repeats.
 2. --watch. The rhyme preset trained as `tinygpt train` does with checkpoints every 100 steps, alone and
-   then with `tinygpt serve RUN --watch` and a browser on its Inside mode; the training's own tokens/s
+   then with `tinygpt serve RUN --watch` (started first: it waits for the first checkpoint) and a browser
+   on its Inside mode; the training's own tokens/s
    each way (median of --repeats, side by side), and for each checkpoint how long after it was written
    the page showed its step (the page's clock against the file's mtime).
 
@@ -83,16 +84,16 @@ def watched_training(work: Path, steps: int) -> tuple[float, list[float]]:
     """The same training with `tinygpt serve --watch` and a page on its Inside mode: its tokens/s, and how
     long after each checkpoint's write the page showed its step."""
     out = work / "watched"
-    port_file = work / "port"
-    server = subprocess.Popen([sys.executable, "-c", SERVE, str(out), str(port_file)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "tinygpt", "serve", str(out), "--watch", "--port", "0",
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         trainer = subprocess.Popen([sys.executable, "-m", "tinygpt", "train", "--out", str(out), "--max-iters",
                                     str(steps), "--eval-interval", "100", "--no-progress", "--sample-tokens", "0",
                                     "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        while not port_file.exists():
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port_file.read_text()}"
+        url = ""
+        while not url:  # "serving NAME at http://127.0.0.1:PORT/v1 ..." once the first checkpoint is loaded
+            line = server.stdout.readline()
+            url = line.split(" at ", 1)[1].split("/v1")[0] if line.startswith("serving ") else ""
         driver = browser()
         shown: dict[str, float] = {}  # step -> when the page first showed it
         written: dict[str, float] = {}  # step -> its checkpoint's mtime, as the server saw it (GET /watch)
@@ -107,7 +108,7 @@ def watched_training(work: Path, steps: int) -> tuple[float, list[float]]:
                     shown[step] = time.time()
                 if str(steps) in shown:
                     break
-                time.sleep(0.02)
+                time.sleep(0.1)
         finally:
             driver.quit()
         trainer.wait()
@@ -117,25 +118,6 @@ def watched_training(work: Path, steps: int) -> tuple[float, list[float]]:
         server.wait()
     delays = [shown[s] - written[s] for s in shown if s in written]
     return records[-1]["tokens"] / records[-1]["elapsed_s"], delays
-
-
-# The watching server, in a process of its own as `tinygpt serve RUN --watch` runs (it writes its port).
-SERVE = """
-import sys
-from pathlib import Path
-from tinygpt.cli.serve import wait_for_checkpoints
-from tinygpt.serve.app import create_app
-from tinygpt.serve.engine import Engine
-from tinygpt.serve.server import Server, load_runs
-from tinygpt.serve.watch import Watcher
-run, port_file = sys.argv[1], Path(sys.argv[2])
-wait_for_checkpoints([run])
-engine = Engine(load_runs([run], checkpoint="latest")).start()
-watcher = Watcher(engine, Path(run).name, run).start()
-server = Server(create_app(engine, quiet=True, local_only=True, watchers={Path(run).name: watcher}), "127.0.0.1", 0)
-port_file.write_text(str(server.port))
-server.run()
-"""
 
 
 def main() -> int:
@@ -169,7 +151,7 @@ def main() -> int:
               f"{', '.join(f'{s:.3f}' for s in seconds)}")
 
     alone, watched, delays = [], [], []
-    for i in range(args.repeats if args.repeats < 3 else 3):
+    for i in range(args.repeats):
         alone.append(train_rhyme(work / f"alone{i}", args.steps))
         rate, late = watched_training(work / f"w{i}", args.steps)
         watched.append(rate)

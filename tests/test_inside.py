@@ -326,3 +326,10 @@ def test_a_new_run_of_another_shape_in_the_watched_folder_is_said_not_loaded(sho
     finally:
         watcher.stop()
         engine.stop()
+
+
+def test_millionths_are_the_same_six_decimals_as_whole_numbers(client):
+    floats = client.post("/inside", json={"text": TEXT, "layer": 2}).json()["attention"]
+    whole = client.post("/inside", json={"text": TEXT, "layer": 2, "millionths": True}).json()["attention"]
+    assert whole == [[[round(w * 1e6) for w in row] for row in head] for head in floats]
+    assert all(isinstance(n, int) for head in whole for row in head for n in row)

@@ -31,7 +31,8 @@ def add_parsers(sub):
     p.add_argument("--watch", action="store_true",
                    help="follow runs that tinygpt train is still writing: serve their latest checkpoint, load each "
                    "new one as it is saved, and show the loss curves and the newest weights in the playground's "
-                   "Inside mode (waits for a run's first checkpoint)")
+                   "Inside mode (waits for a run's first checkpoint; one thread unless --threads, so the "
+                   "training keeps the cores)")
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
     p.set_defaults(func=serve)
@@ -54,6 +55,8 @@ def serve(args) -> int:
     steady_malloc()  # before the engine's and uvicorn's threads: a long-running server's memory stays flat
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    elif args.watch:  # the training being watched needs the cores more: a look inside is small work
+        torch.set_num_threads(1)
     if args.watch:
         wait_for_checkpoints(args.runs)
     runs = load_runs(args.runs, device=args.device, checkpoint="latest" if args.watch else args.checkpoint)

@@ -60,7 +60,7 @@ def add_inside_routes(app: FastAPI, engine: Engine, watchers: dict, authorize, r
             key = (name, body.text, step)
             if last.get("key") != key:  # a new text or new weights (the layers of a page come one by one)
                 last.update(key=key, trace=trace(run, body.text))
-            view = inside(run, body.text, body.layer, last["trace"])
+            view = inside(run, body.text, body.layer, last["trace"], body.millionths)
             return view if watcher is None else {**view, "step": step}
 
         try:

@@ -153,3 +153,4 @@ class InsideRequest(_Body):
     text: str = Field(min_length=1, max_length=1 << 16)
     model: str | None = None
     layer: Annotated[int, Field(ge=1)] | None = None  # only this layer's attention maps (1 = the first block)
+    millionths: bool = False  # the weights as whole millionths: half the JSON (what the playground asks for)

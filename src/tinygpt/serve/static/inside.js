@@ -22,10 +22,13 @@ const Inside = (() => {
     return answer;
   }
 
+  // The weights come as whole millionths (half the JSON of decimals): back to fractions here.
+  const fractions = (heads) => heads.map((rows) => rows.map((row) => row.map((n) => n / 1e6)));
+
   async function look() {
     $("inside-error").textContent = "";
     const started = performance.now();
-    const body = {model: $("model").value, text: $("inside-text").value};
+    const body = {model: $("model").value, text: $("inside-text").value, millionths: true};
     let answer;
     try {
       answer = await post(body);
@@ -33,21 +36,25 @@ const Inside = (() => {
       $("inside-error").textContent = e.message;
       return;
     }
-    const again = view && view.ids.join() === answer.ids.join();  // the same text, newer weights: keep the picks
+    const again = view && view.tokens.join() === answer.tokens.join();  // the same text, newer weights: keep picks
     view = answer;
-    maps = view.attention || [];
+    maps = (view.attention || []).map(fractions);
     if (!again) { chosen = {layer: 0, head: 0}; focus = view.tokens.length - 1; }
     drawAll();
-    // Too many weights to send at once: each layer comes on its own, first to last.
-    for (let layer = maps.length; layer < view.config.n_layer; layer++) {
-      try {
+    // Too many weights to send at once: every layer asked for on its own, all at once (the server writes one
+    // while the page reads another), each drawn as it comes.
+    const missing = [];
+    for (let layer = maps.length; layer < view.config.n_layer; layer++) missing.push(layer);
+    try {
+      await Promise.all(missing.map(async (layer) => {
         const part = await post({...body, layer: layer + 1});
         if (view !== answer) return;  // a newer text is on screen
-        maps[layer] = part.attention;
+        maps[layer] = fractions(part.attention);
         paintLayer(layer);
         if (layer === chosen.layer) { drawChosen(); drawRow(); }
-      } catch (e) { $("inside-error").textContent = e.message; return; }
-    }
+      }));
+    } catch (e) { $("inside-error").textContent = e.message; return; }
+    if (view !== answer) return;
     const seconds = (performance.now() - started) / 1000;
     $("inside-status").textContent = `${view.tokens.length} tokens, ${view.config.n_layer} layers x ` +
       `${view.config.n_head} heads, on screen in ${seconds.toFixed(2)} s` +
