@@ -13,12 +13,10 @@ def add_parser(sub):
 
     p = sub.add_parser(
         "rl", help="reinforcement learning of an sft run against a reward (PPO or GRPO)",
-        description="Train SFT_RUN to write replies that a reward scores high: replies to the prompts of "
-        "--prompts (JSON Lines of {\"prompt\": \"...\"} or {\"prompt\": [messages]}, rendered through the run's chat "
-        "template) are sampled from the model itself, scored by --reward (a reward run made by `tinygpt reward`, "
-        "or module:function, a Python function f(prompt, reply) -> float), and learnt from with PPO (a value head, "
-        "GAE, the clipped objective) or GRPO (each reply against the others to the same prompt). A KL penalty "
-        "keeps the model near SFT_RUN's, which stays frozen. The last --val-fraction of the prompts is held out: "
+        description="Train SFT_RUN to write replies that a reward scores high: its replies to --prompts (JSON "
+        "Lines of {\"prompt\": ...}, through the chat template) are scored by --reward and learnt from with PPO "
+        "(value head, GAE, clipped objective) or GRPO (each reply against the others to its prompt). A KL "
+        "penalty keeps it near SFT_RUN, which stays frozen. The last --val-fraction of the prompts is held out: "
         "each evaluation scores greedy replies to them, and model.safetensors keeps the best.")
     p.add_argument("sft_run", metavar="SFT_RUN", nargs="?", default="", help="the sft run to train")
     p.add_argument("--prompts", default=None, help="prompts: a .jsonl file, or a folder of them")

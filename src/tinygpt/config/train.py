@@ -42,13 +42,11 @@ class TrainConfig:
         "optimizer, schedule and run directory; --data defaults to the run's own text)")
     # LoRA: fine-tune low-rank adapters beside frozen weights (model/lora.py).
     lora_rank: int = _setting(
-        0, "fine-tune with LoRA: train a rank-r update B @ A beside each --lora-targets projection while the base "
-        "weights stay frozen, so the optimizer holds only the adapters; 0 = full fine-tuning")
-    lora_alpha: float = _setting(8.0, "LoRA: the update is scaled by lora_alpha / lora_rank (PEFT's rule and default)")
-    lora_dropout: float = _setting(0.0, "LoRA: dropout on the adapters' input, in [0, 1)")
+        0, "LoRA: train rank-r adapters B @ A beside frozen weights; 0 = full fine-tuning")
+    lora_alpha: float = _setting(8.0, "LoRA: the update's scale is lora_alpha / lora_rank (PEFT's)")
+    lora_dropout: float = _setting(0.0, "LoRA: dropout on the adapters' input")
     lora_targets: str = _setting(
-        "attn.qkv,attn.proj", "LoRA: the projections of every block that get adapters, comma-separated, from "
-        "attn.qkv, attn.proj, mlp.fc, mlp.proj, or all")
+        "attn.qkv,attn.proj", "LoRA: which projections (attn.qkv, attn.proj, mlp.fc, mlp.proj, all)")
     # Where and how.
     out: str = _setting("", "run directory (default: runs/<data name>)")
     device: str = _setting("auto", "cuda, mps or cpu; auto picks the first available in that order")
@@ -57,12 +55,11 @@ class TrainConfig:
         ("auto", "float32", "bfloat16"))
     compile: bool = _setting(False, "torch.compile the model (worth it for long GPU runs)")
     parallel: str = _setting(
-        "ddp", "under torchrun: ddp (each process holds the whole model) or fsdp (FSDP2: weights, gradients and "
-        "optimizer state sharded across the processes, for a model too big for one GPU)", ("ddp", "fsdp"))
+        "ddp", "under torchrun: ddp (a whole model per process) or fsdp (FSDP2: weights, gradients and optimizer "
+        "state sharded, for a model too big for one GPU)", ("ddp", "fsdp"))
     threads: int = _setting(
-        0, "CPU threads for PyTorch; 0 = by the model's size: one for a step of under 2 GFLOP, else one per core "
-        "(benchmarks/threads.py), fixed for the run (a resumed run keeps its own), so the numbers never depend on "
-        "the machine's load; on a machine busy with other work, 1 is often faster for mid-sized models too")
+        0, "CPU threads; 0 = by the model's size (one under 2 GFLOP a step, else one per core), fixed for the "
+        "run so its numbers never depend on the load; 1 is often faster on a busy machine")
     seed: int = _setting(1337, "random seed for initialisation, batches and dropout")
     # Optimisation.
     batch_size: int = _setting(12, "sequences per micro-batch, summed over all processes")
@@ -89,22 +86,19 @@ class TrainConfig:
     eval_iters: int = _setting(
         0, "estimate losses from this many random batches; 0 = one exact pass over each split")
     eval_max_tokens: int = _setting(
-        131072, "exact pass: periodic evaluations score at most this many tokens of each split, its first ones "
-        "(0 = all; tiny Shakespeare's 111,539 fit)")
+        131072, "exact pass: periodic evaluations score the first this many tokens of each split (0 = all)")
     final_eval_tokens: int = _setting(
-        262144, "exact pass: the final evaluation scores at most this many validation tokens: the whole split when "
-        "it is no longer, else the periodic evaluations' tokens and a fixed subset of the rest's windows, the same "
-        "for every run on that split (0 = the whole split however long; `tinygpt eval` scores it whole)")
+        262144, "exact pass: the final evaluation scores at most this many validation tokens (the periodic ones' "
+        "and a fixed subset of the rest, the same for every run on that split; 0 = the whole split)")
     log_interval: int = _setting(10, "update the progress bar every this many steps")
     sample_tokens: int = _setting(100, "after training, print samples of this many tokens (0 = none)")
     num_samples: int = _setting(2, "how many samples to print after training")
     sample_prompts: str = _setting("", "comma-separated prompts for the samples after training")
     progress: bool = _setting(True, "show a progress bar (loss, tokens/s, time left)")
     tensorboard: bool = _setting(
-        False, "also write TensorBoard logs to RUN/tensorboard (needs pip install 'tinygpt[tensorboard]'); "
-        "metrics.jsonl stays the record")
+        False, "also write TensorBoard logs to RUN/tensorboard (pip install 'tinygpt[tensorboard]')")
     plot_every: int = _setting(
-        0, "redraw RUN/loss.png at the first evaluation after every this many steps, and at the end; 0 = never")
+        0, "redraw RUN/loss.png every this many steps (at the next evaluation) and at the end; 0 = never")
 
     def validate(self) -> "TrainConfig":
         check_choices(self)
