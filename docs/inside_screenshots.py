@@ -69,7 +69,7 @@ def main():
         driver.find_element("css selector", "canvas.map[data-layer='1'][data-head='0']").click()
         ActionChains(driver).move_to_element(driver.find_elements("css selector", "#inside-tokens .chip")[3]).perform()
 
-    shoot(rhyme, args.out / "inside.png", (1280, 1860), False,
+    shoot(rhyme, args.out / "inside.png", (1280, 2050), False,
           lambda d: d.find_element("id", "inside").get_attribute("data-ready") == "1", hover)
 
     watched = work / "watched"
