@@ -50,6 +50,18 @@ def read_pairs(spec: str) -> tuple[list[Pair], str]:
     return [parse_pair(doc, where) for doc, where in docs], sha256
 
 
+def hold_out(n_pairs: int, val_fraction: float, reported: str) -> tuple[int, list[str]]:
+    """How many of the last pairs are held out for validation (a reward model's or DPO's), at least one left
+    to train on, and the note when there are too few to hold out any (`reported`: what the evaluations
+    then report on the training pairs)."""
+    n_val = int(n_pairs * val_fraction)
+    notes = []
+    if val_fraction and not n_val:
+        notes.append(f"{n_pairs} pair(s) are too few to hold out {val_fraction:g} of them: no validation split (the "
+                     f"{reported} reported are on the training pairs)")
+    return min(n_val, n_pairs - 1), notes
+
+
 def parse_pair(doc, where: str) -> Pair:
     """One line's JSON document as a Pair; one that is not is a TinyGPTError starting with `where`."""
     try:

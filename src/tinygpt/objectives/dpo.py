@@ -56,7 +56,7 @@ from ..core import distributed as ddp
 from ..core.errors import TinyGPTError
 from ..core.tokens import IGNORE
 from ..data import corpus_name
-from ..data.preferences import Pair, read_pairs
+from ..data.preferences import Pair, hold_out, read_pairs
 from ..store.checkpoint import tensors_checksum
 from ..store.rundir import RunDir
 from ..tokenizers.chat_format import ChatFormat
@@ -126,12 +126,7 @@ class DirectPreference(Objective):
                 rows[f"{side}_y"][row, :n] = torch.where(torch.tensor(trained[1:]), torch.tensor(ids[1:]), IGNORE)
                 rows[f"{side}_len"][row] = n
 
-        n_val = int(len(pairs) * cfg.val_fraction)
-        notes = []
-        if cfg.val_fraction and not n_val:
-            notes.append(f"{len(pairs)} pair(s) are too few to hold out {cfg.val_fraction:g} of them: no validation "
-                         "split (the loss and rewards reported are on the training pairs)")
-        n_val = min(n_val, len(pairs) - 1)  # at least one to train on
+        n_val, notes = hold_out(len(pairs), cfg.val_fraction, "loss and rewards")
         if cut:
             notes.append(f"{len(cut)} of {len(pairs)} pairs have a sequence longer than the context ({block_size} "
                          f"tokens and the next): they keep their first {block_size + 1} tokens (first: {cut[0]})")

@@ -35,7 +35,7 @@ from ..config import TrainConfig
 from ..core import distributed as ddp
 from ..core.errors import TinyGPTError
 from ..data import corpus_name
-from ..data.preferences import Pair, read_pairs
+from ..data.preferences import Pair, hold_out, read_pairs
 from ..model.reward_model import reward_weights
 from ..store.rundir import RunDir
 from ..tokenizers.chat_format import ChatFormat
@@ -97,12 +97,7 @@ class PreferencePairs(Objective):
                 rows[name][row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)  # id 0 pads: never seen
                 rows[f"{name}_len"][row] = len(ids)
 
-        n_val = int(len(pairs) * cfg.val_fraction)
-        notes = []
-        if cfg.val_fraction and not n_val:
-            notes.append(f"{len(pairs)} pair(s) are too few to hold out {cfg.val_fraction:g} of them: no validation "
-                         "split (the loss and accuracy reported are on the training pairs)")
-        n_val = min(n_val, len(pairs) - 1)  # at least one to train on
+        n_val, notes = hold_out(len(pairs), cfg.val_fraction, "loss and accuracy")
         if cut:
             notes.append(f"{len(cut)} of {len(pairs)} pairs have a sequence longer than the context ({block_size} "
                          f"tokens): they keep their last {block_size} tokens, the reply's end (first: {cut[0]})")
