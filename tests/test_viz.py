@@ -351,3 +351,14 @@ def test_the_progress_bar_counts_down_a_time_budget(monkeypatch):
     assert schedule.time_left() == "1:30"
     monkeypatch.setattr(clock, "elapsed", lambda: 200.0)
     assert schedule.time_left() == "0:00"
+
+
+def test_a_large_vocabularys_pca_takes_the_covariance_way_to_the_same_axes(monkeypatch):
+    torch.manual_seed(0)
+    rows = torch.randn(600, 24) @ torch.randn(24, 24)  # (N, C): correlated, so the axes are well apart
+    rows = rows - rows.mean(dim=0)
+    exact, exact_var = probe.principal_axes(rows)  # an SVD: N <= SVD_ROWS
+    monkeypatch.setattr(probe, "SVD_ROWS", 100)
+    fast, fast_var = probe.principal_axes(rows)  # the covariance's eigenvectors
+    torch.testing.assert_close(fast.abs(), exact.abs(), atol=1e-4, rtol=0)  # the same directions, up to sign
+    torch.testing.assert_close(fast_var / fast_var.sum(), exact_var / exact_var.sum(), atol=1e-5, rtol=0)
