@@ -333,3 +333,11 @@ def test_millionths_are_the_same_six_decimals_as_whole_numbers(client):
     whole = client.post("/inside", json={"text": TEXT, "layer": 2, "millionths": True}).json()["attention"]
     assert whole == [[[round(w * 1e6) for w in row] for row in head] for head in floats]
     assert all(isinstance(n, int) for head in whole for row in head for n in row)
+
+
+def test_watching_a_file_is_one_line_not_a_wait_for_ever(capsys, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("mary had a little lamb\n")
+    assert main(["serve", str(text), "--watch", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tinygpt: error: {text} is a file, not a run directory; give the --out of a tinygpt train"]

@@ -119,6 +119,13 @@ STARTS_FROM = {"sft": "name the run to fine-tune as BASE_RUN (tinygpt sft BASE_R
                "dpo": "name the run to train as SFT_RUN (tinygpt dpo SFT_RUN --data FILE), not --init-from"}
 
 
+def kept_on_resume(asked: dict, begun):
+    """A verb's own settings (RL's, DPO's) are those its run began with: a resume may repeat them, not change them."""
+    changed = [name for name, value in asked.items() if value != getattr(begun, name)]
+    if changed:
+        raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
+
+
 def refuse_init_from(verb: str, settings: dict):
     """A fine-tuning verb names the run it starts from as its argument, not as init_from."""
     if "init_from" in settings:
@@ -197,9 +204,7 @@ def rl(sft_run: str = "", prompts: str = "", reward: str = "", out: str = "", re
                   needs_data="pass the prompts to reply to: --prompts FILE.jsonl (or a folder of them)")
     if resume:  # the RL settings it began with
         rl_cfg = RLConfig(**RunDir(resume).resumable_by("rl").data["rl"])
-        changed = [name for name, value in asked.items() if value != getattr(rl_cfg, name)]
-        if changed:
-            raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
+        kept_on_resume(asked, rl_cfg)
     else:
         rl_cfg = RLConfig(**asked)
         load_reward(rl_cfg.reward)  # a bad --reward fails before anything else is read
@@ -228,9 +233,7 @@ def dpo(sft_run: str = "", data: str = "", out: str = "", resume: str = "", conf
     if resume:  # the DPO settings it began with
         saved = RunDir(resume).resumable_by("dpo").data
         dpo_cfg = DPOConfig(**saved["dpo"])
-        changed = [name for name, value in asked.items() if coerce_dpo(name, value) != getattr(dpo_cfg, name)]
-        if changed:
-            raise TinyGPTError(f"cannot change {', '.join(changed)} when resuming; start a new run instead")
+        kept_on_resume({name: coerce_dpo(name, value) for name, value in asked.items()}, dpo_cfg)
     else:
         dpo_cfg = DPOConfig(**{name: coerce_dpo(name, value) for name, value in asked.items()}).validate()
     model_cfg, train_cfg, out_dir, _ = resolve("", config, settings, resume)

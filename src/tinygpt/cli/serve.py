@@ -104,6 +104,9 @@ def wait_for_checkpoints(paths, every: float = 0.5):
     from ..store.rundir import RunDir
 
     waiting = [RunDir(p) for p in paths]
+    for run in waiting:
+        if run.path.exists() and not run.path.is_dir():  # a typo would otherwise wait for ever
+            raise TinyGPTError(f"{run.path} is a file, not a run directory; give the --out of a tinygpt train")
     said = False
     while waiting := [r for r in waiting if not (r.config_path.is_file() and r.checkpoint_path("latest").is_file())]:
         if not said:

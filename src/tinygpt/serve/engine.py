@@ -198,7 +198,9 @@ class Engine:
         loop calls this; a test may too, on an engine it did not start)."""
         with self.lock:
             echoes = self._admit()
-            tasks, self.tasks = self.tasks, deque()
+            tasks = ()
+            if self.tasks:  # rare (a look inside, new weights): a decoding step allocates nothing for them
+                tasks, self.tasks = self.tasks, deque()
         for work, done in tasks:
             if done.set_running_or_notify_cancel():
                 try:
