@@ -124,7 +124,8 @@ class Run:
 
     def generate(self, prompt: str | list[str] = "", max_new_tokens: int = 100, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
-                 seed: int | list[int] | None = None, use_cache: bool = True, stream=None, sampling=None):
+                 seed: int | list[int] | None = None, use_cache: bool = True, stream=None, sampling=None,
+                 context: str = "exact"):
         """Continue `prompt`; returns its completion, a string.
 
         A list of prompts returns a list of completions, sampled together in one batch, each the
@@ -136,10 +137,13 @@ class Run:
         sampling: instead of the knob arguments, a SamplingConfig, or a list of one per prompt (a
         server batching requests that ask for different knobs).
         stream: called as stream(text_piece) with the first sample's new text as it is produced.
+        context: what a text longer than the model's block_size reads: "exact", its last block_size
+        tokens, re-run for every new token; "shift", once they are full, only the newer half of them,
+        run once, then cached (much faster, a little less context: generation/decoder.py).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         pieces = self.stream(prompts, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop,
-                             num_samples, seed, use_cache, sampling)
+                             num_samples, seed, use_cache, sampling, context)
         texts = [[] for _ in range(len(prompts) * num_samples)]
         for row, piece in pieces:
             texts[row].append(piece)
@@ -152,7 +156,7 @@ class Run:
 
     def stream(self, prompt: str | list[str] = "", max_new_tokens: int = 100, temperature: float = 1.0,
                top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, stop=(), num_samples: int = 1,
-               seed: int | list[int] | None = None, use_cache: bool = True, sampling=None):
+               seed: int | list[int] | None = None, use_cache: bool = True, sampling=None, context: str = "exact"):
         """Continue `prompt` piece by piece: an iterator over text pieces as they are produced.
 
         `"".join(run.stream(...))` is `run.generate(...)` with the same arguments (see there). No
@@ -184,7 +188,7 @@ class Run:
         if num_samples < 1:
             raise TinyGPTError(f"num_samples must be at least 1, got {num_samples}")
         seeds = per_prompt("seed", seed, (int, type(None)))
-        pieces = complete(self.model, self.tokenizer, prompts, configs, seeds, num_samples, use_cache)
+        pieces = complete(self.model, self.tokenizer, prompts, configs, seeds, num_samples, use_cache, context)
         if isinstance(prompt, str) and num_samples == 1:
             return (piece for _, piece in pieces)
         return pieces
@@ -194,7 +198,7 @@ class Run:
         rendered through the run's chat template; it ends where the model ends its turn (`<|end|>`).
 
         knobs: the sampling knobs of `generate` (max_new_tokens, temperature, top_k, top_p,
-        repetition_penalty, seed, use_cache). stream: called with each piece of the reply as it comes.
+        repetition_penalty, seed, use_cache, context). stream: called with each piece of the reply as it comes.
         """
         from ..generation.chat import reply_pieces
 

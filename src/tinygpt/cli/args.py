@@ -104,13 +104,27 @@ def add_sampling(parser):
                         help="divide the logits of tokens already present by this (1 = off)")
     parser.add_argument("--seed", type=seed_number, default=None, help="random seed, for repeatable samples")
     parser.add_argument("--no-cache", action="store_true", help="re-run the whole context for every token")
+    add_context_shift(parser)
+
+
+def add_context_shift(parser):
+    """--context-shift: what a text longer than the model's context reads (generation/decoder.py)."""
+    parser.add_argument("--context-shift", action="store_true",
+                        help="when a text fills the model's context (block_size tokens), keep its newer half and "
+                        "go on with the KV cache, instead of re-running the last block_size tokens for every new "
+                        "token: many times faster, a little less context")
+
+
+def context(args) -> str:
+    """The `context` argument of `Run.generate` and of the server's Engine that --context-shift sets."""
+    return "shift" if args.context_shift else "exact"
 
 
 def sampling_knobs(args) -> dict:
     """The keyword arguments of `Run.generate`/`Run.stream` that `add_sampling`'s flags set."""
     return dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                 top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                use_cache=not args.no_cache)
+                use_cache=not args.no_cache, context=context(args))
 
 
 def add_settings(parser, verb: str = "train"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..core.errors import TinyGPTError
-from .args import add_loading, port_number, thread_count
+from .args import add_context_shift, add_loading, context, port_number, thread_count
 
 
 def add_parsers(sub):
@@ -33,6 +33,7 @@ def add_parsers(sub):
                    "new one as it is saved, and show the loss curves and the newest weights in the playground's "
                    "Inside mode (waits for a run's first checkpoint; one thread unless --threads, so the "
                    "training keeps the cores)")
+    add_context_shift(p)
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
     p.set_defaults(func=serve)
@@ -60,7 +61,7 @@ def serve(args) -> int:
     if args.watch:
         wait_for_checkpoints(args.runs)
     runs = load_runs(args.runs, device=args.device, checkpoint="latest" if args.watch else args.checkpoint)
-    engine = Engine(runs, max_batch=args.max_batch, max_waiting=args.max_waiting)
+    engine = Engine(runs, max_batch=args.max_batch, max_waiting=args.max_waiting, context=context(args))
     local = args.host in LOOPBACK
     watchers = {}
     if args.watch:

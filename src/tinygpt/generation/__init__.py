@@ -1,7 +1,8 @@
 """Sampling text from a model: the next-token choice, the batched decoding loop, text as it comes.
 
     sampling.py  SamplingConfig and the next-token choice (repetition penalty, temperature, top-k, top-p)
-    decoder.py   Decoder: rows of any lengths extended in one batch, with or without the KV cache
+    decoder.py   Decoder: rows of any lengths extended in one batch, with or without the KV cache; past
+                 block_size each row re-runs its window (exact) or keeps the newer half of it (shift)
     complete.py  prompts as text -> rows of a Decoder -> text: what Run.generate and training's samples share
     chat.py      a run's reply to a conversation, through its chat format (tinygpt chat, Run.chat)
     translate.py an encoder-decoder's targets, greedy or sampled; beam.py: beam search

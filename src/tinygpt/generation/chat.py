@@ -29,7 +29,7 @@ def reply_pieces(run, messages: list[dict], chat: ChatFormat | None = None, **kn
     """The reply to `messages`, piece by piece as it is sampled, without the whitespace around it.
 
     knobs: `run.stream`'s (max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
-    use_cache); the chat tokens are the stop strings.
+    use_cache, context); the chat tokens are the stop strings.
     """
     chat = chat or run_chat_format(run)
     prompt = chat.render(messages, add_generation_prompt=True)

@@ -27,7 +27,7 @@ def start_ids(tokenizer, prompt: str) -> list[int]:
 
 
 def complete(model, tokenizer, prompts: list[str], configs: list[SamplingConfig], seeds: list[int | None],
-             num_samples: int = 1, use_cache: bool = True) -> Iterator[tuple[int, str]]:
+             num_samples: int = 1, use_cache: bool = True, context: str = "exact") -> Iterator[tuple[int, str]]:
     """Every prompt's num_samples completions, decoded in one batch: (row, text piece) as they come."""
     device = next(model.parameters()).device
     rows, streams = [], []
@@ -39,4 +39,4 @@ def complete(model, tokenizer, prompts: list[str], configs: list[SamplingConfig]
             generator = None if first_seed is None else torch.Generator(device=device).manual_seed(first_seed + j)
             rows.append(Row(ids, config, generator))
             streams.append(TextStream(tokenizer, ids, config.stop, drop_lead=lead))
-    return stream_rows(Decoder(model, rows, use_cache), streams)
+    return stream_rows(Decoder(model, rows, use_cache, context), streams)

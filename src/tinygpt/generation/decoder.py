@@ -7,8 +7,20 @@ Each row gets the tokens it gets when generated alone:
   logits are read at its own last real position.
 - With the KV cache, the prompts run once (a prefill), then every step runs each row's newest
   token at that row's own position (see model/kv_cache.py).
-- Once a row's text outgrows block_size its positions shift by one per token, so its cropped
-  window is re-run from scratch every step, as when it is alone; the other rows keep their cache.
+- Once a row's text outgrows block_size, what it reads is its `context`:
+  exact (the default): its last block_size tokens, as when it is alone. Its positions shift by one per
+  token, so that window is re-run from scratch every step (block_size tokens of work per token); the
+  other rows keep their cache.
+  shift: a context shift, as llama.cpp does. When the row's window is full it keeps its newest
+  block_size // 2 tokens and forgets the older ones; the kept tokens move to positions 0.. and the row
+  decodes with its cache until the window is full again. A model with learned positions re-runs the
+  kept tokens once (a prefill: they are what a fresh run of them gives). A rotary model (pos_emb rope)
+  runs nothing: its cached keys turn back by the positions dropped (model/cached.py `rotate_back`), and
+  since rotary scores depend only on distances, each kept key scores as before. Those keys were made
+  when the forgotten tokens were still in view, so past the first layer they are not what a re-run
+  would give: the row goes on as if its attention had stopped reaching back past the window's start.
+  Either way the context cycles between block_size // 2 and block_size tokens instead of always
+  block_size: less to read, far less work (benchmarks/README.md, "Long samples: context shift").
 - Each row draws from its own torch.Generator, one (1, V) draw per row, so the other rows of the
   batch cannot change its random numbers.
 
@@ -24,7 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.errors import TinyGPTError
+from ..model.cached import rotate_back
 from .sampling import SamplingConfig, next_token
+
+CONTEXTS = ("exact", "shift")  # what a row reads once its text outgrows block_size (see the docstring)
 
 
 @dataclass
@@ -46,13 +62,16 @@ class Decoder:
     `drop_finished()` then forgets the finished rows, so the batch stays as small as its live rows.
     """
 
-    def __init__(self, model, rows: list[Row] = (), use_cache: bool = True):
+    def __init__(self, model, rows: list[Row] = (), use_cache: bool = True, context: str = "exact"):
         self.model = model
         self.block_size = model.config.block_size
         self.use_cache = use_cache and model.supports_cache
+        self.shift = check_context(context) == "shift"
+        self.kept = max(1, self.block_size // 2)  # the tokens a shift keeps, the newest included
         self.device = next(model.parameters()).device
         self.no_autograd = autograd_off(model)
         self.ids: list[list[int]] = []  # each row's tokens, prompt first
+        self.starts: list[int] = []  # where each row's window begins in its ids (moved only by a shift)
         self.rows: list[Row] = []
         self.new: list[int] = []  # tokens generated so far, per row
         self.finished: list[bool] = []
@@ -74,6 +93,8 @@ class Decoder:
         index = len(self.rows)
         self.rows.append(row)
         self.ids.append(list(row.ids))
+        # A shifting row starts from its prompt's last block_size tokens, which exact mode reads too.
+        self.starts.append(max(0, len(row.ids) - self.block_size) if self.shift else 0)
         self.new.append(0)
         self.finished.append(row.sampling.max_new_tokens == 0)
         self.fresh.append(index)
@@ -111,6 +132,7 @@ class Decoder:
         where = {old: new for new, old in enumerate(keep)}
         self.rows = [self.rows[i] for i in keep]
         self.ids = [self.ids[i] for i in keep]
+        self.starts = [self.starts[i] for i in keep]
         self.new = [self.new[i] for i in keep]
         self.finished = [False] * len(keep)
         with self.no_autograd():  # the cache and `seen` were made in it
@@ -127,9 +149,12 @@ class Decoder:
 
     def _next_logits(self, live: list[int]):
         """Each live row's logits for its next token, (len(live), V) in the order of `live`."""
+        if self.shift:
+            self._shift_full(live)  # afterwards every row's window has room for its newest token
         if not self.use_cache:
             return self._windows(live)
-        fits = {i for i in live if len(self.ids[i]) <= self.block_size}  # the newest token has a position left
+        # The newest token has a position left (exact: rows shorter than block_size; shift: every row).
+        fits = {i for i in live if len(self.ids[i]) - self.starts[i] <= self.block_size}
         fresh = [i for i in self.fresh if i in fits]  # the others run as windows from the start
         self.fresh = []
         decoding = [i for i in self.cached if i in fits]
@@ -152,11 +177,37 @@ class Decoder:
             out[torch.tensor([order[r] for r in rows], device=self.device)] = logits
         return out
 
+    def _shift_full(self, live: list[int]):
+        """Shift the window of every live row that has no position left for its newest token: keep its
+        newest `kept` tokens. A cached row of a rotary model moves its keys (their positions turned back);
+        one of a model with learned positions leaves the cache and its kept tokens prefill again."""
+        full = [i for i in live if len(self.ids[i]) - self.starts[i] > self.block_size]
+        drops = {}
+        for i in full:
+            drops[i] = len(self.ids[i]) - self.kept - self.starts[i]
+            self.starts[i] += drops[i]
+        moving = [i for i in self.cached if i in drops]  # the cache holds each one's window before the newest
+        if not moving:
+            return
+        rotary = self.model.rotary if self.model.config.pos_emb == "rope" else None
+        if rotary is not None:
+            self.cache.shift([self.cached.index(i) for i in moving], [drops[i] for i in moving],
+                             lambda keys, n: rotate_back(rotary, keys, n))
+        else:
+            self._uncache(set(self.cached) - set(moving))
+            self.fresh += moving
+
+    def _window(self, i: int) -> list[int]:
+        """Row i's tokens that the model reads: at most its last block_size, none before its window's start."""
+        ids = self.ids[i]
+        return ids[max(self.starts[i], len(ids) - self.block_size) :]
+
     def _prefill(self, rows: list[int]):
-        """Run these rows' whole texts (none longer than block_size), right-padded, into a new cache."""
-        lengths = [len(self.ids[i]) for i in rows]
+        """Run these rows' windows (none longer than block_size), right-padded, into a new cache."""
+        windows = [self._window(i) for i in rows]
+        lengths = [len(w) for w in windows]
         cache = self.model.new_cache(len(rows)) if self.cache is None else self.cache.room(len(rows))
-        logits, _ = self.model(self._padded([self.ids[i] for i in rows]), cache=cache)  # (n, T, V)
+        logits, _ = self.model(self._padded(windows), cache=cache)  # (n, T, V)
         cache.set_lengths(lengths)  # the pads' keys stay unseen until each row's tokens overwrite them
         if self.cache is None:
             self.cache, self.cached = cache, list(rows)
@@ -184,8 +235,8 @@ class Decoder:
             self.cached = [self.cached[j] for j in self.cache.remove(gone)]
 
     def _windows(self, rows: list[int]):
-        """Run these rows' last block_size tokens from scratch, right-padded, with no cache."""
-        windows = [self.ids[i][-self.block_size :] for i in rows]
+        """Run these rows' windows from scratch, right-padded, with no cache."""
+        windows = [self._window(i) for i in rows]
         logits, _ = self.model(self._padded(windows))  # (n, T, V)
         return self._last(logits, [len(w) for w in windows])
 
@@ -258,13 +309,24 @@ def autograd_off(model):
     return torch.no_grad if is_sharded(next(model.parameters())) else torch.inference_mode
 
 
-def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache: bool = True):
+def check_context(context) -> str:
+    """`context` if it is one of CONTEXTS; otherwise the one-line error that names it."""
+    if context not in CONTEXTS:
+        raise TinyGPTError(f"context must be 'exact' (re-run the last block_size tokens for every token past the "
+                           f"model's context) or 'shift' (keep the newer half once the context is full), "
+                           f"got {context!r}")
+    return context
+
+
+def generate_ids(model, idx, sampling: SamplingConfig, generator=None, use_cache: bool = True,
+                 context: str = "exact"):
     """Extend every row of idx (B, T) by `max_new_tokens` tokens; returns (B, T + n).
 
     generator: one for all rows (drawn as one batch) or a list of one per row.
     """
     generators = generator if isinstance(generator, (list, tuple)) else [generator] * idx.size(0)
-    decoder = Decoder(model, [Row(ids, sampling, g) for ids, g in zip(idx.tolist(), generators)], use_cache)
+    rows = [Row(ids, sampling, g) for ids, g in zip(idx.tolist(), generators)]
+    decoder = Decoder(model, rows, use_cache, context)
     while not decoder.done:
         decoder.step()
     return torch.tensor(decoder.ids, dtype=idx.dtype, device=idx.device)

@@ -108,6 +108,20 @@ class KVCache:
         self.set_lengths([self.lengths[i] for i in order])
         return order
 
+    def shift(self, rows: list[int], drops: list[int], move_keys=None):
+        """Forget the oldest drops[j] positions of row rows[j] and move the rest to the front (generation's
+        context shift: generation/decoder.py). move_keys(keys, n): the kept keys (n_layer, nh, L, hs) as
+        they are n positions earlier (rotary keys turn back); None: keys do not depend on their position."""
+        lengths = list(self.lengths)
+        for row, n in zip(rows, drops):
+            kept = lengths[row] - n
+            if kept > 0:  # clone: the kept part and its new place overlap
+                keys = self.k[:, row, :, n : lengths[row]].clone()  # (n_layer, nh, kept, hs)
+                self.k[:, row, :, :kept] = keys if move_keys is None else move_keys(keys, n)
+                self.v[:, row, :, :kept] = self.v[:, row, :, n : lengths[row]].clone()
+            lengths[row] = max(kept, 0)
+        self.set_lengths(lengths)
+
     def keep(self, rows: list[int]):
         """Keep these rows, in this order; a row may come more than once (beam search continues one
         beam several ways). Copies every row kept: `remove` is the cheap way to drop a few."""

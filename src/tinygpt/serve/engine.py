@@ -31,6 +31,7 @@ import torch
 from ..core.errors import TinyGPTError
 from ..generation import Decoder, Row, SamplingConfig, TextStream
 from ..generation.chat import ReplyTrim
+from ..generation.decoder import check_context
 from ..generation.score import score
 
 
@@ -99,16 +100,17 @@ class _Choice:
 class Engine:
     """Serves requests for several loaded runs (`{name: Run}`), one decoding thread for all."""
 
-    def __init__(self, runs: dict, max_batch: int = 64, max_waiting: int = 256):
+    def __init__(self, runs: dict, max_batch: int = 64, max_waiting: int = 256, context: str = "exact"):
         if max_batch < 1 or max_waiting < 0:
             raise TinyGPTError(f"max_batch must be at least 1 and max_waiting 0 or more, got {max_batch}, "
                                f"{max_waiting}")
+        self.context = check_context(context)  # what every row reads once its text outgrows block_size
         self.runs = dict(runs)
         self.max_batch = max_batch
         self.max_waiting = max_waiting
         # Only runs that continue a text decode; an encoder or an encoder-decoder is served to look inside.
         self.writers = [name for name, run in self.runs.items() if writes_text(run)]
-        self.decoders = {name: Decoder(self.runs[name].model) for name in self.writers}
+        self.decoders = {name: Decoder(self.runs[name].model, context=self.context) for name in self.writers}
         self.choices: dict[str, list[_Choice]] = {name: [] for name in self.writers}  # row index -> its choice
         self.waiting: deque[Request] = deque()
         self.lock = threading.Condition()
@@ -187,7 +189,7 @@ class Engine:
         """End every request in the batch with an error (after an exception in a step)."""
         with self.lock:
             failed = {c.request for choices in self.choices.values() for c in choices}
-            self.decoders = {name: Decoder(self.runs[name].model) for name in self.writers}
+            self.decoders = {name: Decoder(self.runs[name].model, context=self.context) for name in self.writers}
             self.choices = {name: [] for name in self.writers}
         for request in failed:
             request.error = reason
