@@ -13,10 +13,11 @@ from tinygpt.config import ModelConfig, TrainConfig, build_configs
 from tinygpt.config.presets import load_preset
 from tinygpt.generation import SamplingConfig, generate_ids
 from tinygpt.model import build_model
-from tinygpt.model.layers import Rotary
+from tinygpt.core.errors import TinyGPTError
+from tinygpt.model.layers import Rotary, relu_squared
 from tinygpt.objectives import language as objectives_module
 from tinygpt.training import loop as loop_module
-from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz
+from tinygpt.training.optim import AdamW, Muon, build_optimizer, lr_factor, newton_schulz, set_lr
 
 # Every modern lever at once: rotary, QK-norm, ReLU squared, zero-initialised projections, RMSNorm.
 MODERN = dict(pos_emb="rope", qk_norm=True, activation="relu2", zero_init_proj=True, norm="rmsnorm", bias=False)
@@ -84,6 +85,35 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     adamw_names = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
     assert adamw_names == set(names.values()) - muon_names  # embeddings, head and gains
     assert "tok_emb.weight" in adamw_names and "lm_head.weight" in adamw_names
+
+
+def test_embedding_lr_gives_the_embedding_tables_a_rate_of_their_own_and_follows_the_schedule():
+    model = gpt(**dict(MODERN, pos_emb="learned"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    _, same = build_configs({"optimizer": "muon"})
+    assert len(build_optimizer(model, same, "cpu").optimizers[0].param_groups) == 2  # 0: the tables go with lr
+    _, train = build_configs({"optimizer": "muon", "lr": 1e-3, "embedding_lr": 0.01, "weight_decay": 0.1})
+    opt = build_optimizer(model, train, "cpu")
+    groups = opt.optimizers[0].param_groups
+    tables = [g for g in groups if g["base_lr"] == 0.01]
+    assert len(tables) == 1 and tables[0]["weight_decay"] == 0.1
+    assert {names[id(p)] for p in tables[0]["params"]} == {"tok_emb.weight", "pos_emb.weight"}
+    assert all(names[id(p)] not in ("tok_emb.weight", "pos_emb.weight") for g in groups if g is not tables[0]
+               for p in g["params"])
+    assert set_lr(opt, 0.5) == 0.5e-3 and tables[0]["lr"] == 0.5 * 0.01  # the logged rate stays AdamW's lr
+    # A step moves the table as AdamW does at that rate: about lr per weight on the first step.
+    x = torch.randint(0, 13, (2, 8))
+    before = model.tok_emb.weight.detach().clone()
+    model(x, x)[1].backward()
+    opt.step()
+    moved = (model.tok_emb.weight.detach() - before).abs()
+    assert moved.max().item() == pytest.approx(0.5 * 0.01, rel=0.05)
+
+
+def test_embedding_lr_is_checked_like_the_other_rates():
+    for value, decay, words in ((-1.0, 0.1, "must be 0 or more"), (50.0, 0.1, "past"), (5.0, 0.5, "x weight_decay")):
+        with pytest.raises(TinyGPTError, match=words):
+            build_configs({"embedding_lr": value, "weight_decay": decay})
 
 
 def test_fused_adamw_on_the_cpu_makes_the_same_update_as_the_textbook_adamw():
@@ -187,6 +217,17 @@ def test_relu_squared_is_the_square_of_the_positive_part():
     mlp = model.blocks[0].mlp
     x = torch.randn(1, 3, 16)
     assert torch.allclose(mlp(x), torch.relu(mlp.fc(x)) ** 2)
+
+
+def test_relu_squared_has_exactly_the_values_and_gradients_of_relu_then_square():
+    h = torch.randn(4, 7, 64, generator=torch.Generator().manual_seed(0))
+    h[0, 0, :3] = 0.0  # the kink: both give a zero gradient there
+    grad = torch.randn_like(h)
+    a, b = h.clone().requires_grad_(), h.clone().requires_grad_()
+    out_a, out_b = relu_squared(a), torch.relu(b).square()
+    (out_a * grad).sum().backward()
+    (out_b * grad).sum().backward()
+    assert torch.equal(out_a, out_b) and torch.equal(a.grad, b.grad)  # bit for bit, not just close
 
 
 @pytest.mark.parametrize("sampling", [SamplingConfig(30, temperature=0.0),

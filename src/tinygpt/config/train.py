@@ -81,6 +81,8 @@ class TrainConfig:
     grad_clip: float = _setting(1.0, "clip the gradient norm to this; 0 = no clipping")
     muon_lr: float = _setting(0.02, "muon: learning rate for the 2-D block weights")
     muon_momentum: float = _setting(0.95, "muon: momentum")
+    embedding_lr: float = _setting(
+        0.0, "peak AdamW learning rate of the embedding tables (tokens, learned positions); 0 = the same as lr")
     # Evaluation, logging, saving.
     eval_interval: int = _setting(250, "evaluate (and save) every this many steps")
     eval_iters: int = _setting(
@@ -111,7 +113,7 @@ class TrainConfig:
                      "sample_tokens", "num_samples", "threads", "plot_every"):
             if getattr(self, name) < 0:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
-        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "muon_lr"):
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "muon_lr", "embedding_lr"):
             if getattr(self, name) < 0:
                 raise TinyGPTError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -123,12 +125,12 @@ class TrainConfig:
         for name in ("beta1", "beta2", "muon_momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TinyGPTError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("lr", "min_lr", "muon_lr"):
+        for name in ("lr", "min_lr", "muon_lr", "embedding_lr"):
             if getattr(self, name) > MOST_LR:
                 raise TinyGPTError(f"{name} {getattr(self, name)} is past {MOST_LR:g}: a step that large throws the "
                                    "weights far from anything learnt (AdamW moves each weight by about lr per step); "
                                    "try 1e-3")
-        for name in ("lr", "muon_lr"):
+        for name in ("lr", "muon_lr", "embedding_lr"):
             if getattr(self, name) * self.weight_decay >= 1:
                 raise TinyGPTError(f"{name} x weight_decay is {getattr(self, name) * self.weight_decay:g}: each step "
                                    f"multiplies the weights by 1 - {name} x weight_decay, which must stay above 0; "

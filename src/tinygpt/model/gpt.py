@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from .attention import CausalSelfAttention, from_fused_layout, score_scale, to_fused_layout
 from .kv_cache import KVCache
-from .layers import Rotary, ThreadedLinear, make_norm, prepare_qk
+from .layers import Rotary, ThreadedLinear, make_norm, prepare_qk, relu_squared
 
 
 class Head(nn.Module):
@@ -110,7 +110,7 @@ class FeedForward(nn.Module):
         elif self.activation == "gelu_tanh":  # GPT-2's
             h = F.gelu(h, approximate="tanh")
         else:  # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
-            h = F.relu(h).square()
+            h = relu_squared(h)  # F.relu(h).square(), with a leaner backward (layers.py)
         if self.proj is not None:
             h = self.proj(h)  # (B, T, C)
         return self.dropout(h) if self.training else h  # skipping the identity call speeds up sampling

@@ -35,6 +35,32 @@ class ThreadedLinear(nn.Linear):
         return y.view(*x.shape[:-1], self.out_features)  # chunks side by side: (..., out)
 
 
+class ReluSquared(torch.autograd.Function):
+    """relu(h) ** 2, with a backward of its own: the same numbers as `F.relu(h).square()` and its gradient.
+
+    Autograd would keep both relu(h) and its input and take three passes over the (B, T, 4C)
+    activations backwards; here relu(h) is the one tensor kept (its zeros already say where the
+    gradient stops) and the gradient is two passes: 2 * relu(h) * grad. On a CPU these activations
+    stream through memory, so the passes are the cost (speedrun-cpu: benchmarks/README.md).
+    """
+
+    @staticmethod
+    def forward(ctx, h):  # (..., 4C)
+        r = torch.relu(h)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad):
+        (r,) = ctx.saved_tensors
+        return torch.mul(grad, r).mul_(2.0)  # x2 is exact in floating point: what pow's gradient computes
+
+
+def relu_squared(h: torch.Tensor) -> torch.Tensor:
+    """ReLU squared (the modded-nanogpt activation): sparse, cheap, and trains small GPTs fast."""
+    return ReluSquared.apply(h)
+
+
 class HandwrittenLayerNorm(nn.Module):
     """LayerNorm written out, as the lecture teaches it: normalise each row, then scale and shift.
 
