@@ -137,6 +137,23 @@ def test_fused_adamw_on_the_cpu_makes_the_same_update_as_the_textbook_adamw():
         assert torch.allclose(p, q, atol=1e-6), name
 
 
+def test_our_fused_adamw_step_is_bit_for_bit_torch_optims_fused_step():
+    torch.manual_seed(0)
+    a, b = gpt(), gpt()
+    b.load_state_dict(a.state_dict())
+    groups = lambda m: [{"params": [p for p in m.parameters() if p.ndim >= 2], "weight_decay": 0.1},  # noqa: E731
+                        {"params": [p for p in m.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    ours = AdamW(groups(a), lr=3e-3, betas=(0.9, 0.99), fused=True)
+    theirs = torch.optim.AdamW(groups(b), lr=3e-3, betas=(0.9, 0.99), fused=True)
+    idx = torch.randint(13, (4, 8))
+    for _ in range(3):
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            model(idx, idx)[1].backward()
+            opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
 def test_a_torch_optim_adamw_state_loads_into_ours_and_continues_identically():
     # Checkpoints keep torch.optim's layout, so runs saved by torch.optim.AdamW still resume.
     torch.manual_seed(0)

@@ -352,3 +352,55 @@ def test_a_time_budget_ends_training_within_the_budget(tiny_corpus, tmp_path, ti
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert records[-1]["step"] == result.step
     assert records[-1]["lr"] < 2e-4  # the cosine schedule followed the clock from 1e-3 down towards min_lr 1e-4
+
+
+def _batch_by_batch(model, data, batch_size, block, n_batches, seed, world=1, rank=0):
+    """estimate_loss as it was written first: one forward per random batch, its mean loss added up."""
+    from tinygpt.data import random_batch
+
+    gen = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(n_batches):
+            x, y = random_batch(data, batch_size, block, gen)
+            if i % world == rank:
+                total, count = total + model(x, y)[1].item(), count + 1
+    return total, count
+
+
+@pytest.mark.parametrize("batch_size,n_batches", [(16, 50), (4, 7), (300, 3)])
+def test_random_batch_losses_scored_several_to_a_forward_are_each_batch_scored_alone(batch_size, n_batches):
+    import contextlib
+
+    from tinygpt.config import ModelConfig
+    from tinygpt.model import build_model
+    from tinygpt.training.losses import estimate_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2, n_embd=16).validate()).eval()
+    data = torch.randint(0, 11, (500,))
+    for world in (1, 2, 3):
+        for rank in range(world):
+            got = estimate_loss(model, data, batch_size, 6, n_batches, 7, "cpu", contextlib.nullcontext, (rank, world))
+            want = _batch_by_batch(model, data, batch_size, 6, n_batches, 7, world, rank)
+            assert got[1] == want[1] and got[0] == pytest.approx(want[0], rel=1e-5)
+
+
+def test_under_lockstep_every_process_runs_as_many_forwards_when_scoring_random_batches():
+    import contextlib
+
+    from tinygpt.config import ModelConfig
+    from tinygpt.model import build_model
+    from tinygpt.training.losses import estimate_loss
+
+    model = build_model(ModelConfig(vocab_size=11, block_size=6, n_layer=1, n_head=2, n_embd=16).validate())
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    data = torch.randint(0, 11, (500,))
+    for n_batches in (1, 5, 50, 51):
+        forwards = []
+        for rank in range(4):
+            calls.clear()
+            estimate_loss(model, data, 16, 6, n_batches, 0, "cpu", contextlib.nullcontext, (rank, 4), lockstep=True)
+            forwards.append(len(calls))
+        assert len(set(forwards)) == 1 and forwards[0] >= 1, (n_batches, forwards)

@@ -63,26 +63,39 @@ def bits_per_char(total_nats: float, n_chars: int) -> float:
 
 @torch.no_grad()
 def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n_batches: int, seed: int,
-                  device, autocast, shard: tuple[int, int] = (0, 1), lockstep: bool = False):
+                  device, autocast, shard: tuple[int, int] = (0, 1), lockstep: bool = False,
+                  tokens_per_forward: int = 1024):
     """(sum of batch mean losses, number of batches) over `n_batches` random batches.
 
     The batches come from their own generator seeded with `seed`, so every evaluation of a run
-    scores the same batches; `shard` = (rank, world_size) gives each process its share.
+    scores the same batches; `shard` = (rank, world_size) gives each process its share. Each batch
+    is scored on its own (its mean loss), but small batches run several to a forward pass, up to
+    about `tokens_per_forward` tokens: the rhyme model's 50 batches of 16 x 6 tokens are 5 forwards,
+    not 50, where each forward's fixed cost is most of its time.
     """
     rank, world = shard
     gen = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
+    mine = []  # (x, y) of this process's batches, (B, T) each: drawn on every rank alike
+    for i in range(n_batches):
+        batch = random_batch(data, batch_size, block_size, gen)
+        if i % world == rank:
+            mine.append(batch)
+    per_forward = max(1, tokens_per_forward // (batch_size * block_size))  # batches per forward pass
+    # lockstep (FSDP): uncounted forwards, so that every process runs as many as the busiest one
+    padding_forwards = -(-(len(mine) + padding(n_batches, rank, world, lockstep)) // per_forward) - (
+        -(-len(mine) // per_forward))
+    total = 0.0
     was_training = model.training
     model.eval()
-    for i in range(n_batches):
-        x, y = random_batch(data, batch_size, block_size, gen)  # (B, T) each; drawn on every rank alike
-        if i % world == rank:
-            with autocast():
-                _, loss = model(x.to(device), y.to(device))
-            total, count = total + loss.item(), count + 1
-        if i == 0:  # lockstep (FSDP): uncounted forwards, so that every process runs as many
-            for _ in range(padding(n_batches, rank, world, lockstep)):
-                with autocast():
-                    model(x.to(device), y.to(device))
+    for j in range(0, len(mine), per_forward):
+        group = mine[j : j + per_forward]
+        x, y = torch.cat([b[0] for b in group]).to(device), torch.cat([b[1] for b in group]).to(device)  # (nB, T)
+        with autocast():
+            logits, _ = model(x)  # (nB, T, V)
+        token_losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")  # (nB*T,)
+        total += token_losses.view(len(group), -1).mean(dim=1).sum().item()  # each batch's mean, added up
+    for _ in range(padding_forwards):
+        with autocast():
+            model(mine[0][0].to(device) if mine else random_batch(data, batch_size, block_size, gen)[0].to(device))
     model.train(was_training)
-    return total, count
+    return total, len(mine)
