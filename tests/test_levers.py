@@ -11,9 +11,9 @@ import torch
 import tinygpt
 from tinygpt.config import ModelConfig, TrainConfig, build_configs
 from tinygpt.config.presets import load_preset
+from tinygpt.core.errors import TinyGPTError
 from tinygpt.generation import SamplingConfig, generate_ids
 from tinygpt.model import build_model
-from tinygpt.core.errors import TinyGPTError
 from tinygpt.model.layers import Rotary, relu_squared
 from tinygpt.objectives import language as objectives_module
 from tinygpt.training import loop as loop_module
