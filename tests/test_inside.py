@@ -94,6 +94,18 @@ def test_bad_inside_requests_are_the_servers_4xx(client):
     assert "/inside" in client.get("/openapi.json").json()["paths"]
 
 
+def test_weights_served_as_int8_are_refused_a_look_inside_and_still_write(rhyme_run):
+    engine = Engine({"rhyme": tinygpt.load(rhyme_run.out_dir, quantize="int8")}).start()
+    try:
+        client = TestClient(create_app(engine, quiet=True))
+        r = client.post("/inside", json={"text": TEXT})
+        assert r.status_code == 400 and "--quantize int8" in r.json()["error"]["message"]
+        r = client.post("/v1/completions", json={"model": "rhyme", "prompt": TEXT, "max_tokens": 3})
+        assert r.status_code == 200 and r.json()["choices"][0]["text"]
+    finally:
+        engine.stop()
+
+
 def test_a_text_past_the_context_is_read_from_its_end(client, rhyme):
     text = "mary had a little lamb its fleece was white as snow"
     view = client.post("/inside", json={"text": text}).json()

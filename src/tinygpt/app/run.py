@@ -20,6 +20,7 @@ from ..generation import SamplingConfig
 from ..generation.complete import complete, start_ids
 from ..model import build_model
 from ..model.lora import merge_lora
+from ..model.quantize import check_quantize, quantize_int8
 from ..store.checkpoint import load_weights_into
 from ..store.rundir import RunConfig, RunDir
 
@@ -35,6 +36,7 @@ class Run:
         self.source_tokenizer = source_tokenizer or tokenizer  # an encoder-decoder's sources may have their own
         self.config = config
         self.device = device
+        self.quantize = "none"  # or int8: load(quantize=...) stored the linear layers' weights so
 
     @property
     def model_config(self) -> ModelConfig:
@@ -221,7 +223,7 @@ class Run:
 
 
 def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", attention: str | None = None,
-         norm: str | None = None) -> Run:
+         norm: str | None = None, quantize: str | None = None) -> Run:
     """Load a run directory written by `tinygpt train`.
 
     checkpoint: 'best' (model.safetensors) or 'latest' (checkpoints/latest.safetensors). A LoRA run loads
@@ -229,7 +231,10 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
     attention, norm: run the saved weights on the other path of the same function, whichever path
     trained them: attention 'fused' or 'heads' (one module per head, as taught); norm 'layernorm'
     or 'handwritten' (the lecture's own LayerNorm).
+    quantize: 'int8' stores the linear layers' weights as int8 for generating and scoring (model/quantize.py);
+    'none' (the default) keeps the float32 weights as trained.
     """
+    quantize = check_quantize(quantize)
     run = RunDir(run_dir)
     config = run.read_config()
     model_cfg = _choose_path(config.model, attention, norm)
@@ -248,7 +253,11 @@ def load(run_dir: str | Path, device: str = "auto", checkpoint: str = "best", at
         state = merge_lora(state, config.train.lora_scaling)
     load_weights_into(model, state, path)
     model.to(dev).eval()
-    return Run(run.path, model, tokenizer, config, dev, source_tokenizer)
+    loaded = Run(run.path, model, tokenizer, config, dev, source_tokenizer)
+    if quantize == "int8":
+        quantize_int8(model)
+        loaded.quantize = quantize
+    return loaded
 
 
 def _choose_path(cfg: ModelConfig, attention: str | None, norm: str | None) -> ModelConfig:

@@ -8,7 +8,16 @@ import os
 import sys
 
 from ..core.errors import TinyGPTError
-from .args import add_loading, add_overwrite, add_run, add_sampling, add_settings, given_settings, sampling_knobs
+from .args import (
+    add_loading,
+    add_overwrite,
+    add_quantize,
+    add_run,
+    add_sampling,
+    add_settings,
+    given_settings,
+    sampling_knobs,
+)
 
 CHAT_HELP = "/reset starts the conversation again, /quit (or Ctrl-D) ends it"
 
@@ -40,6 +49,7 @@ def add_parsers(sub):
     p.add_argument("--system", default="", metavar="TEXT", help="a system message that opens the conversation")
     add_sampling(p)
     add_loading(p)
+    add_quantize(p)
     p.set_defaults(func=chat)
 
 
@@ -65,7 +75,7 @@ def chat(args) -> int:
     from ..app.run import load
     from ..generation.chat import reply_pieces, run_chat_format
 
-    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint, quantize=args.quantize)
     chat_format = run_chat_format(run)
     knobs = sampling_knobs(args)
     opening = [{"role": "system", "content": args.system}] if args.system else []

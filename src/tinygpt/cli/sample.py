@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import TinyGPTError
-from .args import add_loading, add_run, add_sampling, sampling_knobs
+from .args import add_loading, add_quantize, add_run, add_sampling, sampling_knobs
 
 
 def add_parsers(sub):
@@ -24,6 +24,7 @@ def add_parsers(sub):
     p.add_argument("--stop", action="append", default=[], metavar="STRING",
                    help="end a sample when this string appears (repeatable)")
     add_loading(p)
+    add_quantize(p)
     p.set_defaults(func=sample)
 
     p = sub.add_parser("eval", help="loss and bits per character over the whole validation split, or the "
@@ -54,6 +55,7 @@ def add_parsers(sub):
                    "pass that will take long says so when it starts)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_loading(p)
+    add_quantize(p)
     p.set_defaults(func=evaluate)
 
 
@@ -67,7 +69,7 @@ def sample(args) -> int:
         from ..data import read_text_file
 
         prompt = read_text_file(args.prompt_file, what="prompt file")
-    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint, quantize=args.quantize)
     knobs = dict(sampling_knobs(args), stop=args.stop)
     if args.num_samples == 1:
         pieces = iter(run.stream(prompt, **knobs))
@@ -95,7 +97,7 @@ def evaluate(args) -> int:
     for flag in ("include_path", "limit", "num_fewshot", "output"):
         if getattr(args, flag) is not None:
             raise TinyGPTError(f"--{flag.replace('_', '-')} is for the lm-evaluation-harness: give --tasks NAMES too")
-    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint, quantize=args.quantize)
     if args.max_tokens < 0:
         raise TinyGPTError(f"--max-tokens must be 0 (all) or more, got {args.max_tokens}")
     result = run.evaluate(data=args.data, max_tokens=args.max_tokens, log=lambda line: print(line, file=sys.stderr))
@@ -160,7 +162,7 @@ def evaluate_tasks(args) -> int:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-request notes would bury the table
     from ..evaluation.harness import results_table, run_tasks
 
-    run = load(args.run, device=args.device, checkpoint=args.checkpoint)
+    run = load(args.run, device=args.device, checkpoint=args.checkpoint, quantize=args.quantize)
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     results = run_tasks(run, tasks, args.include_path, limit, args.num_fewshot, args.batch_size,
                         log=lambda line: print(line, file=sys.stderr))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..core.errors import TinyGPTError
-from .args import add_context_shift, add_loading, context, port_number, thread_count
+from .args import add_context_shift, add_loading, add_quantize, context, port_number, thread_count
 
 
 def add_parsers(sub):
@@ -36,6 +36,7 @@ def add_parsers(sub):
     add_context_shift(p)
     p.add_argument("--quiet", action="store_true", help="no log line per request")
     add_loading(p)
+    add_quantize(p)
     p.set_defaults(func=serve)
 
 
@@ -53,6 +54,9 @@ def serve(args) -> int:
 
     if args.max_tokens < 1:
         raise TinyGPTError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    if args.watch and args.quantize != "none":
+        raise TinyGPTError("--watch follows the weights as training writes them, and --quantize int8 would convert "
+                           "every new checkpoint: use one or the other")
     steady_malloc()  # before the engine's and uvicorn's threads: a long-running server's memory stays flat
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -60,7 +64,8 @@ def serve(args) -> int:
         torch.set_num_threads(1)
     if args.watch:
         wait_for_checkpoints(args.runs)
-    runs = load_runs(args.runs, device=args.device, checkpoint="latest" if args.watch else args.checkpoint)
+    runs = load_runs(args.runs, device=args.device, checkpoint="latest" if args.watch else args.checkpoint,
+                     quantize=args.quantize)
     engine = Engine(runs, max_batch=args.max_batch, max_waiting=args.max_waiting, context=context(args))
     local = args.host in LOOPBACK
     watchers = {}

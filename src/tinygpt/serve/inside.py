@@ -50,6 +50,9 @@ def add_inside_routes(app: FastAPI, engine: Engine, watchers: dict, authorize, r
         authorize(request)
         body = await read(request, InsideRequest)
         name, run = served(body.model)
+        if run.quantize != "none":
+            raise ApiError(400, f"model: {name} is served with --quantize {run.quantize}; the Inside view shows the "
+                           "weights as trained: serve it without --quantize to look inside", param="model")
         if body.layer is not None and body.layer > run.model_config.n_layer:
             raise ApiError(400, f"layer: this model's layers are 1 to {run.model_config.n_layer} (its n_layer), "
                            f"not {body.layer}", param="layer")

@@ -33,7 +33,7 @@ def steady_malloc() -> bool:
     return mallopt(M_ARENA_MAX, 1) == 1 and mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1
 
 
-def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
+def load_runs(paths, device: str = "auto", checkpoint: str = "best", quantize: str | None = None) -> dict:
     """{name: Run} for these run directories; a run's name is its directory's name. An encoder or an
     encoder-decoder is served for the playground's Inside mode (/inside) only: it writes no text."""
     from ..app.run import load
@@ -44,7 +44,7 @@ def load_runs(paths, device: str = "auto", checkpoint: str = "best") -> dict:
         if name in runs:
             raise TinyGPTError(f"two runs are named {name!r} (the model name is the run directory's name); "
                                "rename one of the directories")
-        run = load(path, device=device, checkpoint=checkpoint)
+        run = load(path, device=device, checkpoint=checkpoint, quantize=quantize)
         if run.model_config.arch == "reward":  # scores texts: nothing to write, nothing to look inside
             run.require_text_model("be served")
         runs[name] = run
