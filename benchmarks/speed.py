@@ -141,8 +141,9 @@ def median(runs: list[dict], key: str):
 # ----------------------------------------------------------------------------- sampling
 
 
-def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
-    """tokens/s of cached sampling from the lecture-shaped model at this batch size (median of repeats)."""
+def sample_speed(batch: int, new_tokens: int, repeats: int, context: str = "exact") -> dict:
+    """tokens/s of cached sampling from the lecture-shaped model at this batch size (median of repeats);
+    context: what a sample longer than block_size reads (generation/decoder.py; benchmarks/context_shift.py)."""
     import torch
 
     from tinygpt.config import build_configs
@@ -163,14 +164,14 @@ def sample_speed(batch: int, new_tokens: int, repeats: int) -> dict:
     for _ in range(repeats):
         torch.set_num_threads(choose_threads(0))  # as the trainer does
         t0, c0 = time.perf_counter(), time.process_time()
-        out = generate_ids(model, prompt, sampling, gen)
+        out = generate_ids(model, prompt, sampling, gen, context=context)
         seconds.append(time.perf_counter() - t0)
         cpu_seconds.append(time.process_time() - c0)
     assert out.shape == (batch, 1 + new_tokens)
     s, c = statistics.median(seconds), statistics.median(cpu_seconds)
-    return {"batch": batch, "new_tokens": new_tokens, "seconds": seconds, "tokens_per_s": batch * new_tokens / s,
-            "tokens_per_cpu_s": batch * new_tokens / c, "params": model.num_params(),
-            "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
+    return {"batch": batch, "new_tokens": new_tokens, "context": context, "seconds": seconds,
+            "tokens_per_s": batch * new_tokens / s, "tokens_per_cpu_s": batch * new_tokens / c,
+            "params": model.num_params(), "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
 
 
 # ----------------------------------------------------------------------------- the table

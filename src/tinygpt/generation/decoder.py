@@ -19,8 +19,10 @@ Each row gets the tokens it gets when generated alone:
   since rotary scores depend only on distances, each kept key scores as before. Those keys were made
   when the forgotten tokens were still in view, so past the first layer they are not what a re-run
   would give: the row goes on as if its attention had stopped reaching back past the window's start.
-  Either way the context cycles between block_size // 2 and block_size tokens instead of always
-  block_size: less to read, far less work (benchmarks/README.md, "Long samples: context shift").
+  Without the cache (use_cache False) the window runs from scratch every step, on either kind of
+  model. A prompt longer than block_size starts from its last block_size tokens, as in exact mode.
+  The context cycles between block_size // 2 and block_size tokens instead of always block_size:
+  less to read, far less work (benchmarks/README.md, "Long samples: context shift").
 - Each row draws from its own torch.Generator, one (1, V) draw per row, so the other rows of the
   batch cannot change its random numbers.
 
