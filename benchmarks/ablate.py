@@ -4,6 +4,9 @@
     python benchmarks/ablate.py --budget 60 --only base,adamw,learned-pos
     python benchmarks/ablate.py --clock wall --parallel 1   # a quiet machine: real seconds, all its cores
     python benchmarks/ablate.py --throughput         # the implementation levers: milliseconds per step
+    python benchmarks/ablate.py --at-steps 180 --only tried   # equal steps (not time); the levers not kept
+    python benchmarks/ablate.py --step-cost --only base,mlp-4,batch-48   # ms per step, and steps at equal cost
+    python benchmarks/ablate.py --at-steps 130 --only batch-48           # then each at its equal-cost steps
 
 Recipe levers. Each variant is `tinygpt train --preset speedrun-cpu` with the changes listed in
 VARIANTS, trained until its budget is spent; the figure is the final validation loss over the
@@ -40,22 +43,49 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "base": ("speedrun-cpu as it is", {}),
     "adamw": ("Muon -> AdamW for every weight", {"optimizer": "adamw"}),
     "cosine": ("warmup-stable-decay -> cosine decay", {"lr_schedule": "cosine"}),
-    "low-lr": ("peak AdamW rate 3e-3 -> nanoGPT's 1e-3", {"lr": 1e-3}),
+    "low-lr": ("peak AdamW rate 3e-3 -> nanoGPT's 1e-3", {"lr": 1e-3, "embedding_lr": 1e-2}),
     "learned-pos": ("rotary -> learned position table", {"pos_emb": "learned"}),
     "gelu": ("ReLU squared -> GELU", {"activation": "gelu"}),
     "no-qk-norm": ("QK-norm off", {"qk_norm": False}),
     "no-zero-init": ("zero-initialised projections -> N(0, 0.02) scaled", {"zero_init_proj": False}),
     "layernorm": ("RMSNorm -> LayerNorm", {"norm": "layernorm"}),
     "batch-12": ("batch 32 -> nanoGPT's 12", {"batch_size": 12}),
-    "nanogpt-shape": ("2 layers of 96 -> nanoGPT's 4 of 128", {"n_layer": 4, "n_embd": 128}),
+    "nanogpt-shape": ("2 layers of 96 -> nanoGPT's 4 of 128 (4 heads, 4x feed-forward)",
+                      {"n_layer": 4, "n_embd": 128, "n_head": 4, "mlp_ratio": 4}),
     "random-eval": ("rare capped exact evals -> 200 random batches every 250 steps",
                     {"eval_iters": 200, "eval_interval": 250}),
+    # The second lap's levers (issue 26), each undone on its own.
+    "momentum-0.95": ("Muon momentum 0.85 -> the usual 0.95", {"muon_momentum": 0.95}),
+    "no-embedding-lr": ("token table at 10x AdamW's rate -> at lr", {"embedding_lr": 0.0}),
+    "mlp-4": ("3x-wide feed-forward -> 4x", {"mlp_ratio": 4}),
+    "4-heads": ("2 heads of 48 -> 4 heads of 24", {"n_head": 4}),
     "nanogpt-recipe": ("all of the above at once: nanoGPT's CPU recipe under the same budget",
                        {"optimizer": "adamw", "lr_schedule": "cosine", "lr": 1e-3, "warmup_iters": 100,
                         "pos_emb": "learned", "activation": "gelu", "qk_norm": False, "zero_init_proj": False,
-                        "norm": "layernorm", "batch_size": 12, "n_layer": 4, "n_embd": 128, "tie_weights": True,
-                        "eval_iters": 20, "eval_interval": 250}),
+                        "norm": "layernorm", "batch_size": 12, "n_layer": 4, "n_embd": 128, "n_head": 4,
+                        "mlp_ratio": 4, "embedding_lr": 0.0, "tie_weights": True, "eval_iters": 20,
+                        "eval_interval": 250}),
 }
+
+# Levers tried for the second lap and not kept (each a change to speedrun-cpu as it is); `--only tried`
+# runs them. benchmarks/README.md has their figures.
+TRIED: dict[str, tuple[str, dict]] = {
+    "tied": ("the head reads the token table (tied embeddings)", {"tie_weights": True}),
+    "block-128": ("windows of 128, batch 16 (as many tokens a step)", {"block_size": 128, "batch_size": 16}),
+    "batch-48": ("batch 48", {"batch_size": 48}),
+    "wide-128": ("128 wide with a 2x feed-forward", {"n_embd": 128, "mlp_ratio": 2}),
+    "mlp-2": ("2x-wide feed-forward", {"mlp_ratio": 2}),
+    "1-head": ("1 head of 96", {"n_head": 1}),
+    "3-layers": ("3 layers of 80", {"n_layer": 3, "n_embd": 80}),
+    "momentum-0.8": ("Muon momentum 0.8", {"muon_momentum": 0.8}),
+    "muon-lr-0.04": ("Muon rate 0.04", {"muon_lr": 0.04}),
+    "embedding-30x": ("token table at 30x AdamW's rate", {"embedding_lr": 9e-2}),
+    "beta2-0.95": ("AdamW beta2 0.99 -> 0.95", {"beta2": 0.95}),
+    "no-weight-decay": ("no weight decay", {"weight_decay": 0.0}),
+    "warmup-10": ("10 warmup steps", {"warmup_iters": 10}),
+    "cooldown-0.5": ("the last half of training decays", {"cooldown_frac": 0.5}),
+}
+ALL = {**VARIANTS, **TRIED}
 
 
 # ----------------------------------------------------------------------------- in the child process
@@ -67,8 +97,11 @@ def child_recipe(spec: dict) -> dict:
     if spec["clock"] == "cpu":
         # The trainer's clock counts this process's CPU seconds, so a busy machine cannot shorten the budget.
         time.perf_counter = time.process_time
-    settings = dict(spec["settings"], time_budget=f"{spec['budget']}s", max_iters=0, progress=False,
-                    sample_tokens=0)
+    if spec.get("at_steps"):  # a fixed step count: the same numbers on a busy machine as on a quiet one
+        settings = dict(spec["settings"], time_budget="", max_iters=spec["at_steps"], progress=False, sample_tokens=0)
+    else:
+        settings = dict(spec["settings"], time_budget=f"{spec['budget']}s", max_iters=0, progress=False,
+                        sample_tokens=0)
     if spec["clock"] == "cpu":
         settings["threads"] = 1
     out = Path(spec["out"])
@@ -142,15 +175,18 @@ def run_child(spec: dict) -> dict:
 
 def recipe_table(args) -> None:
     names = [n.strip() for n in args.only.split(",")] if args.only else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
+    if "tried" in names:
+        names = [n for n in names if n != "tried"] + [n for n in TRIED if n not in names]
+        names = names if "base" in names else ["base", *names]
+    unknown = [n for n in names if n not in ALL]
     if unknown:
-        raise SystemExit(f"ablate: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        raise SystemExit(f"ablate: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL)}, or tried")
     work = Path(tempfile.mkdtemp(prefix="tinygpt-ablate-"))
-    specs = [{"name": n, "settings": VARIANTS[n][1], "budget": args.budget, "clock": args.clock,
-              "out": str(work / f"{n}-{r}")} for r in range(args.repeats) for n in names]
+    specs = [{"name": n, "settings": ALL[n][1], "budget": args.budget, "clock": args.clock,
+              "at_steps": args.at_steps, "out": str(work / f"{n}-{r}")} for r in range(args.repeats) for n in names]
     load0 = os.getloadavg()[0]
-    print(f"{len(specs)} runs, {args.budget} {args.clock} seconds each, {args.parallel} at a time; "
-          f"load average {load0:.2f}", flush=True)
+    each = f"{args.at_steps} steps" if args.at_steps else f"{args.budget:g} {args.clock} seconds"
+    print(f"{len(specs)} runs, {each} each, {args.parallel} at a time; load average {load0:.2f}", flush=True)
 
     def one(spec):
         res = run_child(spec)
@@ -164,19 +200,19 @@ def recipe_table(args) -> None:
     for name, res in results:
         by_name.setdefault(name, []).append(res)
     base = statistics.median(r["val_loss"] for r in by_name["base"]) if "base" in by_name else None
-    print(f"\nspeedrun-cpu with one lever off at a time: {args.budget} {args.clock} seconds of training each"
-          f"{' (1 thread)' if args.clock == 'cpu' else ''}; whole-split val loss, median of {args.repeats}; "
-          f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}\n")
+    one = " (1 thread)" if args.clock == "cpu" else ""
+    print(f"\nspeedrun-cpu with one lever changed at a time: {each} of training{one}; whole-split val loss, "
+          f"median of {args.repeats}; load average {load0:.2f} -> {os.getloadavg()[0]:.2f}\n")
     print("| variant | what changes | steps | tokens | val loss | vs base |\n|---|---|---:|---:|---:|---:|")
     for name in names:
         runs = by_name[name]
         val = statistics.median(r["val_loss"] for r in runs)
         delta = "" if base is None or name == "base" else f"{val - base:+.3f}"
-        print(f"| {name} | {VARIANTS[name][0]} | {statistics.median(r['steps'] for r in runs):,.0f} | "
+        print(f"| {name} | {ALL[name][0]} | {statistics.median(r['steps'] for r in runs):,.0f} | "
               f"{statistics.median(r['tokens'] for r in runs):,.0f} | {val:.4f} | {delta} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"budget": args.budget, "clock": args.clock, "results": by_name},
-                                              indent=2))
+        Path(args.json).write_text(json.dumps({"budget": args.budget, "clock": args.clock, "at_steps": args.at_steps,
+                                               "results": by_name}, indent=2))
 
 
 def throughput_table(args) -> None:
@@ -190,6 +226,45 @@ def throughput_table(args) -> None:
         ms = statistics.median(r["ms_per_step"] for r in runs)
         ev = statistics.median(r["eval_s"] for r in runs)
         print(f"| {what} | {ms:.1f} | {ev:.2f} |", flush=True)
+
+
+def step_cost_table(args) -> None:
+    """CPU milliseconds per training step of each variant, one thread, the variants interleaved in one process
+    (rounds of 3 steps each, in turn), so that a busy machine slows them all alike; the median round."""
+    import torch
+
+    from tinygpt.config import build_configs
+    from tinygpt.config.presets import load_preset
+    from tinygpt.core import devices
+    from tinygpt.model import build_model
+    from tinygpt.training.optim import build_optimizer
+
+    torch.set_num_threads(1)
+    devices.keep_freed_memory()
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(VARIANTS)
+    setups = []
+    for name in names:
+        model_cfg, train_cfg = build_configs(load_preset("speedrun-cpu")["settings"], ALL[name][1])
+        model_cfg.vocab_size = 65
+        torch.manual_seed(0)
+        model = build_model(model_cfg)
+        optimizer = build_optimizer(model, train_cfg, "cpu")
+        x = torch.randint(0, 65, (train_cfg.batch_size, model_cfg.block_size))
+        setups.append((name, model, optimizer, x, []))
+    for _ in range(2 + args.steps // 3):
+        for _name, model, optimizer, x, times in setups:
+            t0 = time.process_time()
+            for _ in range(3):
+                model(x, x)[1].backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            times.append((time.process_time() - t0) / 3 * 1000)
+    base = statistics.median(setups[0][4][2:])
+    print(f"CPU ms per step, 1 thread, interleaved; load average {os.getloadavg()[0]:.2f}\n")
+    print(f"| variant | ms / step | steps at {names[0]}'s cost of {args.at_steps or 180} steps |\n|---|---:|---:|")
+    for name, *_, times in setups:
+        ms = statistics.median(times[2:])
+        print(f"| {name} | {ms:.1f} | {round((args.at_steps or 180) * base / ms)} |")
 
 
 def main(argv=None) -> int:
@@ -206,13 +281,24 @@ def main(argv=None) -> int:
                    help="count the budget in CPU seconds on one thread (default), or in wall seconds")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2; use 1 with --clock wall)")
     p.add_argument("--repeats", type=int, default=1, help="runs per variant; medians are reported (default 1)")
-    p.add_argument("--only", default="", help="comma-separated variants (default: all)")
+    p.add_argument("--only", default="", help="comma-separated variants (default: every lever of the preset; "
+                   "'tried': the levers tried and not kept)")
+    p.add_argument("--at-steps", type=int, default=0, metavar="N",
+                   help="train each variant for N steps instead of a time budget (1 thread: the same losses "
+                   "on a busy machine as on a quiet one)")
     p.add_argument("--throughput", action="store_true", help="the implementation levers instead (ms per step)")
+    p.add_argument("--step-cost", action="store_true", help="each variant's CPU ms per step, interleaved in one "
+                   "process, and the steps that cost as much as --at-steps of the first (default 180)")
     p.add_argument("--steps", type=int, default=40, help="--throughput: timed steps per run (default 40)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     os.environ.setdefault("TINYGPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    throughput_table(args) if args.throughput else recipe_table(args)
+    if args.step_cost:
+        step_cost_table(args)
+    elif args.throughput:
+        throughput_table(args)
+    else:
+        recipe_table(args)
     return 0
 
 

@@ -25,8 +25,10 @@ ALL_FIELDS = {**MODEL_FIELDS, **TRAIN_FIELDS}
 # Model settings a fine-tuning run may change: they leave the trained function as it is.
 FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
 # Training settings that the run a fine-tuning verb (sft, reward, rl) starts from fixes (its tokenizer, how
-# its text was marked up), or that belong to another objective.
-NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from")
+# its text was marked up), that belong to another objective, or that only a model trained from scratch wants
+# (embedding_lr: fresh tables learning faster in a short run; trained ones are fine-tuned at lr).
+NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from",
+                       "embedding_lr")
 WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
 LORA = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # adapters of a language model: not a reward model's
 
