@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 from .kv_cache import KVCache
+from .layers import turn
 
 
 def forward_cached(model, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -105,14 +106,11 @@ def rotate_rows(rotary, x, positions):
     sin = rotary.sin[positions].to(x.dtype)
     if x.dim() == 4:
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): every head alike
-    x1, x2 = x.chunk(2, dim=-1)  # (..., T, hs/2) each
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, hs)
+    return turn(x, cos, sin)  # (..., T, hs)
 
 
 def rotate_back(rotary, k, n: int):
     """Rotary keys k (..., L, hs) turned back by n positions, as if each stood n places earlier: a rotation
     by -n angles, the inverse of `Rotary.forward`'s. Scores depend only on how far a query is from a key,
     so a query n places earlier scores them as before (to rounding: float32, whatever the cache's dtype)."""
-    cos, sin = rotary.cos[n], rotary.sin[n]  # (hs/2,): the angles of position n
-    k1, k2 = k.float().chunk(2, dim=-1)  # (..., L, hs/2) each
-    return torch.cat((k1 * cos + k2 * sin, k2 * cos - k1 * sin), dim=-1).to(k.dtype)  # (..., L, hs)
+    return turn(k.float(), rotary.cos[n], -rotary.sin[n]).to(k.dtype)  # (..., L, hs): by -n angles

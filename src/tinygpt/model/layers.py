@@ -110,8 +110,14 @@ class Rotary(nn.Module):
         T = x.size(-2)
         cos = self.cos[start : start + T].to(x.dtype)  # (T, hs/2)
         sin = self.sin[start : start + T].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
-        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, nh, T, hs)
+        return turn(x, cos, sin)  # (B, nh, T, hs)
+
+
+def turn(x, cos, sin):
+    """Rotary's rotation: x (..., hs) as pairs (x1[i], x2[i]) of its halves, each turned by the angle whose
+    cos and sin (broadcast to (..., hs/2)) are given."""
+    x1, x2 = x.chunk(2, dim=-1)  # (..., hs/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., hs)
 
 
 def prepare_qk(q, k, qk_norm: bool, rotary, start: int = 0):

@@ -50,14 +50,13 @@ class Int8Linear(nn.Module):
 
     def forward(self, x):  # (..., in) -> (..., out)
         rows = x.reshape(-1, self.in_features)  # (M, in)
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
         if self.kernel and x.is_cpu and rows.size(0) <= FEW_ROWS:
             y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)  # (M, out) bf16
-            if self.bias is not None and self.bias.dtype == x.dtype:
-                y = torch.add(self.bias, y)  # back to x's type in the same pass (one op less per layer a token)
-            else:
-                y = y.to(x.dtype) if self.bias is None else y.to(x.dtype) + self.bias
+            # The bias is added in the pass that brings the rows back to x's type (one op less per layer a token).
+            y = y.to(x.dtype) if bias is None else torch.add(bias, y)
         else:
-            y = F.linear(rows, self.weight.to(x.dtype), self.bias)  # (M, out)
+            y = F.linear(rows, self.weight.to(x.dtype), bias)  # (M, out)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -81,9 +81,10 @@ def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n
         if i % world == rank:
             mine.append(batch)
     per_forward = max(1, tokens_per_forward // (batch_size * block_size))  # batches per forward pass
+    forwards = lambda batches: -(-batches // per_forward)  # noqa: E731 (ceiling division)
     # lockstep (FSDP): uncounted forwards, so that every process runs as many as the busiest one
-    padding_forwards = -(-(len(mine) + padding(n_batches, rank, world, lockstep)) // per_forward) - (
-        -(-len(mine) // per_forward))
+    busiest = len(mine) + padding(n_batches, rank, world, lockstep)
+    padding_forwards = forwards(busiest) - forwards(len(mine))
     total = 0.0
     was_training = model.training
     model.eval()
