@@ -12,6 +12,8 @@ speed    the 10.8M-parameter lecture-shaped model (6 layers, 384 wide, block 256
          tensor as big as the model's weights (43 MB; the memory limit the issue names) and over one of a
          quarter of that size. The float32 tokens are checked against the uncached decoder's (the lecture's
          sampler: every token re-runs the context) for the same seed; the int8 tokens are compared with them.
+         Each sample alternates with one of the general path (the decode plan off, model/decode_plan.py), whose
+         tokens must be the same.
 quality  on a trained run (--run): (a) the whole validation split's loss, float32 and int8 (more than 8 rows a
          product: the dequantized weights); (b) the loss of the split's first --tokens tokens scored one token
          at a time through the KV cache, in windows of block_size, as sampling runs them (one row a product:
@@ -84,21 +86,27 @@ def speed(args) -> dict:
         if mode == "int8":
             quantize_int8(model)
         generate_ids(model, prompt, SamplingConfig(max_new_tokens=8), torch.Generator().manual_seed(0))  # warm-up
-        seconds = []
-        for _ in range(args.repeats):
+        seconds, general = [], []
+        for _ in range(args.repeats):  # the decode plan and the general path, alternating: the same minutes
             t0 = time.perf_counter()
             ids = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(0))
             seconds.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            general_ids = sample_general_path(model, sampling)
+            general.append(time.perf_counter() - t0)
         tokens[mode] = ids[0].tolist()
-        s = statistics.median(seconds)
+        s, g = statistics.median(seconds), statistics.median(general)
         weights = linear_bytes(model)
         out[mode] = {"seconds": seconds, "tokens_per_s": args.tokens / s, "weight_mb": weights / 1e6,
-                     "implied_gb_per_s": weights * args.tokens / s / 1e9}
+                     "implied_gb_per_s": weights * args.tokens / s / 1e9,
+                     "general_path": {"seconds": general, "tokens_per_s": args.tokens / g,
+                                      "same_tokens": general_ids == tokens[mode]}}
         if mode == "float32":
             plain = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(0), use_cache=False)
             out[mode]["same_tokens_as_uncached"] = plain[0].tolist() == tokens[mode]
         print(f"  {mode:8s} {out[mode]['tokens_per_s']:6.0f} tokens/s  ({out[mode]['weight_mb']:.1f} MB of weights "
-              f"a token: {out[mode]['implied_gb_per_s']:.1f} GB/s)", flush=True)
+              f"a token: {out[mode]['implied_gb_per_s']:.1f} GB/s); without the decode plan "
+              f"{args.tokens / g:.0f} tokens/s", flush=True)
     same = sum(a == b for a, b in zip(tokens["float32"], tokens["int8"])) - 1  # the prompt's token is not sampled
     first = next((i for i, (a, b) in enumerate(zip(tokens["float32"], tokens["int8"])) if a != b), None)
     out["int8_tokens_equal_float32"] = {"equal": same, "of": args.tokens, "first_difference": first}
@@ -107,6 +115,20 @@ def speed(args) -> dict:
                                  "int8_weights": read_rate(int(out["int8"]["weight_mb"] * 1e6), args.repeats)}
     out["load_after"] = os.getloadavg()[0]
     return out
+
+
+def sample_general_path(model, sampling) -> list[int]:
+    """The same sample with the decode plan switched off: every step through the model's modules
+    (model/cached.py), as before the plan existed. Returns the ids."""
+    import torch
+
+    from tinygpt.generation.decoder import Decoder, Row
+
+    decoder = Decoder(model, [Row([0], sampling, torch.Generator().manual_seed(0))])
+    decoder.plan = None
+    while not decoder.done:
+        decoder.step()
+    return decoder.ids[0]
 
 
 def cached_loss(model, ids, block: int) -> float:

@@ -40,6 +40,7 @@ import torch
 
 from ..core.errors import TinyGPTError
 from ..model.cached import rotate_back
+from ..model.decode_plan import DecodePlan
 from .sampling import SamplingConfig, next_token
 
 CONTEXTS = ("exact", "shift")  # what a row reads once its text outgrows block_size (see the docstring)
@@ -80,6 +81,7 @@ class Decoder:
         self.seen = None  # (rows, V) booleans: the tokens in each row's text, for the repetition penalty
         self.cache = None  # the keys and values of the rows in `self.cached`, in that order (kept when empty)
         self.cached: list[int] = []
+        self.plan: DecodePlan | None | bool = False  # the model's one-token step taken apart (False: not yet made)
         self.fresh: list[int] = []  # rows whose prompt has not run yet
         # After each step, for the rows that ask (Row.logprobs): row -> (the chosen token's log-probability,
         # [(token, log-probability), ...] of the likeliest), from the model's own distribution.
@@ -223,8 +225,12 @@ class Decoder:
         order of `self.cached`, which holds exactly these rows afterwards."""
         if rows != self.cached:  # rows finished or outgrew the context: drop their keys
             self._uncache(set(rows))
-        newest = torch.tensor([[self.ids[i][-1]] for i in self.cached], device=self.device)  # (n, 1)
-        logits, _ = self.model(newest, cache=self.cache)  # (n, 1, V)
+        newest = torch.tensor([self.ids[i][-1] for i in self.cached], device=self.device)  # (n,)
+        if self.plan is False or (self.plan is not None and not self.plan.current()):
+            self.plan = DecodePlan.build(self.model)  # made here, in the step's inference mode, as it must be
+        if self.plan is not None and self.plan.fits(self.cache):
+            return self.plan.step(newest, self.cache)  # the same logits as the general path's, faster
+        logits, _ = self.model(newest[:, None], cache=self.cache)  # (n, 1, V)
         return logits[:, -1, :]
 
     def _uncache(self, keep: set[int]):

@@ -1,0 +1,125 @@
+"""The decode plan (model/decode_plan.py): sampling's one-token step with the modules taken apart once gives
+bit-identical logits to the model's own cached forward, for every kind of GPT a run trains, one row or
+several, float32 or int8; models it does not cover take the general path; the sampler's tokens do not
+change; a plan made stale by a thread change or converted weights is made again."""
+
+import pytest
+import torch
+
+from tinygpt.config import ModelConfig
+from tinygpt.generation import Decoder, Row, SamplingConfig
+from tinygpt.model import build_model
+from tinygpt.model.decode_plan import DecodePlan
+from tinygpt.model.quantize import quantize_int8
+
+V, BLOCK = 19, 12
+KINDS = {
+    "lecture": {},  # learned positions, LayerNorm, ReLU, biases
+    "modern": {"pos_emb": "rope", "qk_norm": True, "norm": "rmsnorm", "activation": "relu2", "bias": False,
+               "tie_weights": True},
+    "gpt2": {"activation": "gelu_tanh", "qkv_bias": True, "head_bias": False, "tie_weights": True},
+    "handwritten-gelu": {"norm": "handwritten", "activation": "gelu"},
+    "no-norm": {"norm": "none", "attn_proj": False, "mlp_proj": False, "mlp_ratio": 1},
+    "attention-only": {"mlp_ratio": 0},
+}
+
+
+def small_model(**extra):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=V, block_size=BLOCK, n_layer=2, n_head=2, n_embd=16, init="normal", **extra)
+    return build_model(cfg.validate()).eval()
+
+
+@pytest.fixture
+def two_threads():
+    """The single-row split (layers.ThreadedLinear) runs with two threads or more: make sure it does."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("kind", [*KINDS, "int8"])
+def test_plan_gives_the_general_paths_logits_bit_for_bit(kind, rows, two_threads):
+    model = small_model(**KINDS.get(kind, {}))
+    if kind == "int8":
+        quantize_int8(model)
+    prompt = torch.randint(0, V, (rows, 3), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        plan = DecodePlan.build(model)
+        assert plan is not None
+        general, planned = model.new_cache(rows), model.new_cache(rows)
+        model(prompt, cache=general)
+        model(prompt, cache=planned)
+        ids = prompt[:, -1]
+        for _ in range(BLOCK - 3):  # to the last position of the context
+            assert plan.fits(planned)
+            expected, _ = model(ids[:, None], cache=general)  # (rows, 1, V)
+            got = plan.step(ids, planned)  # (rows, V)
+            assert torch.equal(got, expected[:, -1])
+            ids = got.argmax(-1)
+        assert torch.equal(planned.k, general.k) and torch.equal(planned.v, general.v)
+        assert planned.lengths == general.lengths == [BLOCK] * rows
+        assert not plan.fits(planned)  # no position left: the decoder's window path takes over
+
+
+@pytest.mark.parametrize("case", ["heads", "post-norm", "no-residual", "training", "autograd", "hooked"])
+def test_models_the_plan_does_not_cover_take_the_general_path(case):
+    extra = {"heads": {"attention": "heads"}, "post-norm": {"norm_position": "post"},
+             "no-residual": {"residual": False}}.get(case, {})
+    model = small_model(**extra)
+    if case == "training":
+        model.train()
+    if case == "hooked":  # the playground's inside view watches module calls
+        model.blocks[0].attn.register_forward_hook(lambda module, args, out: None)
+    if case == "autograd":
+        assert DecodePlan.build(model) is None
+        return
+    with torch.inference_mode():
+        assert DecodePlan.build(model) is None
+
+
+@pytest.mark.parametrize("context", ["exact", "shift"])
+@pytest.mark.parametrize("kind", ["lecture", "modern"])
+def test_the_sampler_draws_the_same_tokens_with_and_without_the_plan(kind, context, two_threads):
+    model = small_model(**KINDS[kind])
+
+    def sample(use_plan: bool):
+        rows = [Row([1, 2, 3], SamplingConfig(30, temperature=1.0, top_k=8), torch.Generator().manual_seed(seed))
+                for seed in (5, 6)]
+        decoder = Decoder(model, rows, context=context)
+        if not use_plan:
+            decoder.plan = None
+        while not decoder.done:
+            decoder.step()
+        return decoder, decoder.ids
+
+    planned, ids = sample(True)
+    assert isinstance(planned.plan, DecodePlan)  # 30 tokens past a 12-token context: windows and plan steps
+    assert sample(False)[1] == ids
+
+
+def test_a_stale_plan_is_made_again(two_threads):
+    model = small_model()
+    with torch.inference_mode():
+        plan = DecodePlan.build(model)
+        assert plan.current()
+        torch.set_num_threads(1)  # its single-row splits were made for two threads
+        assert not plan.current()
+        torch.set_num_threads(2)
+        assert plan.current()
+    model.double()  # new tensors: the plan's views read the old ones
+    assert not plan.current()
+
+    def sample(use_plan: bool):
+        row = Row([1], SamplingConfig(8, temperature=1.0), torch.Generator().manual_seed(0))
+        decoder = Decoder(model, [row])
+        decoder.plan = plan if use_plan else None
+        while not decoder.done:
+            decoder.step()
+        return decoder
+
+    decoder = sample(True)
+    assert decoder.plan is not plan and decoder.plan.current()  # the decoder made a new one
+    assert decoder.ids == sample(False).ids
