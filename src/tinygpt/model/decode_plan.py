@@ -28,6 +28,7 @@ from .attention import CausalSelfAttention
 from .gpt import GPT
 from .kv_cache import KVCache
 from .layers import ThreadedLinear
+from .quantize import Int8Linear
 
 
 def _norm(module: nn.Module):
@@ -45,10 +46,10 @@ def _norm(module: nn.Module):
 
 class _Product:
     """A linear layer as a function of x (B, in) -> (B, out), with ThreadedLinear's single-row split
-    viewed once. Other layers (int8, LoRA) run their own forward."""
+    viewed once. An int8 layer runs its product on the rows; other layers (LoRA) their own forward."""
 
     def __init__(self, module: nn.Module, threads: int):
-        self.module = module
+        self.module = module.product if isinstance(module, Int8Linear) else module
         self.plain = type(module) in (nn.Linear, ThreadedLinear)
         self.weight, self.bias = (module.weight, module.bias) if self.plain else (None, None)
         self.split = None

@@ -49,15 +49,18 @@ class Int8Linear(nn.Module):
         return self.weight_int8.float() * self.scale.float()[:, None]
 
     def forward(self, x):  # (..., in) -> (..., out)
-        rows = x.reshape(-1, self.in_features)  # (M, in)
-        bias = self.bias.to(x.dtype) if self.bias is not None else None
-        if self.kernel and x.is_cpu and rows.size(0) <= FEW_ROWS:
+        y = self.product(x.reshape(-1, self.in_features))  # (M, out)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def product(self, rows):
+        """rows (M, in) -> (M, out), in rows' dtype: the layer on a matrix of rows (what forward and the
+        decode plan run)."""
+        bias = self.bias.to(rows.dtype) if self.bias is not None else None
+        if self.kernel and rows.is_cpu and rows.size(0) <= FEW_ROWS:
             y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)  # (M, out) bf16
             # The bias is added in the pass that brings the rows back to x's type (one op less per layer a token).
-            y = y.to(x.dtype) if bias is None else torch.add(bias, y)
-        else:
-            y = F.linear(rows, self.weight.to(x.dtype), bias)  # (M, out)
-        return y.view(*x.shape[:-1], self.out_features)
+            return y.to(rows.dtype) if bias is None else torch.add(bias, y)
+        return F.linear(rows, self.weight.to(rows.dtype), bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
