@@ -6,10 +6,11 @@ change; a plan made stale by a thread change or converted weights is made again.
 import pytest
 import torch
 
-from tinygpt.config import ModelConfig
+from tinygpt.config import ModelConfig, TrainConfig
 from tinygpt.generation import Decoder, Row, SamplingConfig
 from tinygpt.model import build_model
 from tinygpt.model.decode_plan import DecodePlan
+from tinygpt.model.lora import add_lora
 from tinygpt.model.quantize import quantize_int8
 
 V, BLOCK = 19, 12
@@ -40,11 +41,17 @@ def two_threads():
 
 
 @pytest.mark.parametrize("rows", [1, 3])
-@pytest.mark.parametrize("kind", [*KINDS, "int8"])
+@pytest.mark.parametrize("kind", [*KINDS, "int8", "lora"])
 def test_plan_gives_the_general_paths_logits_bit_for_bit(kind, rows, two_threads):
     model = small_model(**KINDS.get(kind, {}))
     if kind == "int8":
         quantize_int8(model)
+    if kind == "lora":  # adapters beside the frozen weights, trained a little (B is zero at first)
+        add_lora(model, TrainConfig(lora_rank=2))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1)
     prompt = torch.randint(0, V, (rows, 3), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         plan = DecodePlan.build(model)
