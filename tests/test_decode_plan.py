@@ -1,7 +1,7 @@
 """The decode plan (model/decode_plan.py): sampling's one-token step with the modules taken apart once gives
 bit-identical logits to the model's own cached forward, for every kind of GPT a run trains, one row or
-several, float32, int8 or with LoRA adapters; models it does not cover take the general path; the sampler's tokens do not
-change; a plan made stale by a thread change or converted weights is made again."""
+several, float32, int8 or with LoRA adapters; models it does not cover take the general path; the
+sampler's tokens do not change; a plan made stale by a thread change or converted weights is made again."""
 
 import pytest
 import torch
