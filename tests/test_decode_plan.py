@@ -40,7 +40,7 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", ["1", "3", "3 ragged"])
 @pytest.mark.parametrize("kind", [*KINDS, "int8", "lora"])
 def test_plan_gives_the_general_paths_logits_bit_for_bit(kind, rows, two_threads):
     model = small_model(**KINDS.get(kind, {}))
@@ -52,22 +52,26 @@ def test_plan_gives_the_general_paths_logits_bit_for_bit(kind, rows, two_threads
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.1)
-    prompt = torch.randint(0, V, (rows, 3), generator=torch.Generator().manual_seed(1))
+    n = int(rows[0])
+    # Ragged: the rows' prompts are 3, 1 and 2 tokens, right-padded, as a server's batch holds them.
+    lengths = [3, 1, 2] if "ragged" in rows else [3] * n
+    prompt = torch.randint(0, V, (n, 3), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         plan = DecodePlan.build(model)
         assert plan is not None
-        general, planned = model.new_cache(rows), model.new_cache(rows)
-        model(prompt, cache=general)
-        model(prompt, cache=planned)
-        ids = prompt[:, -1]
-        for _ in range(BLOCK - 3):  # to the last position of the context
+        general, planned = model.new_cache(n), model.new_cache(n)
+        for cache in (general, planned):
+            model(prompt, cache=cache)
+            cache.set_lengths(lengths)
+        ids = prompt[torch.arange(n), torch.tensor(lengths) - 1]
+        for _ in range(BLOCK - 3):  # the longest row to the last position of the context
             assert plan.fits(planned)
-            expected, _ = model(ids[:, None], cache=general)  # (rows, 1, V)
-            got = plan.step(ids, planned)  # (rows, V)
+            expected, _ = model(ids[:, None], cache=general)  # (n, 1, V)
+            got = plan.step(ids, planned)  # (n, V)
             assert torch.equal(got, expected[:, -1])
             ids = got.argmax(-1)
         assert torch.equal(planned.k, general.k) and torch.equal(planned.v, general.v)
-        assert planned.lengths == general.lengths == [BLOCK] * rows
+        assert planned.lengths == general.lengths == [length + BLOCK - 3 for length in lengths]
         assert not plan.fits(planned)  # no position left: the decoder's window path takes over
 
 
@@ -90,21 +94,31 @@ def test_models_the_plan_does_not_cover_take_the_general_path(case):
 @pytest.mark.parametrize("context", ["exact", "shift"])
 @pytest.mark.parametrize("kind", ["lecture", "modern"])
 def test_the_sampler_draws_the_same_tokens_with_and_without_the_plan(kind, context, two_threads):
+    """Rows of different lengths, one joining later and one finishing early, as a server's batch runs them."""
     model = small_model(**KINDS[kind])
 
     def sample(use_plan: bool):
-        rows = [Row([1, 2, 3], SamplingConfig(30, temperature=1.0, top_k=8), torch.Generator().manual_seed(seed))
-                for seed in (5, 6)]
-        decoder = Decoder(model, rows, context=context)
+        def row(prompt, n, seed):
+            return Row(prompt, SamplingConfig(n, temperature=1.0, top_k=8), torch.Generator().manual_seed(seed))
+
+        decoder = Decoder(model, [row([1, 2, 3], 30, 5), row([4], 10, 6)], context=context)
         if not use_plan:
             decoder.plan = None
+        owner, tokens = ["a", "b"], {"a": [], "b": [], "c": []}  # each request's tokens, whatever its row
         while not decoder.done:
-            decoder.step()
-        return decoder, decoder.ids
+            for i, token in decoder.step():
+                tokens[owner[i]].append(token)
+            moved = decoder.drop_finished()
+            owner = [owner[old] for old in sorted(moved, key=moved.get)]
+            if len(tokens["a"]) == 3:
+                decoder.add(row([7, 8], 20, 7))
+                owner.append("c")
+        return decoder, tokens
 
-    planned, ids = sample(True)
-    assert isinstance(planned.plan, DecodePlan)  # 30 tokens past a 12-token context: windows and plan steps
-    assert sample(False)[1] == ids
+    planned, tokens = sample(True)
+    assert isinstance(planned.plan, DecodePlan)  # past the 12-token context: windows and plan steps
+    assert [len(t) for t in tokens.values()] == [30, 10, 20]
+    assert sample(False)[1] == tokens
 
 
 def test_a_stale_plan_is_made_again(two_threads):

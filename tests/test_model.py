@@ -7,7 +7,7 @@ import torch
 from tinygpt.config import ModelConfig, build_configs
 from tinygpt.core.errors import TinyGPTError
 from tinygpt.model import build_model
-from tinygpt.model.layers import ThreadedLinear
+from tinygpt.model.layers import SPLIT_ROWS, ThreadedLinear
 from tinygpt.store.checkpoint import load_tensors, save_weights
 
 
@@ -138,10 +138,11 @@ def test_settings_from_text_are_converted_to_their_types():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("out_features", [12, 13])
-def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features, monkeypatch):
-    # One row without gradients takes the chunked path when out_features divides among the threads.
+@pytest.mark.parametrize("rows", [1, 3, SPLIT_ROWS, SPLIT_ROWS + 1])
+def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, bias, out_features, rows, monkeypatch):
+    # A few rows without gradients take the chunked path when out_features divides among the threads.
     layer = ThreadedLinear(8, out_features, bias=bias)
-    x = torch.randn(1, 1, 8)
+    x = torch.randn(rows, 1, 8)
     batched = []
     for name in ("bmm", "baddbmm"):
         real = getattr(torch, name)
@@ -154,7 +155,7 @@ def test_the_row_split_linear_of_sampling_equals_the_ordinary_product(threads, b
     finally:
         torch.set_num_threads(before)
         monkeypatch.undo()
-    assert len(batched) == (1 if out_features % threads == 0 else 0)  # chunked exactly when it divides
-    assert y.shape == (1, 1, out_features)
+    assert len(batched) == (1 if out_features % threads == 0 and rows <= SPLIT_ROWS else 0)  # chunked when it can
+    assert y.shape == (rows, 1, out_features)
     torch.testing.assert_close(y, torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-6, atol=1e-6)
     assert layer(x).requires_grad  # with gradients on, the ordinary path (autograd works as usual)

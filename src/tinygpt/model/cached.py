@@ -65,28 +65,41 @@ def attend_cached(attn, x, cache: KVCache, layer: int):
     fused = isinstance(attn, CausalSelfAttention)
     rotary = attn.rotary if fused else attn.heads[0].rotary
     qk_norm, scale = (attn.qk_norm, attn.scale) if fused else (attn.heads[0].qk_norm, attn.heads[0].scale)
-    start = cache.pos  # None: the rows are at different positions
     if qk_norm:
         q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
-    if rotary is not None and start is not None:
-        q, k = rotary(q, start), rotary(k, start)
-    elif rotary is not None:
-        q, k = rotate_rows(rotary, q, cache.positions), rotate_rows(rotary, k, cache.positions)
-    k, v = cache.update(layer, k, v)  # (B, nh, L, hs): every key so far
+    q, k = place(rotary, q, k, cache)
     dropout = attn.dropout if fused and attn.training else 0.0
-    if start is None:  # each row sees its own keys up to its own position
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.visible[:, None], dropout_p=dropout, scale=scale)
-    elif start == 0:
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scale)
-    elif T == 1:  # one new token sees every cached position: no mask needed
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
-    else:
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start, x.device), dropout_p=dropout,
-                                           scale=scale)
+    y = attend_over_cache(q, k, v, cache, layer, scale, dropout)  # (B, nh, T, hs)
     if fused:
         return attn.output(y)
     out = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): the heads side by side, as torch.cat puts them
     return attn.dropout(attn.proj(out)) if attn.proj is not None else out
+
+
+def place(rotary, q, k, cache: KVCache):
+    """Rotary positions for the new tokens' q, k (B, nh, T, hs): each row's own when the rows' lengths differ."""
+    if rotary is None:
+        return q, k
+    if cache.pos is not None:
+        return rotary(q, cache.pos), rotary(k, cache.pos)
+    return rotate_rows(rotary, q, cache.positions), rotate_rows(rotary, k, cache.positions)
+
+
+def attend_over_cache(q, k, v, cache: KVCache, layer: int, scale: float, dropout: float = 0.0):
+    """Store the new tokens' k, v (B, nh, T, hs) in the cache and attend from q (B, nh, T, hs) over every key
+    so far, each query seeing only its own row's keys up to its own position -> (B, nh, T, hs)."""
+    T = q.size(-2)
+    start = cache.pos  # None: the rows are at different positions
+    k, v = cache.update(layer, k, v)  # (B, nh, L, hs): every key so far
+    if start is None:  # each row sees its own keys up to its own position
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=cache.visible[:, None], dropout_p=dropout,
+                                              scale=scale)
+    if start == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scale)
+    if T == 1:  # one new token sees every cached position: no mask needed
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start, q.device), dropout_p=dropout,
+                                          scale=scale)
 
 
 def causal_mask(T: int, start: int, device) -> torch.Tensor:

@@ -1,20 +1,21 @@
 """One new token per row through the KV cache, with the modules taken apart once: sampling's hot loop.
 
     plan = DecodePlan.build(model)               # None where the model needs the general path
-    logits = plan.step(ids, cache)               # ids (B,), rows at one shared position -> (B, vocab_size)
+    logits = plan.step(ids, cache)               # ids (B,): each row's newest token -> (B, vocab_size)
 
 Sampling one token at batch 1 multiplies a single row by every weight: on a CPU the products take a
-few milliseconds and everything around them (about fifty module calls, their hook checks and
-attribute lookups, the views each layer makes of its weights) costs as much again (benchmarks/README.md,
-"Sampling at the memory limit"). A plan looks each block's tensors up once, makes the threaded views
-of the weights once (layers.py `ThreadedLinear`), and runs the step as straight-line calls of the
-same functions on the same tensors: the logits are bit-identical to `model(ids, cache=cache)`'s
+few milliseconds, and everything around them (about fifty module calls, their hook checks and
+attribute lookups, the views each layer makes of its weights) added about half as much again
+(benchmarks/README.md, "Sampling at the memory limit"). A plan looks each block's tensors up once,
+makes the threaded views of the weights once (layers.py `ThreadedLinear`), and runs the step as
+straight-line calls of the same functions on the same tensors (attention over the cache is
+cached.py's own): the logits are bit-identical to `model(ids, cache=cache)`'s
 (tests/test_decode_plan.py), so the tokens are too.
 
 It covers the GPT a run trains (pre-norm blocks with residual lines, fused attention, either kind of
-position, any norm, activation and head), with plain or int8 linear layers, in inference, when every
-row sits at the same position. Anything else (the teaching heads, post-norm, a sharded or hooked model,
-rows of different lengths) takes cached.py's general path, which computes the same function.
+position, any norm, activation and head), with plain, int8 or LoRA linear layers, in inference, rows
+of any lengths. Anything else (the teaching heads, post-norm, a sharded or hooked model) takes
+cached.py's general path, which computes the same function.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import torch.nn.functional as F
 
 from ..core.sharding import is_sharded
 from .attention import CausalSelfAttention
+from .cached import attend_over_cache, place
 from .gpt import GPT
 from .kv_cache import KVCache
-from .layers import ThreadedLinear
+from .layers import SPLIT_ROWS, ThreadedLinear, split_product, split_weight
 from .quantize import Int8Linear
 
 
@@ -45,8 +47,9 @@ def _norm(module: nn.Module):
 
 
 class _Product:
-    """A linear layer as a function of x (B, in) -> (B, out), with ThreadedLinear's single-row split
-    viewed once. An int8 layer runs its product on the rows; other layers (LoRA) their own forward."""
+    """A linear layer as a function of x (B, in) -> (B, out), with ThreadedLinear's split of the weight
+    among the threads viewed once. An int8 layer runs its product on the rows; other layers (LoRA) their
+    own forward."""
 
     def __init__(self, module: nn.Module, threads: int):
         self.module = module.product if isinstance(module, Int8Linear) else module
@@ -54,17 +57,11 @@ class _Product:
         self.weight, self.bias = (module.weight, module.bias) if self.plain else (None, None)
         self.split = None
         if type(module) is ThreadedLinear and threads >= 2 and module.out_features % threads == 0:
-            n, out, inp = threads, module.out_features, module.in_features
-            w = module.weight.view(n, out // n, inp).transpose(1, 2)  # (n, in, out/n): a chunk of rows per thread
-            b = module.bias.view(n, 1, out // n) if module.bias is not None else None
-            self.split = (n, inp, out, w, b)
+            self.split = split_weight(module.weight, module.bias, threads)
 
     def __call__(self, x):  # (B, in)
-        if self.split is not None and x.size(0) == 1 and x.is_cpu:
-            n, inp, out, w, b = self.split
-            row = x.expand(n, 1, inp)  # (n, 1, in), no copy
-            y = torch.bmm(row, w) if b is None else torch.baddbmm(b, row, w)  # (n, 1, out/n)
-            return y.view(1, out)
+        if self.split is not None and x.size(0) <= SPLIT_ROWS and x.is_cpu:
+            return split_product(x, *self.split)  # what ThreadedLinear runs for these rows
         if self.plain:
             return F.linear(x, self.weight, self.bias)
         return self.module(x)
@@ -139,29 +136,24 @@ class DecodePlan:
         return module.weight.data_ptr() == where and torch.get_num_threads() == self.threads
 
     def fits(self, cache: KVCache) -> bool:
-        """Whether the step can run on the cache now: one shared position with room for a token, in inference."""
-        return cache.pos is not None and cache.pos < self.block_size and not torch.is_grad_enabled()
+        """Whether the step can run on the cache now: room for a token in every row, in inference."""
+        return cache.longest < self.block_size and not torch.is_grad_enabled()
 
     def step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """ids (B,): each row's newest token, at position cache.pos -> logits (B, vocab_size)."""
-        pos = cache.pos
+        """ids (B,): each row's newest token, at that row's position -> logits (B, vocab_size)."""
+        cache.prepare(1)  # rows of different lengths: each new token's position and the keys it sees
+        pos = cache.pos  # None: the rows' positions differ (cache.positions)
         B, nh, hs = ids.size(0), self.n_head, self.head_size
         x = self.tok_emb[ids]  # (B, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb[pos]  # (C,) broadcast over the rows
+            x = x + self.pos_emb[pos if pos is not None else cache.positions[:, 0]]  # (C,) or (B, C)
         for layer, (ln1, qkv, proj, qk_norm, scale, ln2, fc, act, fc_proj) in enumerate(self.layers):
             h = ln1(x) if ln1 is not None else x
             q, k, v = qkv(h).view(B, 3, nh, 1, hs).unbind(1)  # (B, nh, 1, hs) each
             if qk_norm:
                 q, k = F.rms_norm(q, (hs,)), F.rms_norm(k, (hs,))
-            if self.rotary is not None:
-                q, k = self.rotary.forward(q, pos), self.rotary.forward(k, pos)
-            keys, values = cache.layer_k[layer], cache.layer_v[layer]  # (B, nh, max_len, hs)
-            keys.narrow(2, pos, 1).copy_(k)
-            values.narrow(2, pos, 1).copy_(v)
-            y = F.scaled_dot_product_attention(q, keys.narrow(2, 0, pos + 1), values.narrow(2, 0, pos + 1),
-                                               is_causal=pos == 0, scale=scale)  # (B, nh, 1, hs)
-            y = y.view(B, nh * hs)  # the heads side by side (a view: one query per row)
+            q, k = place(self.rotary, q, k, cache)
+            y = attend_over_cache(q, k, v, cache, layer, scale).view(B, nh * hs)  # the heads side by side
             x = x + (proj(y) if proj is not None else y)
             if fc is not None:
                 h = act(fc(ln2(x) if ln2 is not None else x))  # (B, hidden)
