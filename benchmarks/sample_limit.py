@@ -3,6 +3,7 @@
 
     python benchmarks/sample_limit.py --json benchmarks/results/sample_limit.json     # speed (an idle machine)
     python benchmarks/sample_limit.py --what quality --run runs/speedrun            # the loss int8 costs
+    python benchmarks/sample_limit.py --what rows --baseline-src OTHER_CHECKOUT/src # batches of a few rows
 
 speed    the 10.8M-parameter lecture-shaped model (6 layers, 384 wide, block 256; random weights, seed 1337:
          speed does not depend on them), batch 1, 200 new tokens from a 1-token prompt, temperature 0.8,
@@ -14,6 +15,10 @@ speed    the 10.8M-parameter lecture-shaped model (6 layers, 384 wide, block 256
          sampler: every token re-runs the context) for the same seed; the int8 tokens are compared with them.
          Each sample alternates with one of the general path (the decode plan off, model/decode_plan.py), whose
          tokens must be the same.
+rows     a few rows of different lengths at once, as a server's batch holds them (prompts of 1, 5, 9, ...
+         tokens, 100 new tokens each, the lecture-shaped model): tokens/s for --row-counts, each a median of 3
+         samples in a process of its own; with --baseline-src (another checkout's src/) the two versions'
+         processes alternate, so both see the same minutes.
 quality  on a trained run (--run): (a) the whole validation split's loss, float32 and int8 (more than 8 rows a
          product: the dequantized weights); (b) the loss of the split's first --tokens tokens scored one token
          at a time through the KV cache, in windows of block_size, as sampling runs them (one row a product:
@@ -169,9 +174,61 @@ def quality(args) -> dict:
     return out
 
 
+def rows_speed(n_rows: int, repeats: int) -> float:
+    """tokens/s of n_rows rows of different lengths sampled together (median of repeats), in this process."""
+    import torch
+
+    from tinygpt.config import build_configs
+    from tinygpt.config.presets import load_preset
+    from tinygpt.core.devices import choose_threads
+    from tinygpt.generation import SamplingConfig
+    from tinygpt.generation.decoder import Decoder, Row
+    from tinygpt.model import build_model
+
+    torch.set_num_threads(choose_threads(0))
+    cfg, _ = build_configs(load_preset("lecture")["settings"])
+    cfg.vocab_size = 65
+    torch.manual_seed(1337)
+    model = build_model(cfg).eval()
+    sampling = SamplingConfig(max_new_tokens=100, temperature=0.8, top_k=200)
+
+    def sample() -> float:
+        rows = [Row(list(range(1 + 4 * i)), sampling, torch.Generator().manual_seed(i)) for i in range(n_rows)]
+        decoder = Decoder(model, rows)
+        t0 = time.perf_counter()
+        while not decoder.done:
+            decoder.step()
+        return n_rows * 100 / (time.perf_counter() - t0)
+
+    sample()  # warm-up
+    return statistics.median(sample() for _ in range(repeats))
+
+
+def rows(args) -> dict:
+    import subprocess
+
+    versions = {"this code": str(ROOT / "src")}
+    if args.baseline_src:
+        versions["baseline"] = str(Path(args.baseline_src).resolve())
+    out = {"load_before": os.getloadavg()[0], "versions": versions}
+    for n in (int(x) for x in args.row_counts.split(",")):
+        for name, src in versions.items():  # alternating: each version's process right after the other's
+            env = {**os.environ, "PYTHONPATH": src}
+            child = subprocess.run([sys.executable, __file__, "--child-rows", str(n)], env=env, check=True,
+                                   capture_output=True, text=True)
+            out.setdefault(name, {})[n] = float(child.stdout.strip().splitlines()[-1])
+        print(f"  {n:3d} rows: " + "   ".join(f"{name} {out[name][n]:.0f} tokens/s" for name in versions), flush=True)
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", default="speed", help="speed, quality or both (default: speed)")
+    ap.add_argument("--what", default="speed", help="speed, rows, quality, comma-separated (default: speed)")
+    ap.add_argument("--row-counts", default="1,4,16", help="rows: the batch sizes (default: 1,4,16)")
+    ap.add_argument("--baseline-src", default=None, metavar="DIR",
+                    help="rows: another checkout's src/, its processes alternating with this code's")
+    ap.add_argument("--child-rows", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--run", default=None, help="a trained char-level tiny Shakespeare run (quality)")
     ap.add_argument("--tokens", type=int, default=200, help="new tokens per sample (default: 200)")
     ap.add_argument("--repeats", type=int, default=5, help="timed samples per mode (default: 5)")
@@ -179,11 +236,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     os.environ.setdefault("TINYGPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    if args.child_rows:  # one version's measurement, in a process of its own (rows)
+        print(rows_speed(args.child_rows, 3))
+        return 0
     what = set(args.what.split(","))
     report = {}
     if "speed" in what:
         print("batch-1 sampling, lecture-shaped model", flush=True)
         report["speed"] = speed(args)
+    if "rows" in what:
+        print("a few rows of different lengths at once, lecture-shaped model", flush=True)
+        report["rows"] = rows(args)
     if "quality" in what:
         if not args.run:
             raise SystemExit("sample_limit: --what quality needs --run RUN (a trained char-level Shakespeare run)")
