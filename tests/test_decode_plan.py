@@ -1,6 +1,6 @@
 """The decode plan (model/decode_plan.py): sampling's one-token step with the modules taken apart once gives
 bit-identical logits to the model's own cached forward, for every kind of GPT a run trains, one row or
-several, float32, int8 or with LoRA adapters; models it does not cover take the general path; the
+several, float32, bfloat16, int8 or with LoRA adapters; models it does not cover take the general path; the
 sampler's tokens do not change; a plan made stale by a thread change or converted weights is made again."""
 
 import pytest
@@ -41,11 +41,13 @@ def two_threads():
 
 
 @pytest.mark.parametrize("rows", ["1", "3", "3 ragged"])
-@pytest.mark.parametrize("kind", [*KINDS, "int8", "lora"])
+@pytest.mark.parametrize("kind", [*KINDS, "int8", "lora", "bfloat16"])
 def test_plan_gives_the_general_paths_logits_bit_for_bit(kind, rows, two_threads):
     model = small_model(**KINDS.get(kind, {}))
     if kind == "int8":
         quantize_int8(model)
+    if kind == "bfloat16":  # sampling a run saved in bfloat16 (--dtype)
+        model.to(torch.bfloat16)
     if kind == "lora":  # adapters beside the frozen weights, trained a little (B is zero at first)
         add_lora(model, TrainConfig(lora_rank=2))
         with torch.no_grad():
