@@ -67,32 +67,16 @@ class _Product:
         return self.module(x)
 
 
-def _activation(name: str):
-    if name == "relu":
-        return torch.relu
-    if name == "gelu":
-        return F.gelu
-    if name == "gelu_tanh":
-        return lambda h: F.gelu(h, approximate="tanh")
-
-    def relu_squared(h):  # layers.ReluSquared's forward, without autograd's Function machinery
-        r = torch.relu(h)
-        return r * r
-
-    return relu_squared
-
-
 class DecodePlan:
     """A GPT's one-token step through a KV cache, its modules looked up once (see the module docstring)."""
 
     def __init__(self, model: nn.Module):
         cfg = model.config
-        self.model = model
         # The plan holds the weights' tensors and views of them: if the model's tensors are replaced (a
         # `model.to(...)` after the plan was made), the plan is stale. Loading weights copies into them.
         self.anchor = (model.tok_emb, model.tok_emb.weight.data_ptr())
-        self.threads = torch.get_num_threads()  # the single-row split is made for this many threads
-        self.n_head, self.head_size, self.n_embd = cfg.n_head, cfg.head_size, cfg.n_embd
+        self.threads = torch.get_num_threads()  # the weights' splits are made for this many threads
+        self.n_head, self.head_size = cfg.n_head, cfg.head_size
         self.block_size = cfg.block_size
         self.tok_emb = model.tok_emb.weight  # (V, C)
         self.pos_emb = model.pos_emb.weight if model.pos_emb is not None else None  # (block_size, C)
@@ -106,7 +90,7 @@ class DecodePlan:
                 attn.qk_norm, attn.scale,
                 _norm(block.ln2) if mlp is not None else None,
                 _Product(mlp.fc, self.threads) if mlp is not None else None,
-                _activation(mlp.activation) if mlp is not None else None,
+                mlp.activate if mlp is not None else None,
                 _Product(mlp.proj, self.threads) if mlp is not None and mlp.proj is not None else None,
             ))
         self.ln_f = _norm(model.ln_f)

@@ -102,18 +102,21 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x):  # (B, T, C)
-        h = self.fc(x)  # (B, T, 4C)
-        if self.activation == "relu":
-            h = F.relu(h)
-        elif self.activation == "gelu":
-            h = F.gelu(h)
-        elif self.activation == "gelu_tanh":  # GPT-2's
-            h = F.gelu(h, approximate="tanh")
-        else:  # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
-            h = relu_squared(h)  # F.relu(h).square(), with a leaner backward (layers.py)
+        h = self.activate(self.fc(x))  # (B, T, 4C)
         if self.proj is not None:
             h = self.proj(h)  # (B, T, C)
         return self.dropout(h) if self.training else h  # skipping the identity call speeds up sampling
+
+    def activate(self, h):
+        """The non-linearity, elementwise."""
+        if self.activation == "relu":
+            return F.relu(h)
+        if self.activation == "gelu":
+            return F.gelu(h)
+        if self.activation == "gelu_tanh":  # GPT-2's
+            return F.gelu(h, approximate="tanh")
+        # relu2: ReLU squared, sparse and cheap, works well in small fast-trained GPTs
+        return relu_squared(h)  # F.relu(h).square(), with a leaner backward (layers.py)
 
 
 class Block(nn.Module):
