@@ -146,3 +146,26 @@ def test_a_stale_plan_is_made_again(two_threads):
     decoder = sample(True)
     assert decoder.plan is not plan and decoder.plan.current()  # the decoder made a new one
     assert decoder.ids == sample(False).ids
+
+
+def test_a_plan_sees_weights_loaded_into_the_model_after_it_was_made(two_threads):
+    """`serve --watch` loads each new checkpoint into the served model between steps: a decoder made before
+    samples from the new weights, as a fresh one does."""
+    model, trained = small_model(), small_model()  # the same model, then trained a little (below)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    old = Decoder(model, [Row([1], SamplingConfig(4, temperature=1.0), torch.Generator().manual_seed(0))])
+    while not old.done:
+        old.step()
+    plan = old.plan
+    model.load_canonical_state_dict(trained.canonical_state_dict())  # copies into the model's own tensors
+
+    def sample(decoder):
+        decoder.add(Row([2, 3], SamplingConfig(6, temperature=1.0), torch.Generator().manual_seed(1)))
+        while not decoder.done:
+            decoder.step()
+        return decoder.ids[-1]
+
+    assert sample(old) == sample(Decoder(model))
+    assert old.plan is plan and plan.current()  # the same plan, reading the new values
