@@ -5,6 +5,7 @@ DDP's gradient averaging makes every step identical up to float rounding.
 """
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,8 +46,17 @@ def corpus(tmp_path_factory):
     return path
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, corpus):
-    single, _ = _train(ONE, corpus, tmp_path / "one")
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, corpus):
+    """One process's run of ARGS, trained once for the module: what two processes must match, and the base the
+    fine-tuning tests start from (they only read it; a test that writes into it takes a copy)."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    metrics, _ = _train(ONE, corpus, out)
+    return out, metrics
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, corpus, one_process_run):
+    _, single = one_process_run
     double, stdout = _train(TWO, corpus, tmp_path / "two")
 
     # Only rank 0 writes: one record per evaluation (steps 0, 10, 20), not one per process.
@@ -59,11 +69,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, co
     assert double[-1]["val_loss"] < double[0]["val_loss"]  # and it did learn
 
 
-def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_length(tmp_path, corpus):
+def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_length(tmp_path, one_process_run):
     # Replies of 1 to 10 characters: each process's rows hold different numbers of assistant tokens,
     # so averaging each process's own mean would weigh a token by the rows it happened to share with.
-    base = tmp_path / "base"
-    _train(ONE, corpus, base)
+    base, _ = one_process_run
     text = rhyme_text()
     replies = [text[10 * k : 10 * k + 1 + (7 * k) % 10].strip() for k in range(60)]
     rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": reply}]}
@@ -82,10 +91,9 @@ def test_sft_on_two_processes_matches_one_process_when_conversations_differ_in_l
     assert double[-1]["val_loss"] < double[0]["val_loss"]
 
 
-def test_dpo_on_two_processes_matches_one_process_when_replies_differ_in_length(tmp_path, corpus):
+def test_dpo_on_two_processes_matches_one_process_when_replies_differ_in_length(tmp_path, one_process_run):
     # Replies of 1 to 10 characters, and the SFT term: each process's rows hold different numbers of chosen tokens.
-    base = tmp_path / "base"
-    _train(ONE, corpus, base)
+    base, _ = one_process_run
     text = rhyme_text()
     pairs = [{"prompt": text[k : k + 3], "chosen": text[10 * k : 10 * k + 1 + (7 * k) % 10],
               "rejected": text[10 * k + 5 : 10 * k + 7 + (3 * k) % 10]} for k in range(1, 41)]
@@ -104,11 +112,10 @@ def test_dpo_on_two_processes_matches_one_process_when_replies_differ_in_length(
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_rl_on_two_processes_matches_one_process(tmp_path, corpus, parallel):
+def test_rl_on_two_processes_matches_one_process(tmp_path, one_process_run, parallel):
     # Rewarded for short replies, the policy's replies differ in length, so each process's rows hold
     # different numbers of reply tokens; the KL of each rollout follows the weights that sampled it.
-    base = tmp_path / "base"
-    _train(ONE, corpus, base)
+    base, _ = one_process_run
     data = tmp_path / "chats.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n"
                             for p, c in [("mary", "had a"), ("its", "was white")] * 4), encoding="utf-8")
@@ -163,10 +170,11 @@ def test_each_process_reads_its_place_from_torchruns_environment():
     assert not DistInfo.from_environment({}).enabled and DistInfo.from_environment({}).local_world_size == 1
 
 
-def test_fsdp_on_two_processes_matches_one_process_and_resumes_in_either(tmp_path, corpus):
+def test_fsdp_on_two_processes_matches_one_process_and_resumes_in_either(tmp_path, corpus, one_process_run):
     # --parallel fsdp shards weights, gradients and AdamW's moments across the processes; checkpoints stay
     # whole, so a sharded run resumes as one process (and the other way round) with the same numbers.
-    single, _ = _train(ONE, corpus, tmp_path / "one")
+    base, single = one_process_run
+    shutil.copytree(base, tmp_path / "one")  # resumed below: the module's run stays as it was
     sharded, stdout = _run(TWO, "train", [a.format(data=corpus) for a in ARGS] + ["--parallel", "fsdp"],
                            tmp_path / "two")
     assert [r["step"] for r in sharded] == [0, 10, 20] and stdout.count("done: step 20") == 1
@@ -185,11 +193,10 @@ def test_fsdp_on_two_processes_matches_one_process_and_resumes_in_either(tmp_pat
     assert ends[0]["val_loss"] == pytest.approx(ends[1]["val_loss"], abs=1e-5)
 
 
-def test_fsdp_sft_evaluates_in_lockstep_when_a_process_has_nothing_to_score(tmp_path, corpus):
+def test_fsdp_sft_evaluates_in_lockstep_when_a_process_has_nothing_to_score(tmp_path, one_process_run):
     # Two held-out conversations make one evaluation chunk: under FSDP the idle process still runs a
     # forward with it (every forward gathers the weights from all processes), without counting it.
-    base = tmp_path / "base"
-    _train(ONE, corpus, base)
+    base, _ = one_process_run
     rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": w}]}
             for w in rhyme_text().split()[:20]]
     data = tmp_path / "chats.jsonl"
