@@ -173,14 +173,20 @@ def run_child(spec: dict) -> dict:
     raise SystemExit(f"ablate: {spec.get('name', spec.get('lever'))} failed:\n{proc.stderr[-2000:]}")
 
 
-def recipe_table(args) -> None:
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(VARIANTS)
+def chosen_variants(only: str) -> list[str]:
+    """--only's variants, in its order ('tried': every lever tried and not kept, after base); default: VARIANTS."""
+    names = [n.strip() for n in only.split(",")] if only else list(VARIANTS)
     if "tried" in names:
         names = [n for n in names if n != "tried"] + [n for n in TRIED if n not in names]
         names = names if "base" in names else ["base", *names]
     unknown = [n for n in names if n not in ALL]
     if unknown:
         raise SystemExit(f"ablate: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL)}, or tried")
+    return names
+
+
+def recipe_table(args) -> None:
+    names = chosen_variants(args.only)
     work = Path(tempfile.mkdtemp(prefix="tinygpt-ablate-"))
     specs = [{"name": n, "settings": ALL[n][1], "budget": args.budget, "clock": args.clock,
               "at_steps": args.at_steps, "out": str(work / f"{n}-{r}")} for r in range(args.repeats) for n in names]
@@ -200,8 +206,8 @@ def recipe_table(args) -> None:
     for name, res in results:
         by_name.setdefault(name, []).append(res)
     base = statistics.median(r["val_loss"] for r in by_name["base"]) if "base" in by_name else None
-    one = " (1 thread)" if args.clock == "cpu" else ""
-    print(f"\nspeedrun-cpu with one lever changed at a time: {each} of training{one}; whole-split val loss, "
+    threads = " (1 thread)" if args.clock == "cpu" else ""
+    print(f"\nspeedrun-cpu with one lever changed at a time: {each} of training{threads}; whole-split val loss, "
           f"median of {args.repeats}; load average {load0:.2f} -> {os.getloadavg()[0]:.2f}\n")
     print("| variant | what changes | steps | tokens | val loss | vs base |\n|---|---|---:|---:|---:|---:|")
     for name in names:
@@ -241,7 +247,7 @@ def step_cost_table(args) -> None:
 
     torch.set_num_threads(1)
     devices.keep_freed_memory()
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(VARIANTS)
+    names = chosen_variants(args.only)
     setups = []
     for name in names:
         model_cfg, train_cfg = build_configs(load_preset("speedrun-cpu")["settings"], ALL[name][1])

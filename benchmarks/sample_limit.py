@@ -4,6 +4,7 @@
     python benchmarks/sample_limit.py --json benchmarks/results/sample_limit.json     # speed (an idle machine)
     python benchmarks/sample_limit.py --what quality --run runs/speedrun            # the loss int8 costs
     python benchmarks/sample_limit.py --what rows --baseline-src OTHER_CHECKOUT/src # batches of a few rows
+    python benchmarks/sample_limit.py --what products                                # the weight split alone
 
 speed    the 10.8M-parameter lecture-shaped model (6 layers, 384 wide, block 256; random weights, seed 1337:
          speed does not depend on them), batch 1, 200 new tokens from a 1-token prompt, temperature 0.8,
@@ -19,6 +20,9 @@ rows     a few rows of different lengths at once, as a server's batch holds them
          tokens, 100 new tokens each, the lecture-shaped model): tokens/s for --row-counts, each a median of 3
          samples in a process of its own; with --baseline-src (another checkout's src/) the two versions'
          processes alternate, so both see the same minutes.
+products the lecture model's 25 weight products alone for 1 to 128 rows: F.linear against ThreadedLinear's
+         split of each weight among the threads (model/layers.py), interleaved in one process, median of 9
+         rounds each; why the split stops at SPLIT_ROWS rows.
 quality  on a trained run (--run): (a) the whole validation split's loss, float32 and int8 (more than 8 rows a
          product: the dequantized weights); (b) the loss of the split's first --tokens tokens scored one token
          at a time through the KV cache, in windows of block_size, as sampling runs them (one row a product:
@@ -68,26 +72,36 @@ def linear_bytes(model) -> int:
     return total
 
 
-def speed(args) -> dict:
+def lecture_model():
+    """The 10.8M-parameter lecture-shaped model (6 layers, 384 wide, block 256, 65 tokens; random weights, seed
+    1337: speed does not depend on them), in eval mode, with torch's threads set by the trainer's rule (as
+    `tinygpt sample` sets them)."""
     import torch
 
     from tinygpt.config import build_configs
     from tinygpt.config.presets import load_preset
     from tinygpt.core.devices import choose_threads
-    from tinygpt.generation import SamplingConfig, generate_ids
     from tinygpt.model import build_model
-    from tinygpt.model.quantize import quantize_int8
 
-    torch.set_num_threads(choose_threads(0))  # as the trainer and `tinygpt sample` do
+    torch.set_num_threads(choose_threads(0))
     cfg, _ = build_configs(load_preset("lecture")["settings"])
     cfg.vocab_size = 65
+    torch.manual_seed(1337)
+    return build_model(cfg).eval()
+
+
+def speed(args) -> dict:
+    import torch
+
+    from tinygpt.generation import SamplingConfig, generate_ids
+    from tinygpt.model.quantize import quantize_int8
+
     sampling = SamplingConfig(max_new_tokens=args.tokens, temperature=0.8, top_k=200)
     prompt = torch.zeros((1, 1), dtype=torch.long)
-    out = {"threads": torch.get_num_threads(), "load_before": os.getloadavg()[0], "new_tokens": args.tokens}
+    out = {"load_before": os.getloadavg()[0], "new_tokens": args.tokens}
     tokens = {}
     for mode in ("float32", "int8"):
-        torch.manual_seed(1337)
-        model = build_model(cfg).eval()
+        model = lecture_model()
         if mode == "int8":
             quantize_int8(model)
         generate_ids(model, prompt, SamplingConfig(max_new_tokens=8), torch.Generator().manual_seed(0))  # warm-up
@@ -97,7 +111,7 @@ def speed(args) -> dict:
             ids = generate_ids(model, prompt, sampling, torch.Generator().manual_seed(0))
             seconds.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            general_ids = sample_general_path(model, sampling)
+            general_ids = sample_general_path(model, prompt[0].tolist(), sampling)
             general.append(time.perf_counter() - t0)
         tokens[mode] = ids[0].tolist()
         s, g = statistics.median(seconds), statistics.median(general)
@@ -112,6 +126,7 @@ def speed(args) -> dict:
         print(f"  {mode:8s} {out[mode]['tokens_per_s']:6.0f} tokens/s  ({out[mode]['weight_mb']:.1f} MB of weights "
               f"a token: {out[mode]['implied_gb_per_s']:.1f} GB/s); without the decode plan "
               f"{args.tokens / g:.0f} tokens/s", flush=True)
+    out["threads"] = torch.get_num_threads()  # lecture_model() set them
     same = sum(a == b for a, b in zip(tokens["float32"], tokens["int8"])) - 1  # the prompt's token is not sampled
     first = next((i for i, (a, b) in enumerate(zip(tokens["float32"], tokens["int8"])) if a != b), None)
     out["int8_tokens_equal_float32"] = {"equal": same, "of": args.tokens, "first_difference": first}
@@ -122,14 +137,14 @@ def speed(args) -> dict:
     return out
 
 
-def sample_general_path(model, sampling) -> list[int]:
-    """The same sample with the decode plan switched off: every step through the model's modules
-    (model/cached.py), as before the plan existed. Returns the ids."""
+def sample_general_path(model, prompt: list[int], sampling) -> list[int]:
+    """The same sample (seed 0) with the decode plan switched off: every step through the model's modules
+    (model/cached.py), as before the plan existed. Returns the ids, prompt first."""
     import torch
 
     from tinygpt.generation.decoder import Decoder, Row
 
-    decoder = Decoder(model, [Row([0], sampling, torch.Generator().manual_seed(0))])
+    decoder = Decoder(model, [Row(prompt, sampling, torch.Generator().manual_seed(0))])
     decoder.plan = None
     while not decoder.done:
         decoder.step()
@@ -178,18 +193,10 @@ def rows_speed(n_rows: int, repeats: int) -> float:
     """tokens/s of n_rows rows of different lengths sampled together (median of repeats), in this process."""
     import torch
 
-    from tinygpt.config import build_configs
-    from tinygpt.config.presets import load_preset
-    from tinygpt.core.devices import choose_threads
     from tinygpt.generation import SamplingConfig
     from tinygpt.generation.decoder import Decoder, Row
-    from tinygpt.model import build_model
 
-    torch.set_num_threads(choose_threads(0))
-    cfg, _ = build_configs(load_preset("lecture")["settings"])
-    cfg.vocab_size = 65
-    torch.manual_seed(1337)
-    model = build_model(cfg).eval()
+    model = lecture_model()
     sampling = SamplingConfig(max_new_tokens=100, temperature=0.8, top_k=200)
 
     def sample() -> float:
@@ -202,6 +209,41 @@ def rows_speed(n_rows: int, repeats: int) -> float:
 
     sample()  # warm-up
     return statistics.median(sample() for _ in range(repeats))
+
+
+def products(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from tinygpt.model.layers import SPLIT_ROWS, split_product, split_weight
+
+    model = lecture_model()
+    n = torch.get_num_threads()
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features % n == 0]
+    splits = [split_weight(m.weight, m.bias, n) for m in layers]
+
+    def median_ms(plain, split) -> tuple[float, float]:
+        """Median ms of each, in alternating rounds of 10 calls: a busy machine slows both alike."""
+        plain(), split()
+        times = ([], [])
+        for _ in range(9):
+            for f, kept in zip((plain, split), times):
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    f()
+                kept.append((time.perf_counter() - t0) / 10 * 1000)
+        return statistics.median(times[0]), statistics.median(times[1])
+
+    out = {"threads": n, "products": len(layers), "split_rows": SPLIT_ROWS, "load_before": os.getloadavg()[0]}
+    with torch.inference_mode():
+        for rows in (1, 2, 4, 8, 16, 32, 64, 128):
+            xs = [torch.randn(rows, m.in_features) for m in layers]
+            plain, split = median_ms(lambda xs=xs: [F.linear(x, m.weight, m.bias) for x, m in zip(xs, layers)],
+                                     lambda xs=xs: [split_product(x, *w) for x, w in zip(xs, splits)])
+            out[rows] = {"f_linear_ms": plain, "split_ms": split}
+            print(f"  {rows:4d} rows: F.linear {plain:.2f} ms, split {split:.2f} ms: {plain / split:.2f}x", flush=True)
+    out["load_after"] = os.getloadavg()[0]
+    return out
 
 
 def rows(args) -> dict:
@@ -224,7 +266,7 @@ def rows(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", default="speed", help="speed, rows, quality, comma-separated (default: speed)")
+    ap.add_argument("--what", default="speed", help="speed, rows, products, quality, comma-separated (default: speed)")
     ap.add_argument("--row-counts", default="1,4,16", help="rows: the batch sizes (default: 1,4,16)")
     ap.add_argument("--baseline-src", default=None, metavar="DIR",
                     help="rows: another checkout's src/, its processes alternating with this code's")
@@ -244,6 +286,9 @@ def main(argv=None) -> int:
     if "speed" in what:
         print("batch-1 sampling, lecture-shaped model", flush=True)
         report["speed"] = speed(args)
+    if "products" in what:
+        print("the lecture model's weight products alone, F.linear against the split among the threads", flush=True)
+        report["products"] = products(args)
     if "rows" in what:
         print("a few rows of different lengths at once, lecture-shaped model", flush=True)
         report["rows"] = rows(args)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 
-SPLIT_ROWS = 16  # up to this many rows a product splits its weight among the threads (measured: 1.2-1.9x, then even)
+SPLIT_ROWS = 16  # up to this many rows a product splits its weight among the threads (see ThreadedLinear)
 
 
 class ThreadedLinear(nn.Linear):
@@ -17,9 +17,10 @@ class ThreadedLinear(nn.Linear):
     Sampling multiplies one row (or a few: a server's batch, several samples) by each weight matrix.
     The BLAS kernel behind `F.linear` runs such a thin product on one core, so on a CPU half the
     machine idles while the weights stream from memory. Viewing the weight's rows as one chunk per
-    thread and multiplying the chunks as a batch lets every core take its share (measured on 2 cores,
-    the lecture model's 25 products: 1.8x at one row, 1.6x at four, 1.2x at sixteen; about even from
-    32 rows on). Each output is still a dot product of a row with a weight row, so the results match
+    thread and multiplying the chunks as a batch lets every core take its share (2 cores, the lecture
+    model's 24 products that split, `python benchmarks/sample_limit.py --what products`: 1.1-1.6x from 1
+    to 16 rows; 1.1-1.3x at 32 to 128 rows, where a first measurement had found nothing, so the limit
+    stayed at 16). Each output is still a dot product of a row with a weight row, so the results match
     `F.linear` (bit for bit at one row). Training, evaluation and larger batches take the ordinary path.
     """
 

@@ -81,7 +81,10 @@ def estimate_loss(model, data: torch.Tensor, batch_size: int, block_size: int, n
         if i % world == rank:
             mine.append(batch)
     per_forward = max(1, tokens_per_forward // (batch_size * block_size))  # batches per forward pass
-    forwards = lambda batches: -(-batches // per_forward)  # noqa: E731 (ceiling division)
+
+    def forwards(batches: int) -> int:  # forward passes for this many batches: a ceiling division
+        return -(-batches // per_forward)
+
     # lockstep (FSDP): uncounted forwards, so that every process runs as many as the busiest one
     busiest = len(mine) + padding(n_batches, rank, world, lockstep)
     padding_forwards = forwards(busiest) - forwards(len(mine))
