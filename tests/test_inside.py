@@ -4,7 +4,6 @@ row, the temperature slider's softmax, the logit lens."""
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -258,16 +257,12 @@ def test_the_page_follows_a_run_as_it_trains(short_run, capsys):
         driver.get(server.url + "/#inside")
         wait(lambda: driver.find_element("id", "inside").get_attribute("data-step") == "20")
         assert driver.find_element("id", "inside-watch").is_displayed()
-        training = subprocess.Popen([sys.executable, "-m", "tinygpt", "train", "--resume", str(short_run),
-                                     "--max-iters", "400", "--eval-interval", "20", *TINY],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        steps = set()
-        while training.poll() is None:
-            steps.add(driver.find_element("id", "inside").get_attribute("data-step"))
-            time.sleep(0.1)
-        assert training.returncode == 0, training.stderr.read()
-        wait(lambda: driver.find_element("id", "inside").get_attribute("data-step") == "400", timeout=10)
-        assert len(steps - {"20", ""}) >= 2  # the page showed steps between the first and the last
+        for step in ("200", "400"):  # another process trains on; the page must show each checkpoint it saves
+            training = subprocess.run([sys.executable, "-m", "tinygpt", "train", "--resume", str(short_run),
+                                       "--max-iters", step, "--eval-interval", "20", *TINY],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            assert training.returncode == 0, training.stderr
+            wait(lambda step=step: driver.find_element("id", "inside").get_attribute("data-step") == step, timeout=10)
         assert int(driver.find_element("id", "inside-watch").get_attribute("data-step")) == 400
         rows = driver.find_elements("css selector", "#inside-lens tr")[1:]
         shown = [int(td.get_attribute("data-id")) for td in rows[-1].find_elements("css selector", "td")]
