@@ -361,6 +361,58 @@ def test_a_subset_of_a_pass_keeps_the_first_windows_and_a_seeded_draw_of_the_res
     assert starts[-1] > 5_000  # drawn from the whole rest of the split, not its start
 
 
+# ---- shorter windows first -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["gpt", "encoder"])
+def test_a_window_schedule_trains_short_windows_first_then_whole_ones(monkeypatch, tiny_corpus, tmp_path, arch):
+    lengths = []
+    draw = objectives_module.random_batch
+
+    def recorded(data, batch_size, block_size, generator):
+        lengths.append(block_size)
+        return draw(data, batch_size, block_size, generator)
+
+    monkeypatch.setattr(objectives_module, "random_batch", recorded)
+    result = tinygpt.train(data=str(tiny_corpus), out=str(tmp_path / "run"), arch=arch, window_schedule="4:0.25,8:0.5",
+                           max_iters=8, eval_interval=4, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=3,
+                           threads=1, progress=False, sample_tokens=0)
+    assert lengths == [4, 4, 8, 8, 16, 16, 16, 16]  # steps 0-1: a quarter of 8; 2-3: up to half; then block_size
+    assert result.tokens == 3 * sum(lengths)  # what the metrics and tokens/s count
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in records] == [0, 3 * (4 + 4 + 8 + 8), 3 * sum(lengths)]
+    assert tinygpt.load(tmp_path / "run").model.config.block_size == 16  # the model keeps its whole context
+
+
+def test_a_window_schedule_follows_the_time_under_a_budget():
+    from tinygpt.training.progress import Schedule
+
+    clock = FakeClock()
+    clock.elapsed = lambda: clock.now - 1000.0
+    schedule = Schedule(TrainConfig(time_budget="10s", max_iters=0), clock)
+    assert [schedule.done(step) for step in (0, 99)] == [0.0, 0.0]  # steps do not count, time does
+    clock.now += 2.5
+    assert schedule.done(3) == 0.25
+    clock.now += 100
+    assert schedule.done(4) == 1.0
+    assert Schedule(TrainConfig(max_iters=40), clock).done(10) == 0.25
+
+
+@pytest.mark.parametrize("schedule, problem", [
+    ("16", "is not LENGTH:FRACTION"), ("16:1.5", "is not LENGTH:FRACTION"), ("0:0.2", "is not LENGTH:FRACTION"),
+    ("a:0.2", "is not LENGTH:FRACTION"), ("32:0.2,16:0.5", "must grow"), ("16:0.5,32:0.2", "must grow")])
+def test_a_window_schedule_that_does_not_make_sense_is_refused_in_one_line(schedule, problem):
+    with pytest.raises(TinyGPTError, match=problem):
+        TrainConfig(window_schedule=schedule).validate()
+    assert TrainConfig(window_schedule=" 16:0.15, 32:0.4 ").validate().window_stages() == [(16, 0.15), (32, 0.4)]
+
+
+def test_a_window_schedule_is_refused_where_the_examples_are_whole(tmp_path):
+    with pytest.raises(TinyGPTError, match="this run trains on whole examples"):
+        tinygpt.train(data="dates", arch="encoder-decoder", out=str(tmp_path / "run"), window_schedule="4:0.5",
+                      max_iters=1, n_layer=1, n_head=2, n_embd=16, threads=1, progress=False, sample_tokens=0)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 # ---- the presets ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["speedrun-cpu", "speedrun-gpu"])
@@ -371,6 +423,8 @@ def test_the_speedrun_presets_are_valid_and_use_the_levers(name):
     assert train.optimizer == "muon" and train.lr_schedule == "wsd"
     assert model.pos_emb == "rope" and model.activation == "relu2"
     assert train.eval_iters == 0  # exact passes, never random batches
+    if name == "speedrun-cpu":
+        assert train.window_stages() and not train.time_budget  # shorter windows first, a fixed step count
     if name == "speedrun-gpu":
         assert train.dtype == "auto"  # bfloat16 autocast on a GPU that has it
 

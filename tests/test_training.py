@@ -115,12 +115,14 @@ def test_eval_of_the_saved_model_equals_the_best_validation_loss_of_training(cha
 
 # ---- resume equals uninterrupted ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("optimizer, stop_at", [("adamw", 7), ("adamw", 10), ("muon", 13)])
+@pytest.mark.parametrize("optimizer, stop_at, windows", [("adamw", 7, ""), ("adamw", 10, ""), ("muon", 13, ""),
+                                                         ("muon", 7, "4:0.2,8:0.5")])
 def test_a_run_stopped_and_resumed_computes_exactly_the_uninterrupted_run(tiny_corpus, tmp_path, tiny_settings,
-                                                                          optimizer, stop_at):
-    # Dropout consumes random numbers and cosine decay depends on the step: both must be restored.
+                                                                          optimizer, stop_at, windows):
+    # Dropout consumes random numbers and cosine decay depends on the step: both must be restored. A window
+    # schedule stopped in its second stage resumes in it.
     settings = dict(tiny_settings, data=str(tiny_corpus), max_iters=20, eval_interval=5, dropout=0.2, grad_accum=2,
-                    lr_schedule="cosine", warmup_iters=3, optimizer=optimizer)
+                    lr_schedule="cosine", warmup_iters=3, optimizer=optimizer, window_schedule=windows)
     tinygpt.train(out=str(tmp_path / "straight"), **settings)
 
     out = tmp_path / "stopped"

@@ -64,6 +64,9 @@ class TrainConfig:
     # Optimisation.
     batch_size: int = _setting(12, "sequences per micro-batch, summed over all processes")
     grad_accum: int = _setting(1, "micro-batches per optimizer step")
+    window_schedule: str = _setting(
+        "", "train on shorter windows first, for cheaper early steps: 'T:F,...' = windows of T tokens until "
+        "fraction F of training (e.g. 16:0.25,32:0.5), then block_size; empty = block_size throughout")
     max_iters: int = _setting(2000, "optimizer steps")
     time_budget: str = _setting(
         "", "stop after this much wall time (e.g. 90s, 3m, 1h); the learning-rate schedule follows time")
@@ -140,6 +143,7 @@ class TrainConfig:
                                f"{self.threads}; more threads than cores only slows a step down")
         if self.time_budget:
             parse_duration(self.time_budget)
+        self.window_stages()
         if not self.tokenizer.strip():
             raise TinyGPTError("tokenizer is empty; use char, word, bpe, a tokenizer.json path or hf:NAME")
         if self.parallel == "fsdp" and self.optimizer == "muon":
@@ -173,6 +177,24 @@ class TrainConfig:
         if self.tokenizer == "bpe" and self.vocab_size < 257:
             raise TinyGPTError(f"--vocab-size for a byte-level BPE must be at least 257, got {self.vocab_size}")
         return self
+
+    def window_stages(self) -> list[tuple[int, float]]:
+        """--window-schedule as (window length, until this fraction of training) pairs, in order; checked."""
+        stages = []
+        for part in filter(None, (p.strip() for p in self.window_schedule.split(","))):
+            length, _, until = part.partition(":")
+            try:
+                stage = int(length), float(until)
+            except ValueError:
+                stage = None
+            if stage is None or stage[0] < 1 or not 0.0 < stage[1] <= 1.0:
+                raise TinyGPTError(f"--window-schedule stage {part!r} is not LENGTH:FRACTION (a window of LENGTH "
+                                   "tokens until FRACTION of training, between 0 and 1); e.g. 16:0.25,32:0.5")
+            if stages and not (stage[0] > stages[-1][0] and stage[1] > stages[-1][1]):
+                raise TinyGPTError(f"--window-schedule stages must grow, in length and in fraction: {part!r} comes "
+                                   f"after {stages[-1][0]}:{stages[-1][1]:g}; e.g. 16:0.25,32:0.5")
+            stages.append(stage)
+        return stages
 
     @property
     def lora_scaling(self) -> float:

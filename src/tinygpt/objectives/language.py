@@ -57,6 +57,8 @@ class LanguageModeling(Objective):
     """Next-token prediction on one text: random windows to train, exact passes (or random batches)
     over the training and validation splits to evaluate."""
 
+    follows_window_schedule = True  # --window-schedule: shorter windows first (batch's `done`)
+
     def __init__(self, cfg: TrainConfig, tokenizer, train: torch.Tensor, val: torch.Tensor | None,
                  block_size: int, data_info: dict, notes: list[str]):
         self.cfg = cfg
@@ -67,6 +69,7 @@ class LanguageModeling(Objective):
         self.notes = notes
         self.has_validation = val is not None
         self.tokens_per_batch = cfg.batch_size * block_size
+        self.stages = cfg.window_stages()  # --window-schedule: (length, until this fraction of training)
         self._final_windows = None
         self.notes = [*notes, *self.evaluation_notes()]
 
@@ -148,8 +151,18 @@ class LanguageModeling(Objective):
             return 0 if self.val_data is None else len(self.val_data) - 1
         return sum(length for _, length in self.final_windows())
 
-    def batch(self, generator):
-        return random_batch(self.train_data, self.cfg.batch_size, self.block_size, generator)  # x, y: (B, T)
+    def window(self, done: float) -> int:
+        """The window length of a batch drawn when `done` (0 to 1) of training is behind: --window-schedule's
+        stage, or block_size. A stage as long as block_size or longer trains whole windows."""
+        for length, until in self.stages:
+            if done < until:
+                return min(length, self.block_size)
+        return self.block_size
+
+    def batch(self, generator, done: float = 0.0):
+        T = self.window(done)
+        self.tokens_per_batch = self.cfg.batch_size * T
+        return random_batch(self.train_data, self.cfg.batch_size, T, generator)  # x, y: (B, T)
 
     def periodic_is_whole(self) -> bool:
         return self.val_cap() == 0

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..core import distributed as ddp
 from ..core.tokens import IGNORE, MASK
-from ..data import eval_windows, random_batch
+from ..data import eval_windows
 from ..store.rundir import RunDir
 from ..training.objective import Evaluation
 from .language import LanguageModeling
@@ -54,8 +54,8 @@ class MaskedLanguageModeling(LanguageModeling):
     def describe(self) -> str:
         return super().describe() + f", {self.cfg.mask_fraction:.0%} of tokens hidden"
 
-    def batch(self, generator):
-        x, _ = random_batch(self.train_data, self.cfg.batch_size, self.block_size, generator)  # (B, T)
+    def batch(self, generator, done: float = 0.0):
+        x, _ = super().batch(generator, done)  # (B, T): random windows, shorter early under --window-schedule
         return mask_tokens(x, self.mask_id, self.cfg.mask_fraction, generator)  # inputs, targets: (B, T)
 
     def periodic_is_whole(self) -> bool:

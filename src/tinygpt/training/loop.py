@@ -107,6 +107,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every process
         objective = self.objective
+        if cfg.window_schedule and not objective.follows_window_schedule:
+            raise TinyGPTError("--window-schedule shortens the windows of text a GPT or an encoder trains on; this "
+                               "run trains on whole examples (pairs, conversations or prompts), so leave it out")
         for note in objective.notes:
             self.log(f"note: {note}")
         self.model_cfg.block_size = objective.block_size
@@ -190,7 +193,9 @@ class Trainer:
         per_rank = cfg.batch_size // dist.world_size
         lo = dist.rank * per_rank
         for micro in range(cfg.grad_accum):
-            batch = self.objective.batch(self.batch_gen)  # the global batch, the same on every process
+            # The global batch, the same on every process (shorter windows early under --window-schedule).
+            scheduled = {"done": self.schedule.done(self.step)} if cfg.window_schedule else {}
+            batch = self.objective.batch(self.batch_gen, **scheduled)
             tokens += self.objective.tokens_per_batch  # of that batch: an objective may vary it per batch
             batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
             # Under DDP (and FSDP), gradients are averaged across processes only on the last micro-batch.

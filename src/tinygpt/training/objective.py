@@ -49,13 +49,16 @@ class Objective(ABC):
     notes: list[str] = []
     has_validation: bool = False
     generates_text: bool = True  # the run's model continues text (the loop samples it at the end)
+    # batch(generator, done=...) shortens its windows early under --window-schedule (refused for the others).
+    follows_window_schedule = False
     verb: str = "train"  # the tinygpt command that trains it, and resumes it (`tinygpt VERB --resume RUN`)
 
     @abstractmethod
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """The next global batch, drawn only from `generator` (so a resumed run draws the same ones).
 
-        Every tensor's first dimension is the batch; the loop gives each process its slice of rows.
+        Every tensor's first dimension is the batch; the loop gives each process its slice of rows. An
+        objective that follows --window-schedule also takes `done=`: how much of training is behind, 0 to 1.
         """
 
     def loss(self, model, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -55,12 +55,23 @@ class Schedule:
         return self.clock.elapsed() + self.final_eval_seconds + self.step_seconds >= budget
 
     def fraction(self, step: int) -> float:
+        """How far along the learning-rate schedule is, past its warmup (what optim.lr_factor reads)."""
         cfg = self.cfg
         if cfg.time_budget_s is not None:
-            # The last step starts one step before the final evaluation: there the decay is complete.
-            left_for_training = cfg.time_budget_s - self.final_eval_seconds - self.step_seconds
-            return self.clock.elapsed() / max(left_for_training, 1e-9)
+            return self._time_done()
         return (step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
+
+    def done(self, step: int) -> float:
+        """How much of the training is behind, 0 to 1: of the steps, or of the time budget's training time
+        (what --window-schedule reads)."""
+        if self.cfg.time_budget_s is not None:
+            return min(self._time_done(), 1.0)
+        return min(step / max(self.cfg.max_iters, 1), 1.0)
+
+    def _time_done(self) -> float:
+        # The last step starts one step before the final evaluation: there the decay is complete.
+        left_for_training = self.cfg.time_budget_s - self.final_eval_seconds - self.step_seconds
+        return self.clock.elapsed() / max(left_for_training, 1e-9)
 
     def time_left(self) -> str:
         """What is left of the time budget, as the progress bar shows it (m:ss)."""
