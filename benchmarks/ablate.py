@@ -4,7 +4,7 @@
     python benchmarks/ablate.py --budget 60 --only base,adamw,learned-pos
     python benchmarks/ablate.py --clock wall --parallel 1   # a quiet machine: real seconds, all its cores
     python benchmarks/ablate.py --throughput         # the implementation levers: milliseconds per step
-    python benchmarks/ablate.py --at-steps 180 --only tried   # equal steps (not time); the levers not kept
+    python benchmarks/ablate.py --at-steps 190 --only tried   # equal steps (not time); the levers not kept
     python benchmarks/ablate.py --step-cost --only base,mlp-4,batch-48   # ms per step, and steps at equal cost
     python benchmarks/ablate.py --at-steps 130 --only batch-48           # then each at its equal-cost steps
 
@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "random-eval": ("rare capped exact evals -> 200 random batches every 250 steps",
                     {"eval_iters": 200, "eval_interval": 250}),
     # The second lap's levers (issue 26), each undone on its own.
+    "whole-windows": ("shorter windows first -> 64-token windows from the first step", {"window_schedule": ""}),
     "momentum-0.95": ("Muon momentum 0.85 -> the usual 0.95", {"muon_momentum": 0.95}),
     "no-embedding-lr": ("token table at 10x AdamW's rate -> at lr", {"embedding_lr": 0.0}),
     "mlp-4": ("3x-wide feed-forward -> 4x", {"mlp_ratio": 4}),
@@ -84,6 +85,8 @@ TRIED: dict[str, tuple[str, dict]] = {
     "no-weight-decay": ("no weight decay", {"weight_decay": 0.0}),
     "warmup-10": ("10 warmup steps", {"warmup_iters": 10}),
     "cooldown-0.5": ("the last half of training decays", {"cooldown_frac": 0.5}),
+    "windows-32": ("32-token windows for the first half, then 64", {"window_schedule": "32:0.5"}),
+    "windows-16-32": ("16 until a quarter, 32 until half", {"window_schedule": "16:0.25,32:0.5"}),
 }
 ALL = {**VARIANTS, **TRIED}
 
@@ -236,7 +239,8 @@ def throughput_table(args) -> None:
 
 def step_cost_table(args) -> None:
     """CPU milliseconds per training step of each variant, one thread, the variants interleaved in one process
-    (rounds of 3 steps each, in turn), so that a busy machine slows them all alike; the median round."""
+    (rounds of 3 steps each, in turn), so that a busy machine slows them all alike; the median round. A variant
+    with a window schedule: the mean over its stages, each weighted by its share of the steps."""
     import torch
 
     from tinygpt.config import build_configs
@@ -255,22 +259,33 @@ def step_cost_table(args) -> None:
         torch.manual_seed(0)
         model = build_model(model_cfg)
         optimizer = build_optimizer(model, train_cfg, "cpu")
-        x = torch.randint(0, 65, (train_cfg.batch_size, model_cfg.block_size))
-        setups.append((name, model, optimizer, x, []))
+        # A window schedule's steps cost what their windows cost: each stage's length is timed, weighted by
+        # its share of the steps.
+        shares, before = {}, 0.0
+        for length, until in train_cfg.window_stages():
+            shares[min(length, model_cfg.block_size)] = until - before
+            before = until
+        shares[model_cfg.block_size] = shares.get(model_cfg.block_size, 0.0) + 1.0 - before
+        batches = [(share, torch.randint(0, 65, (train_cfg.batch_size, length))) for length, share in shares.items()]
+        setups.append((name, model, optimizer, batches, []))
     for _ in range(2 + args.steps // 3):
-        for _name, model, optimizer, x, times in setups:
-            t0 = time.process_time()
-            for _ in range(3):
-                model(x, x)[1].backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            times.append((time.process_time() - t0) / 3 * 1000)
+        for _name, model, optimizer, batches, times in setups:
+            ms = 0.0
+            for share, x in batches:
+                t0 = time.process_time()
+                for _ in range(3):
+                    model(x, x)[1].backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                ms += share * (time.process_time() - t0) / 3 * 1000
+            times.append(ms)
     base = statistics.median(setups[0][4][2:])
+    steps = args.at_steps or load_preset("speedrun-cpu")["settings"]["max_iters"]
     print(f"CPU ms per step, 1 thread, interleaved; load average {os.getloadavg()[0]:.2f}\n")
-    print(f"| variant | ms / step | steps at {names[0]}'s cost of {args.at_steps or 180} steps |\n|---|---:|---:|")
+    print(f"| variant | ms / step | steps at {names[0]}'s cost of {steps} steps |\n|---|---:|---:|")
     for name, *_, times in setups:
         ms = statistics.median(times[2:])
-        print(f"| {name} | {ms:.1f} | {round((args.at_steps or 180) * base / ms)} |")
+        print(f"| {name} | {ms:.1f} | {round(steps * base / ms)} |")
 
 
 def main(argv=None) -> int:
@@ -294,7 +309,7 @@ def main(argv=None) -> int:
                    "on a busy machine as on a quiet one)")
     p.add_argument("--throughput", action="store_true", help="the implementation levers instead (ms per step)")
     p.add_argument("--step-cost", action="store_true", help="each variant's CPU ms per step, interleaved in one "
-                   "process, and the steps that cost as much as --at-steps of the first (default 180)")
+                   "process, and the steps that cost as much as --at-steps of the first (default: the preset's)")
     p.add_argument("--steps", type=int, default=40, help="--throughput: timed steps per run (default 40)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)

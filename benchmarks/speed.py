@@ -3,6 +3,7 @@
     python benchmarks/speed.py                                  # everything tinygpt-side, 3 repeats
     python benchmarks/speed.py --nanogpt-dir /path/to/nanoGPT  # and nanoGPT side by side (or $NANOGPT_DIR)
     python benchmarks/speed.py --what speedrun,sample --repeats 5
+    python benchmarks/speed.py --what speedrun --repeats 8 --versus '{"window_schedule": "", "max_iters": 180}'
     python benchmarks/speed.py --quick                          # a smoke run of every figure (numbers meaningless)
     python benchmarks/speed.py --json speed.json
 
@@ -223,6 +224,10 @@ def format_table(report: dict) -> str:
         rows.append(("   CPU seconds of that process", fmt(sr["cpu_s"], ".1f"), "", "", ""))
         rows.append(("   val loss reached (whole split)", fmt(sr["val_loss"], ".4f"),
                      fmt(ng_tr and ng_tr.get("val_loss_full"), ".4f"), "<= 1.88", ""))
+        vs = t.get("speedrun_versus")
+        if vs:
+            rows.append((f"   versus {json.dumps(vs['settings'])}, taking turns: s, val", f"{vs['wall_s']:.1f}, "
+                         f"{vs['val_loss']:.4f}", "", "", f"{sr['wall_s'] / vs['wall_s']:.2f}x the time"))
     bd = t.get("budget")
     if bd:
         ng_tr = ng.get("train")
@@ -291,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-tokens", type=int, default=200, help="new tokens per generation (default 200)")
     p.add_argument("--nanogpt-sample-repeats", type=int, default=1,
                    help="timed nanoGPT generations per batch size; batch 64 takes minutes each (default 1)")
+    p.add_argument("--versus", default=None, metavar="JSON",
+                   help="speedrun: also run the preset with these settings changed, taking turns with it (e.g. "
+                        "'{\"window_schedule\": \"\", \"max_iters\": 180}': the recipe before shorter windows)")
     p.add_argument("--baseline-src", default=None, metavar="DIR",
                    help="mainjob: also time another checkout's src/ (PYTHONPATH), alternating with this one")
     p.add_argument("--quick", action="store_true",
@@ -343,8 +351,20 @@ def main(argv=None) -> int:
 
     if "speedrun" in what:
         print("1. time to val <= 1.88: speedrun-cpu", flush=True)
-        runs = [run_tinygpt("speedrun-cpu", dict(quick), out_dir(), f"run {i + 1}") for i in range(args.repeats)]
+        versus = json.loads(args.versus) if args.versus else None
+        runs, other = [], []
+        for i in range(args.repeats):
+            # With --versus, the two recipes take turns, the first of each round alternating, so that a host
+            # whose speed drifts slows both alike.
+            pair = [(runs, dict(quick), f"run {i + 1}")]
+            if versus is not None:
+                pair.append((other, dict(versus, **quick), f"run {i + 1}, versus"))
+            for results, overrides, label in pair[:: -1 if i % 2 else 1]:
+                results.append(run_tinygpt("speedrun-cpu", overrides, out_dir(), label))
         t["speedrun"] = {"runs": runs, **{k: median(runs, k) for k in ("wall_s", "cpu_s", "val_loss")}}
+        if other:
+            t["speedrun_versus"] = {"settings": versus, "runs": other,
+                                    **{k: median(other, k) for k in ("wall_s", "cpu_s", "val_loss")}}
     if "budget" in what:
         print(f"2. best val in {args.budget}: speedrun-cpu --time-budget {args.budget}", flush=True)
         over = dict(quick) if args.quick else {"time_budget": args.budget}
