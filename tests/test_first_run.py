@@ -114,6 +114,10 @@ def test_a_model_setting_given_to_a_fine_tuning_verb_says_why_it_is_not_there(ca
     assert code == 2
     assert err.strip() == ("tinygpt: error: --n-embd is not a setting of `tinygpt sft`: the model's shape and "
                            "tokenizer come from the run it starts from")
+    code, _, err = run_cli(capsys, "dpo", "runs/sft", "--data", "p.jsonl", "--window-schedule", "16:0.5")
+    assert code == 2
+    assert err.strip() == ("tinygpt: error: --window-schedule shortens the windows `tinygpt train` cuts from a text; "
+                           "`tinygpt dpo` trains on whole examples, so leave it out")
 
 
 def test_train_help_says_which_defaults_the_no_argument_run_uses(capsys):

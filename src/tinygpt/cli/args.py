@@ -178,6 +178,9 @@ def not_here(command: str | None, flag: str) -> str:
         return ""
     if name in WRITES_TEXT:
         return f"a reward model scores text and writes none; leave out {flag}"
+    if name == "window_schedule":
+        return (f"{flag} shortens the windows `tinygpt train` cuts from a text; `tinygpt {command}` trains on whole "
+                "examples, so leave it out")
     if name in LORA:
         return (f"a reward model trains its new scoring head whole, and LoRA adapts a language model (train "
                 f"--init-from, sft, dpo, rl); leave out {flag}")

@@ -26,9 +26,10 @@ ALL_FIELDS = {**MODEL_FIELDS, **TRAIN_FIELDS}
 FINE_TUNE_MODEL_CHANGES = ("dropout", "attention")
 # Training settings that the run a fine-tuning verb (sft, reward, rl) starts from fixes (its tokenizer, how
 # its text was marked up), that belong to another objective, or that only a model trained from scratch wants
-# (embedding_lr: fresh tables learning faster in a short run; trained ones are fine-tuned at lr).
+# (embedding_lr: fresh tables learning faster in a short run; trained ones are fine-tuned at lr; window_schedule:
+# windows cut from a text, where the fine-tuning verbs train on whole examples).
 NOT_FOR_FINE_TUNING = ("tokenizer", "source_tokenizer", "vocab_size", "sentence_end", "mask_fraction", "init_from",
-                       "embedding_lr")
+                       "embedding_lr", "window_schedule")
 WRITES_TEXT = ("sample_tokens", "num_samples", "sample_prompts")  # the samples after training: not a reward model's
 LORA = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # adapters of a language model: not a reward model's
 
