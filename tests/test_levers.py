@@ -383,6 +383,28 @@ def test_a_window_schedule_trains_short_windows_first_then_whole_ones(monkeypatc
     assert tinygpt.load(tmp_path / "run").model.config.block_size == 16  # the model keeps its whole context
 
 
+def test_under_a_time_budget_the_windows_grow_with_the_time(monkeypatch, tiny_corpus, tmp_path):
+    clock = FakeClock()  # each step takes 0.1 s of a 3 s budget
+    monkeypatch.setattr(loop_module.time, "perf_counter", clock.perf_counter)
+    step, draw, lengths = loop_module.Trainer.train_step, objectives_module.random_batch, []
+
+    def timed_step(self):
+        clock.now += 0.1
+        return step(self)
+
+    def recorded(data, batch_size, block_size, generator):
+        lengths.append(block_size)
+        return draw(data, batch_size, block_size, generator)
+
+    monkeypatch.setattr(loop_module.Trainer, "train_step", timed_step)
+    monkeypatch.setattr(objectives_module, "random_batch", recorded)
+    tinygpt.train(data=str(tiny_corpus), out=str(tmp_path / "run"), time_budget="3s", window_schedule="4:0.25,8:0.5",
+                  warmup_iters=2, eval_interval=1000, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=3,
+                  threads=1, progress=False, sample_tokens=0)
+    assert lengths == sorted(lengths) and lengths[0] == 4 and lengths[-1] == 16 and 8 in lengths
+    assert 0.2 < lengths.count(4) / len(lengths) < 0.3  # a quarter of the time
+
+
 def test_a_window_schedule_follows_the_time_under_a_budget():
     from tinygpt.training.progress import Schedule
 

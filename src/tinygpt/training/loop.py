@@ -192,9 +192,14 @@ class Trainer:
         lr = set_lr(self.optimizer, lr_factor(cfg, self.step, self.schedule.fraction(self.step)))
         per_rank = cfg.batch_size // dist.world_size
         lo = dist.rank * per_rank
+        scheduled = {}
+        if cfg.window_schedule:  # shorter windows early
+            done = self.schedule.done(self.step)
+            if cfg.time_budget_s is not None:  # each process's own clock: all take their mean, so all cut alike
+                done = ddp.sum_across(dist, done)[0] / dist.world_size
+            scheduled = {"done": done}
         for micro in range(cfg.grad_accum):
-            # The global batch, the same on every process (shorter windows early under --window-schedule).
-            scheduled = {"done": self.schedule.done(self.step)} if cfg.window_schedule else {}
+            # The global batch, the same on every process.
             batch = self.objective.batch(self.batch_gen, **scheduled)
             tokens += self.objective.tokens_per_batch  # of that batch: an objective may vary it per batch
             batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
