@@ -7,6 +7,7 @@
     python benchmarks/ablate.py --at-steps 190 --only tried   # equal steps (not time); the levers not kept
     python benchmarks/ablate.py --step-cost --only base,mlp-4,batch-48   # ms per step, and steps at equal cost
     python benchmarks/ablate.py --at-steps 130 --only batch-48           # then each at its equal-cost steps
+    python benchmarks/ablate.py --window-cost        # a step's cost at 16, 32 and 64 tokens, 1 thread and all
 
 Recipe levers. Each variant is `tinygpt train --preset speedrun-cpu` with the changes listed in
 VARIANTS, trained until its budget is spent; the figure is the final validation loss over the
@@ -237,6 +238,16 @@ def throughput_table(args) -> None:
         print(f"| {what} | {ms:.1f} | {ev:.2f} |", flush=True)
 
 
+def step_ms(model, optimizer, x, clock) -> float:
+    """Milliseconds per training step on the batch x (B, T) (as input and target), the mean of 3 steps on `clock`."""
+    t0 = clock()
+    for _ in range(3):
+        model(x, x)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return (clock() - t0) / 3 * 1000
+
+
 def step_cost_table(args) -> None:
     """CPU milliseconds per training step of each variant, one thread, the variants interleaved in one process
     (rounds of 3 steps each, in turn), so that a busy machine slows them all alike; the median round. A variant
@@ -270,15 +281,7 @@ def step_cost_table(args) -> None:
         setups.append((name, model, optimizer, batches, []))
     for _ in range(2 + args.steps // 3):
         for _name, model, optimizer, batches, times in setups:
-            ms = 0.0
-            for share, x in batches:
-                t0 = time.process_time()
-                for _ in range(3):
-                    model(x, x)[1].backward()
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                ms += share * (time.process_time() - t0) / 3 * 1000
-            times.append(ms)
+            times.append(sum(share * step_ms(model, optimizer, x, time.process_time) for share, x in batches))
     base = statistics.median(setups[0][4][2:])
     steps = args.at_steps or load_preset("speedrun-cpu")["settings"]["max_iters"]
     print(f"CPU ms per step, 1 thread, interleaved; load average {os.getloadavg()[0]:.2f}\n")
@@ -286,6 +289,40 @@ def step_cost_table(args) -> None:
     for name, *_, times in setups:
         ms = statistics.median(times[2:])
         print(f"| {name} | {ms:.1f} | {round(steps * base / ms)} |")
+
+
+def window_cost_table(args) -> None:
+    """What a step of speedrun-cpu costs at each window length --window-schedule may cut, against a whole
+    64-token window: on 1 thread in CPU time and on every core in wall time, the lengths interleaved in one
+    process (rounds of 3 steps), the median round."""
+    import torch
+
+    from tinygpt.config import build_configs
+    from tinygpt.config.presets import load_preset
+    from tinygpt.core import devices
+    from tinygpt.model import build_model
+    from tinygpt.training.optim import build_optimizer
+
+    devices.keep_freed_memory()
+    model_cfg, train_cfg = build_configs(load_preset("speedrun-cpu")["settings"])
+    model_cfg.vocab_size = 65
+    lengths = (16, 32, model_cfg.block_size)
+    print(f"speedrun-cpu, ms per training step by window length; load average {os.getloadavg()[0]:.2f}\n")
+    header = " | ".join(f"{n} tokens" for n in lengths)
+    print(f"| threads | clock | {header} |\n|---|---|" + "---:|" * len(lengths))
+    for threads, clock in ((1, time.process_time), (os.cpu_count() or 1, time.perf_counter)):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = build_model(model_cfg)
+        optimizer = build_optimizer(model, train_cfg, "cpu")
+        times = {n: [] for n in lengths}
+        for _ in range(2 + args.steps // 3):
+            for n in lengths:
+                times[n].append(step_ms(model, optimizer, torch.randint(0, 65, (train_cfg.batch_size, n)), clock))
+        ms = {n: statistics.median(t[2:]) for n, t in times.items()}
+        whole = ms[model_cfg.block_size]
+        name = "CPU" if clock is time.process_time else "wall"
+        print(f"| {threads} | {name} | " + " | ".join(f"{ms[n]:.1f} ({ms[n] / whole:.2f})" for n in lengths) + " |")
 
 
 def main(argv=None) -> int:
@@ -310,11 +347,16 @@ def main(argv=None) -> int:
     p.add_argument("--throughput", action="store_true", help="the implementation levers instead (ms per step)")
     p.add_argument("--step-cost", action="store_true", help="each variant's CPU ms per step, interleaved in one "
                    "process, and the steps that cost as much as --at-steps of the first (default: the preset's)")
-    p.add_argument("--steps", type=int, default=40, help="--throughput: timed steps per run (default 40)")
+    p.add_argument("--window-cost", action="store_true", help="a step's cost at each window length "
+                   "--window-schedule cuts (16, 32, 64 tokens), on 1 thread and on every core")
+    p.add_argument("--steps", type=int, default=40, help="--throughput, --step-cost, --window-cost: timed steps "
+                   "(default 40)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     os.environ.setdefault("TINYGPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    if args.step_cost:
+    if args.window_cost:
+        window_cost_table(args)
+    elif args.step_cost:
         step_cost_table(args)
     elif args.throughput:
         throughput_table(args)

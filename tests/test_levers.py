@@ -419,6 +419,20 @@ def test_a_window_schedule_follows_the_time_under_a_budget():
     assert Schedule(TrainConfig(max_iters=40), clock).done(10) == 0.25
 
 
+def test_under_torchrun_every_process_takes_the_mean_progress_of_a_time_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from tinygpt.training import progress
+
+    clock = FakeClock()
+    clock.elapsed = lambda: 2.0  # this process: 2 s of a 10 s budget
+    monkeypatch.setattr(progress.ddp, "sum_across", lambda dist, done: [done + 0.3])  # the other process: 3 s
+    schedule = progress.Schedule(TrainConfig(time_budget="10s", max_iters=0, warmup_iters=0), clock,
+                                 SimpleNamespace(enabled=True, world_size=2))
+    # One learning rate and one window length on every process, not one per clock.
+    assert schedule.done(0) == pytest.approx(0.25) and schedule.fraction(0) == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize("schedule, problem", [
     ("16", "is not LENGTH:FRACTION"), ("16:1.5", "is not LENGTH:FRACTION"), ("0:0.2", "is not LENGTH:FRACTION"),
     ("a:0.2", "is not LENGTH:FRACTION"), ("32:0.2,16:0.5", "must grow"), ("16:0.5,32:0.2", "must grow")])

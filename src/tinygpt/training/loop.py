@@ -192,15 +192,9 @@ class Trainer:
         lr = set_lr(self.optimizer, lr_factor(cfg, self.step, self.schedule.fraction(self.step)))
         per_rank = cfg.batch_size // dist.world_size
         lo = dist.rank * per_rank
-        scheduled = {}
-        if cfg.window_schedule:  # shorter windows early
-            done = self.schedule.done(self.step)
-            if cfg.time_budget_s is not None:  # each process's own clock: all take their mean, so all cut alike
-                done = ddp.sum_across(dist, done)[0] / dist.world_size
-            scheduled = {"done": done}
+        scheduled = {"done": self.schedule.done(self.step)} if cfg.window_schedule else {}  # shorter windows early
         for micro in range(cfg.grad_accum):
-            # The global batch, the same on every process.
-            batch = self.objective.batch(self.batch_gen, **scheduled)
+            batch = self.objective.batch(self.batch_gen, **scheduled)  # the global batch, the same on every process
             tokens += self.objective.tokens_per_batch  # of that batch: an objective may vary it per batch
             batch = tuple(t[lo : lo + per_rank].to(self.runtime.device) for t in batch)  # this process's rows
             # Under DDP (and FSDP), gradients are averaged across processes only on the last micro-batch.
@@ -274,7 +268,7 @@ class Trainer:
     def _train(self) -> TrainResult:
         self.setup()
         cfg, dist = self.cfg, self.runtime.dist
-        self.schedule = Schedule(cfg, self.clock)
+        self.schedule = Schedule(cfg, self.clock, dist)
         self.val_whole = self.objective.periodic_is_whole()
         # A resumed run starts from the restored optimizer's rate, and from the evaluation of the
         # step it resumes at if that was recorded (so resuming a finished run adds no duplicate).

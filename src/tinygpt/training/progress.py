@@ -16,6 +16,7 @@ import time
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..core import distributed as ddp
 
 
 class Clock:
@@ -38,8 +39,8 @@ class Schedule:
     the run goes), so the run ends on time with its decay complete.
     """
 
-    def __init__(self, cfg: TrainConfig, clock: Clock):
-        self.cfg, self.clock = cfg, clock
+    def __init__(self, cfg: TrainConfig, clock: Clock, dist: ddp.DistInfo | None = None):
+        self.cfg, self.clock, self.dist = cfg, clock, dist
         self.step_seconds = 0.0  # the latest optimizer step's duration
         self.final_eval_seconds = 0.0  # the predicted duration of the final evaluation
 
@@ -71,7 +72,10 @@ class Schedule:
     def _time_done(self) -> float:
         # The last step starts one step before the final evaluation: there the decay is complete.
         left_for_training = self.cfg.time_budget_s - self.final_eval_seconds - self.step_seconds
-        return self.clock.elapsed() / max(left_for_training, 1e-9)
+        done = self.clock.elapsed() / max(left_for_training, 1e-9)
+        if self.dist is not None and self.dist.enabled:  # each process has its own clock: all take the mean,
+            done = ddp.sum_across(self.dist, done)[0] / self.dist.world_size  # so all use one rate and one window
+        return done
 
     def time_left(self) -> str:
         """What is left of the time budget, as the progress bar shows it (m:ss)."""
