@@ -4,6 +4,7 @@
     python benchmarks/speed.py --nanogpt-dir /path/to/nanoGPT  # and nanoGPT side by side (or $NANOGPT_DIR)
     python benchmarks/speed.py --what speedrun,sample --repeats 5
     python benchmarks/speed.py --what speedrun --repeats 8 --versus '{"window_schedule": "", "max_iters": 180}'
+    python benchmarks/speed.py --what speedrun --repeats 8 --baseline-src OTHER_CHECKOUT/src   # code against code
     python benchmarks/speed.py --quick                          # a smoke run of every figure (numbers meaningless)
     python benchmarks/speed.py --json speed.json
 
@@ -101,14 +102,15 @@ def flops_per_token(n_layer: int, n_embd: int, block_size: int, vocab_size: int,
     return 6 * matmul_params + 12 * n_layer * block_size * n_embd
 
 
-def run_tinygpt(preset: str, overrides: dict, out: Path, label: str) -> dict:
-    """One training run as its own process; wall time and peak memory are that process's."""
+def run_tinygpt(preset: str, overrides: dict, out: Path, label: str, src: str | None = None) -> dict:
+    """One training run as its own process; wall time and peak memory are that process's. src: another
+    checkout's src/ to run instead of this one's."""
     overrides = dict(overrides, out=str(out), progress=False)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", preset, json.dumps(overrides)]
     print(f"  {label}: tinygpt train --preset {preset} " +
           " ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.items() if k not in ("out", "progress")),
           flush=True)
-    child = run_child(cmd)
+    child = run_child(cmd, env={"PYTHONPATH": src} if src else None)
     if child["rc"] != 0:
         tail = "\n".join(child["output"].splitlines()[-15:])
         raise SystemExit(f"speed: {label} failed (status {child['rc']}):\n{tail}")
@@ -228,6 +230,11 @@ def format_table(report: dict) -> str:
         if vs:
             rows.append((f"   versus {json.dumps(vs['settings'])}, taking turns: s, val", f"{vs['wall_s']:.1f}, "
                          f"{vs['val_loss']:.4f}", "", "", f"{sr['wall_s'] / vs['wall_s']:.2f}x the time"))
+        bl = t.get("speedrun_baseline")
+        if bl:
+            rows.append(("   the --baseline-src code, taking turns: s, val",
+                         f"{bl['wall_s']:.1f}, {bl['val_loss']:.4f}", "", "",
+                         f"{sr['wall_s'] / bl['wall_s']:.2f}x the time"))
     bd = t.get("budget")
     if bd:
         ng_tr = ng.get("train")
@@ -300,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speedrun: also run the preset with these settings changed, taking turns with it (e.g. "
                         "'{\"window_schedule\": \"\", \"max_iters\": 180}': the recipe before shorter windows)")
     p.add_argument("--baseline-src", default=None, metavar="DIR",
-                   help="mainjob: also time another checkout's src/ (PYTHONPATH), alternating with this one")
+                   help="speedrun, mainjob: also time another checkout's src/ (PYTHONPATH), taking turns with "
+                        "this one")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: every figure, a few steps each (the numbers mean nothing)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the full results as JSON here")
@@ -352,19 +360,24 @@ def main(argv=None) -> int:
     if "speedrun" in what:
         print("1. time to val <= 1.88: speedrun-cpu", flush=True)
         versus = json.loads(args.versus) if args.versus else None
-        runs, other = [], []
+        runs, other, baseline = [], [], []
         for i in range(args.repeats):
-            # With --versus, the two recipes take turns, the first of each round alternating, so that a host
-            # whose speed drifts slows both alike.
-            pair = [(runs, dict(quick), f"run {i + 1}")]
+            # With --versus or --baseline-src, the recipes or the code versions take turns, the first of each
+            # round alternating, so that a host whose speed drifts slows them alike.
+            pair = [(runs, dict(quick), f"run {i + 1}", None)]
             if versus is not None:
-                pair.append((other, dict(versus, **quick), f"run {i + 1}, versus"))
-            for results, overrides, label in pair[:: -1 if i % 2 else 1]:
-                results.append(run_tinygpt("speedrun-cpu", overrides, out_dir(), label))
+                pair.append((other, dict(versus, **quick), f"run {i + 1}, versus", None))
+            if args.baseline_src:
+                pair.append((baseline, dict(quick), f"run {i + 1}, baseline", str(Path(args.baseline_src).resolve())))
+            for results, overrides, label, src in pair[:: -1 if i % 2 else 1]:
+                results.append(run_tinygpt("speedrun-cpu", overrides, out_dir(), label, src))
         t["speedrun"] = {"runs": runs, **{k: median(runs, k) for k in ("wall_s", "cpu_s", "val_loss")}}
         if other:
             t["speedrun_versus"] = {"settings": versus, "runs": other,
                                     **{k: median(other, k) for k in ("wall_s", "cpu_s", "val_loss")}}
+        if baseline:
+            t["speedrun_baseline"] = {"src": str(Path(args.baseline_src).resolve()), "runs": baseline,
+                                      **{k: median(baseline, k) for k in ("wall_s", "cpu_s", "val_loss")}}
     if "budget" in what:
         print(f"2. best val in {args.budget}: speedrun-cpu --time-budget {args.budget}", flush=True)
         over = dict(quick) if args.quick else {"time_budget": args.budget}

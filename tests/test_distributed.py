@@ -160,8 +160,12 @@ def test_two_nodes_of_one_process_each_match_one_process(tmp_path, corpus):
     double = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     single, _ = _run(ONE, "train", [a.format(data=corpus) for a in auto], tmp_path / "one")
     assert [r["step"] for r in double] == [0, 10, 20]
+    # Two processes sum each weight's gradient in two halves, one process in one go: the validation losses differ
+    # by rounding, up to 2e-7 at step 10, which this model's high rate grows by step 20 to up to 9e-5 with the
+    # fused attention kernel and 1.5e-4 with the two products (seeds 1, 2, 3 and 1337). Training on the wrong
+    # rows, or gradients not averaged, is off by far more.
     for a, b in zip(single, double):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=5e-4)
 
 
 def test_each_process_reads_its_place_from_torchruns_environment():

@@ -1,11 +1,12 @@
 """Self-attention, the fast path: all heads at once, one matrix multiply and one fused attention call.
 
 `CausalSelfAttention` (attention: fused, the default) projects queries, keys and values for all heads
-with one matrix multiply and hands them to `scaled_dot_product_attention`, which picks a fused
-kernel. It computes the function of the lecture's heads (gpt.py's `Head` and `MultiHeadAttention`,
-attention: heads) from the same weights; tests/test_model.py checks it. Causal in a decoder (a position
-sees itself and the earlier ones), every position in an encoder (`causal=False`), where `key_mask`
-(B, T) hides the padding of shorter rows. Generation with the KV cache runs through cached.py.
+with one matrix multiply and hands them to `scaled_dot_product_attention`, which picks a fused kernel
+(training on a CPU with short windows: two batched products instead, see SHORT_WINDOW). It computes the
+function of the lecture's heads (gpt.py's `Head` and `MultiHeadAttention`, attention: heads) from the
+same weights; tests/test_model.py checks it. Causal in a decoder (a position sees itself and the earlier
+ones), every position in an encoder (`causal=False`), where `key_mask` (B, T) hides the padding of
+shorter rows. Generation with the KV cache runs through cached.py.
 
 Checkpoints always store the fused layout, whichever path trained them; `split_qkv`/`merge_qkv`
 convert between it and the heads' tensors.
@@ -27,6 +28,32 @@ def score_scale(cfg: ModelConfig) -> float:
     # Dividing by sqrt(head_size) keeps scores at unit variance so softmax does not saturate.
     # The lecture's early code divided by sqrt(n_embd); `attn_scale: n_embd` reproduces that.
     return 1.0 / math.sqrt(cfg.head_size if cfg.attn_scale == "head_size" else cfg.n_embd)
+
+
+# Training on a CPU computes causal attention as two batched products (`causal_attention_products`)
+# instead of the fused kernel for windows of SHORT_WINDOW tokens or fewer whose queries hold at least
+# PRODUCTS_MIN_WINDOW numbers a window (tokens x n_embd): faster there, forward and backward (0.6-0.75x of
+# the fused kernel's wall time on 2 cores, 0.85-0.95x on one); at 256 tokens the fused kernel is as fast or
+# faster, and for a model as small as the rhyme one (6 tokens x 32) its one call beats the products'
+# several (`python benchmarks/step_parts.py --what attention`). The choice looks at one window, never at
+# the batch, so a batch split into micro-batches or across processes takes the same kernel (and numbers).
+SHORT_WINDOW = 128
+PRODUCTS_MIN_WINDOW = 1024
+
+
+def causal_attention_products(q, k, v, scale: float):
+    """Causal attention written out for all heads at once: scores, mask, softmax, weighted sum of values.
+
+    q, k, v: (B, nh, T, hs) -> (B, nh, T, hs). The function of `scaled_dot_product_attention(is_causal=True)`
+    to rounding. PyTorch's fused CPU kernel walks the window in blocks, which pays for long windows; a
+    short window's (T, T) scores are small enough to make whole, and two batched matrix products do the
+    rest faster, backwards too.
+    """
+    B, nh, T, hs = q.shape
+    mask = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)  # (T, T): the future
+    scores = torch.baddbmm(mask.expand(B * nh, T, T), q.reshape(B * nh, T, hs), k.reshape(B * nh, T, hs).mT,
+                           alpha=scale)  # (B*nh, T, T): mask + scale * q k^T in one call
+    return torch.bmm(F.softmax(scores, dim=-1), v.reshape(B * nh, T, hs)).view(B, nh, T, hs)
 
 
 def padding_mask(key_mask: torch.Tensor | None, heads: bool = True) -> torch.Tensor | None:
@@ -66,7 +93,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.heads_qkv(x)  # (B, nh, T, hs) each
         q, k = prepare_qk(q, k, self.qk_norm, self.rotary)
         dropout = self.dropout if self.training else 0.0
-        if self.causal:
+        if (self.causal and not dropout and T <= SHORT_WINDOW and T * C >= PRODUCTS_MIN_WINDOW and x.is_cpu
+                and torch.is_grad_enabled()):
+            y = causal_attention_products(q, k, v, self.scale)  # training on a CPU: faster (see SHORT_WINDOW)
+        elif self.causal:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=self.scale)
         else:  # an encoder: every real position is visible to every position
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=padding_mask(key_mask), dropout_p=dropout,

@@ -40,7 +40,7 @@ def _norm(module: nn.Module):
     if type(module) is nn.LayerNorm:  # F.layer_norm's kernel, called without its wrapper's checks
         shape, weight, bias, eps = module.normalized_shape, module.weight, module.bias, module.eps
         return lambda x: torch.layer_norm(x, shape, weight, bias, eps)
-    if type(module) is nn.RMSNorm:
+    if isinstance(module, nn.RMSNorm):  # ours (layers.RMSNorm) differs only in its backward
         shape, weight, eps = module.normalized_shape, module.weight, module.eps
         return lambda x: F.rms_norm(x, shape, weight, eps)
     return module  # the hand-written LayerNorm: its own forward

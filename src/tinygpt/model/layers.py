@@ -81,6 +81,53 @@ def relu_squared(h: torch.Tensor) -> torch.Tensor:
     return ReluSquared.apply(h)
 
 
+class LeanRMSNorm(torch.autograd.Function):
+    """rms_norm(x) * weight with a backward of its own: the forward's numbers are F.rms_norm's, bit for bit,
+    and the gradients agree with autograd's to rounding.
+
+    On a CPU, autograd differentiates F.rms_norm piece by piece (square, mean, rsqrt, two products): about a
+    dozen passes over the (B, T, C) activations backwards. Here the normalised input and each row's scale
+    are kept, and the gradient is
+        dx = r * (g w - x_hat * mean(g w x_hat)),   dw = the sum over rows of g x_hat
+    where r = 1 / rms(x) and x_hat = x r. speedrun-cpu has nine norms a step, QK-norm's included, and they
+    were a seventh of its step (benchmarks/README.md).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps: float):  # x: (..., C); weight: (C,) or None
+        r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
+        x_hat = x * r
+        ctx.save_for_backward(x_hat, r, weight)
+        return x_hat * weight if weight is not None else x_hat
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_hat, r, weight = ctx.saved_tensors
+        gw = grad * weight if weight is not None else grad  # the gradient at x_hat
+        dx = torch.addcmul(gw, x_hat, (gw * x_hat).mean(-1, keepdim=True), value=-1).mul_(r)
+        dw = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            dw = (grad * x_hat).reshape(-1, x_hat.size(-1)).sum(0)  # (C,)
+        return dx, dw, None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float | None = None) -> torch.Tensor:
+    """F.rms_norm over the last dimension (eps None: the dtype's epsilon, as F.rms_norm); float32 training on
+    a CPU takes LeanRMSNorm's backward, everything else F.rms_norm itself."""
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    float32 = x.dtype == torch.float32 and (weight is None or weight.dtype == x.dtype)
+    if torch.is_grad_enabled() and x.is_cpu and float32:
+        return LeanRMSNorm.apply(x, weight, eps)
+    return F.rms_norm(x, (x.size(-1),), weight, eps)
+
+
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm (the same parameter, the same numbers forward) with `rms_norm`'s leaner backward on a CPU."""
+
+    def forward(self, x):  # (..., C)
+        return rms_norm(x, self.weight, self.eps)
+
+
 class HandwrittenLayerNorm(nn.Module):
     """LayerNorm written out, as the lecture teaches it: normalise each row, then scale and shift.
 
@@ -109,7 +156,7 @@ def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
     if cfg.norm == "handwritten":
         return HandwrittenLayerNorm(dim, bias=cfg.bias)
     if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(dim)
+        return RMSNorm(dim)
     return nn.Identity()
 
 
@@ -144,8 +191,7 @@ def prepare_qk(q, k, qk_norm: bool, rotary, start: int = 0):
     """Optional QK-norm, then rotary positions from `start` on; q, k: (B, nh, T, hs), or (B, T, hs) for one
     head. (Rows at different positions, in generation, are cached.py's `rotate_rows`.)"""
     if qk_norm:
-        q = F.rms_norm(q, (q.size(-1),))
-        k = F.rms_norm(k, (k.size(-1),))
+        q, k = rms_norm(q), rms_norm(k)
     if rotary is not None:
         q, k = rotary(q, start), rotary(k, start)
     return q, k

@@ -146,9 +146,14 @@ def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
         x = x.mT
     # Spectral norm <= Frobenius norm <= 1: inside the basin of convergence.
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    shape = x.shape
+    x = x.reshape(-1, *shape[-2:])  # (n, r, c): a stack, for the batched products
     for _ in range(steps):
-        gram = x @ x.mT  # (..., r, r)
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        gram = x @ x.mT  # (n, r, r)
+        # a x + (b gram + c gram^2) x, as two calls that scale and add inside the product (no passes of their own)
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # (n, r, r)
+        x = torch.baddbmm(x, poly, x, beta=a)  # (n, r, c)
+    x = x.reshape(shape)
     if transposed:
         x = x.mT
     return x.to(g.dtype)
