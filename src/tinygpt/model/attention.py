@@ -32,11 +32,12 @@ def score_scale(cfg: ModelConfig) -> float:
 
 # Training on a CPU computes causal attention as two batched products (`causal_attention_products`)
 # instead of the fused kernel for windows of SHORT_WINDOW tokens or fewer whose queries hold at least
-# PRODUCTS_MIN_WINDOW numbers a window (tokens x n_embd): faster there, forward and backward (0.6-0.75x of
-# the fused kernel's wall time on 2 cores, 0.85-0.95x on one); at 256 tokens the fused kernel is as fast or
-# faster, and for a model as small as the rhyme one (6 tokens x 32) its one call beats the products'
-# several (`python benchmarks/step_parts.py --what attention`). The choice looks at one window, never at
-# the batch, so a batch split into micro-batches or across processes takes the same kernel (and numbers).
+# PRODUCTS_MIN_WINDOW numbers a window (tokens x n_embd). There it is faster, forward and backward: 0.6-0.8x
+# of the fused kernel's wall time on 2 cores, 0.85-0.95x on one, from 32 to 128 tokens. At 256 tokens
+# neither is reliably faster (0.87-1.1x in different runs) while the scores grow as the square of the
+# window; for a model as small as the rhyme one (6 tokens x 32) the fused kernel's one call beats the
+# products' several (1.4x). `python benchmarks/step_parts.py --what attention`. The choice looks at one
+# window, never at the batch, so a batch split into micro-batches or across processes takes the same kernel.
 SHORT_WINDOW = 128
 PRODUCTS_MIN_WINDOW = 1024
 
