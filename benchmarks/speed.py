@@ -5,6 +5,7 @@
     python benchmarks/speed.py --what speedrun,sample --repeats 5
     python benchmarks/speed.py --what speedrun --repeats 8 --versus '{"window_schedule": "", "max_iters": 180}'
     python benchmarks/speed.py --what speedrun --repeats 8 --baseline-src OTHER_CHECKOUT/src   # code against code
+    python benchmarks/speed.py --what speedrun --repeats 5 --threads 1 --baseline-src OTHER_CHECKOUT/src
     python benchmarks/speed.py --quick                          # a smoke run of every figure (numbers meaningless)
     python benchmarks/speed.py --json speed.json
 
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-src", default=None, metavar="DIR",
                    help="speedrun, mainjob: also time another checkout's src/ (PYTHONPATH), taking turns with "
                         "this one")
+    p.add_argument("--threads", type=int, default=0,
+                   help="speedrun: train on this many threads, every side (default 0: tinygpt's own choice)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: every figure, a few steps each (the numbers mean nothing)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the full results as JSON here")
@@ -360,15 +363,16 @@ def main(argv=None) -> int:
     if "speedrun" in what:
         print("1. time to val <= 1.88: speedrun-cpu", flush=True)
         versus = json.loads(args.versus) if args.versus else None
+        own = dict(quick, **({"threads": args.threads} if args.threads else {}))
         runs, other, baseline = [], [], []
         for i in range(args.repeats):
             # With --versus or --baseline-src, the recipes or the code versions take turns, the first of each
             # round alternating, so that a host whose speed drifts slows them alike.
-            pair = [(runs, dict(quick), f"run {i + 1}", None)]
+            pair = [(runs, dict(own), f"run {i + 1}", None)]
             if versus is not None:
-                pair.append((other, dict(versus, **quick), f"run {i + 1}, versus", None))
+                pair.append((other, dict(versus, **own), f"run {i + 1}, versus", None))
             if args.baseline_src:
-                pair.append((baseline, dict(quick), f"run {i + 1}, baseline", str(Path(args.baseline_src).resolve())))
+                pair.append((baseline, dict(own), f"run {i + 1}, baseline", str(Path(args.baseline_src).resolve())))
             for results, overrides, label, src in pair[:: -1 if i % 2 else 1]:
                 results.append(run_tinygpt("speedrun-cpu", overrides, out_dir(), label, src))
         t["speedrun"] = {"runs": runs, **{k: median(runs, k) for k in ("wall_s", "cpu_s", "val_loss")}}

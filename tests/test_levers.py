@@ -426,11 +426,16 @@ def test_under_torchrun_every_process_takes_the_mean_progress_of_a_time_budget(m
 
     clock = FakeClock()
     clock.elapsed = lambda: 2.0  # this process: 2 s of a 10 s budget
-    monkeypatch.setattr(progress.ddp, "sum_across", lambda dist, done: [done + 0.3])  # the other process: 3 s
+    exchanges = []
+    monkeypatch.setattr(progress.ddp, "sum_across",  # the other process: 3 s
+                        lambda dist, done: exchanges.append(done) or [done + 0.3])
     schedule = progress.Schedule(TrainConfig(time_budget="10s", max_iters=0, warmup_iters=0), clock,
                                  SimpleNamespace(enabled=True, world_size=2))
     # One learning rate and one window length on every process, not one per clock.
     assert schedule.done(0) == pytest.approx(0.25) and schedule.fraction(0) == pytest.approx(0.25)
+    assert len(exchanges) == 1  # both read one measurement of the step: one exchange, not one per reader
+    clock.elapsed = lambda: 4.0
+    assert schedule.fraction(1) == pytest.approx(0.35) and len(exchanges) == 2  # the next step measures again
 
 
 @pytest.mark.parametrize("schedule, problem", [

@@ -43,6 +43,7 @@ class Schedule:
         self.cfg, self.clock, self.dist = cfg, clock, dist
         self.step_seconds = 0.0  # the latest optimizer step's duration
         self.final_eval_seconds = 0.0  # the predicted duration of the final evaluation
+        self._time_progress = (None, 0.0)  # (step, its progress through a time budget): read once a step
 
     def steps_done(self, step: int) -> bool:
         cfg = self.cfg
@@ -59,22 +60,27 @@ class Schedule:
         """How far along the learning-rate schedule is, past its warmup (what optim.lr_factor reads)."""
         cfg = self.cfg
         if cfg.time_budget_s is not None:
-            return self._time_done()
+            return self._time_done(step)
         return (step - cfg.warmup_iters) / max(cfg.max_iters - cfg.warmup_iters, 1)
 
     def done(self, step: int) -> float:
         """How much of the training is behind, 0 to 1: of the steps, or of the time budget's training time
         (what --window-schedule reads)."""
         if self.cfg.time_budget_s is not None:
-            return min(self._time_done(), 1.0)
+            return min(self._time_done(step), 1.0)
         return min(step / max(self.cfg.max_iters, 1), 1.0)
 
-    def _time_done(self) -> float:
+    def _time_done(self, step: int) -> float:
+        """Progress through a time budget at `step`, measured once a step: the learning rate and the window
+        length read the same number, and under torchrun the processes agree on it in one exchange."""
+        if self._time_progress[0] == step:
+            return self._time_progress[1]
         # The last step starts one step before the final evaluation: there the decay is complete.
         left_for_training = self.cfg.time_budget_s - self.final_eval_seconds - self.step_seconds
         done = self.clock.elapsed() / max(left_for_training, 1e-9)
         if self.dist is not None and self.dist.enabled:  # each process has its own clock: all take the mean,
             done = ddp.sum_across(self.dist, done)[0] / self.dist.world_size  # so all use one rate and one window
+        self._time_progress = (step, done)
         return done
 
     def time_left(self) -> str:
