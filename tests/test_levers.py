@@ -179,6 +179,64 @@ def test_a_torch_optim_adamw_state_loads_into_ours_and_continues_identically():
         assert torch.allclose(p, q, atol=1e-7), name
 
 
+def test_adamw_advances_a_groups_step_counts_with_one_add_and_saves_them_apart(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    a, b = gpt(), gpt()
+    b.load_state_dict(a.state_dict())
+    groups = lambda m: [{"params": [p for p in m.parameters() if p.ndim >= 2], "weight_decay": 0.1},  # noqa: E731
+                        {"params": [p for p in m.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    ours, theirs = AdamW(groups(a), lr=3e-3, fused=True), torch.optim.AdamW(groups(b), lr=3e-3, fused=True)
+    idx = torch.randint(13, (4, 8))
+
+    def step(model, opt):
+        opt.zero_grad()
+        model(idx, idx)[1].backward()
+        opt.step()
+
+    for _ in range(2):
+        step(a, ours), step(b, theirs)
+    for group in ours.param_groups:  # one tensor of counts per group, each parameter's count a view of it
+        counts = {ours.state[p]["step"]._base for p in group["params"]}
+        assert len(counts) == 1 and next(iter(counts)).tolist() == [2.0] * len(group["params"])
+    # Saved, the counts are tensors of their own (safetensors refuses tensors that share memory) ...
+    saved = ours.state_dict()
+    flat = {f"{i}.{k}": v for i, s in saved["state"].items() for k, v in s.items()}
+    save_file(flat, tmp_path / "optim.safetensors")
+    loaded = load_file(tmp_path / "optim.safetensors")
+    restored = {"param_groups": saved["param_groups"], "state": {}}
+    for name, value in loaded.items():
+        i, key = name.split(".", 1)
+        restored["state"].setdefault(int(i), {})[key] = value
+    # ... and loaded, views of one tensor again; the run continues as torch.optim's does, bit for bit.
+    c = gpt()
+    c.load_state_dict(a.state_dict())
+    again = AdamW(groups(c), lr=3e-3, fused=True)
+    again.load_state_dict(restored)
+    assert all(len({again.state[p]["step"]._base for p in g["params"]}) == 1 for g in again.param_groups)
+    step(c, again), step(b, theirs)
+    assert all(torch.equal(p, q) for p, q in zip(c.parameters(), b.parameters()))
+    assert all(again.state[p]["step"].item() == 3.0 for p in c.parameters())
+
+
+def test_adamw_counts_stay_right_when_a_parameter_has_no_gradient_on_some_steps():
+    torch.manual_seed(0)
+    a, b = gpt(), gpt()
+    b.load_state_dict(a.state_dict())
+    ours, theirs = AdamW(a.parameters(), lr=3e-3, fused=True), torch.optim.AdamW(b.parameters(), lr=3e-3, fused=True)
+    idx = torch.randint(13, (4, 8))
+    for i in range(3):
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            model(idx, idx)[1].backward()
+            if i == 1:  # the head's bias sits this step out: every other count moves, its own does not
+                model.lm_head.bias.grad = None
+            opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert ours.state[a.lm_head.bias]["step"].item() == 2.0 and ours.state[a.tok_emb.weight]["step"].item() == 3.0
+
+
 def test_training_sampling_and_evaluating_on_a_cpu_never_import_torchdynamo(tmp_path):
     # torch.optim.Optimizer imports TorchDynamo on first use: 1 s and 70 MB that a CPU run does not need.
     import subprocess

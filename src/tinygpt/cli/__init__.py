@@ -80,11 +80,29 @@ def build_parser():
     return parser
 
 
-def main(argv=None) -> int:
+def command() -> int:
+    """The `tinygpt` executable and `python -m tinygpt`: `main` in a process of its own.
+
+    Python's garbage collector walks every object it tracks, and PyTorch's import leaves about 170,000 of
+    them. Freezing them once imported (`gc.freeze`: the collector leaves them alone from then on) takes
+    them out of each full collection during the run, and freezing everything at the end out of the
+    interpreter's own collections as it shuts down: a process that imported PyTorch then exits in 0.13 s
+    instead of 0.55 s on this project's 2-core machine, whatever the command. Nothing else changes: files
+    are still flushed and closed, `atexit` handlers still run. Only here, not in `main`, which tests and
+    scripts call in a process that goes on (a frozen object is never collected).
+    """
+    import gc
+
+    status = main(on_import=gc.freeze)
+    gc.freeze()
+    return status
+
+
+def main(argv=None, on_import=None) -> int:
     """Run `tinygpt ARGV...`; returns the exit status: 0, 2 for bad input, 1 when the machine refused (disk,
-    memory), 130 when interrupted."""
+    memory), 130 when interrupted. on_import: called once PyTorch is imported (`command`)."""
     try:
-        return _run(argv)
+        return _run(argv, on_import)
     except TinyGPTError as e:
         return _say(f"tinygpt: error: {e}", EXIT_USAGE)
     except TrainingInterrupted as e:
@@ -104,7 +122,7 @@ def main(argv=None) -> int:
                     "--batch-size, --block-size or --n-embd (or --n-layer)", EXIT_FAILED)
 
 
-def _run(argv) -> int:
+def _run(argv, on_import=None) -> int:
     from .args import require_run, unknown_arguments
 
     parser = build_parser()
@@ -115,6 +133,8 @@ def _run(argv) -> int:
         parser.print_help()
         return EXIT_USAGE
     _import_pytorch()
+    if on_import is not None:
+        on_import()
     require_run(args)
     return args.func(args)
 

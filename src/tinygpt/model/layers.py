@@ -25,9 +25,11 @@ class ThreadedLinear(nn.Linear):
     """
 
     def forward(self, x):  # (..., in_features) -> (..., out_features)
+        if torch.is_grad_enabled():  # training: first, as every check costs a small model's step
+            return F.linear(x, self.weight, self.bias)
         rows = x.numel() // self.in_features
         n = torch.get_num_threads()
-        if torch.is_grad_enabled() or rows > SPLIT_ROWS or n < 2 or self.out_features % n or not x.is_cpu:
+        if rows > SPLIT_ROWS or n < 2 or self.out_features % n or not x.is_cpu:
             return F.linear(x, self.weight, self.bias)
         w, b = split_weight(self.weight, self.bias, n)
         return split_product(x.reshape(rows, self.in_features), w, b).view(*x.shape[:-1], self.out_features)

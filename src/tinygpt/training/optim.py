@@ -89,39 +89,75 @@ class LeanOptimizer:
 
 class AdamW(LeanOptimizer):
     """AdamW (decoupled weight decay) with PyTorch's update kernels, fused where the device has one (a
-    LeanOptimizer, not torch.optim.AdamW: see there)."""
+    LeanOptimizer, not torch.optim.AdamW: see there).
+
+    Each parameter's state holds its step count, a 0-d tensor, as in torch.optim. The counts of the tensors
+    a step first meets are views of one tensor, so the fused path advances them all with one add instead
+    of `_foreach_add_`'s loop over them (on a CPU, 80 us a step for the rhyme model's 27 tensors: 3% of its
+    step). Checkpoints hold them as separate tensors, as before.
+    """
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
                  fused: bool = False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused))
 
+    def _start(self, params: list[torch.Tensor], fused: bool):
+        """Zero moments for parameters seen for the first time; their step counts views of one tensor."""
+        # The fused kernel reads the step count on the parameter's device.
+        counts = torch.zeros(len(params), dtype=torch.float32, device=params[0].device if fused else "cpu")
+        for p, count in zip(params, counts):
+            self.state[p] = {
+                "step": count,  # a 0-d view of counts
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            }
+
+    @staticmethod
+    def _advance(steps: list[torch.Tensor]):
+        """Add 1 to every step count: one add when they are exactly the views of one tensor (`_start`)."""
+        counts = steps[0]._base
+        if counts is not None and counts.numel() == len(steps) and all(s._base is counts for s in steps):
+            counts.add_(1)
+        else:
+            torch._foreach_add_(steps, 1)
+
+    def state_dict(self) -> dict:
+        saved = super().state_dict()
+        for state in saved["state"].values():  # views of one tensor: saved as tensors of their own
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].clone()
+        return saved
+
+    def load_state_dict(self, saved: dict):
+        super().load_state_dict(saved)
+        for group in self.param_groups:  # the restored counts of a group become views of one tensor again
+            states = [self.state.get(p) for p in group["params"]]
+            if not states or any(s is None or not torch.is_tensor(s.get("step")) for s in states):
+                continue
+            if len({(s["step"].device, s["step"].dtype) for s in states}) == 1:
+                counts = torch.stack([s["step"] for s in states])
+                for s, count in zip(states, counts):
+                    s["step"] = count
+
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p not in self.state:
-                    self.state[p] = {
-                        # The fused kernel reads the step count on the parameter's device.
-                        "step": torch.zeros((), dtype=torch.float32, device=p.device if group["fused"] else "cpu"),
-                        "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                        "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-                    }
-                state = self.state[p]
-                params.append(p)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                steps.append(state["step"])
+            fresh = [p for p in group["params"] if p.grad is not None and p not in self.state]
+            if fresh:
+                self._start(fresh, group["fused"])
+            params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            states = [self.state[p] for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs = [s["exp_avg"] for s in states]
+            exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+            steps = [s["step"] for s in states]
             beta1, beta2 = group["betas"]
             if group["fused"] and len({(p.device, p.dtype) for p in params}) == 1:
                 # The two kernels torch.optim's fused path ends in, called directly: the same update, without
                 # its per-call grouping and checks (a third of the step of a model as small as the rhyme one).
-                torch._foreach_add_(steps, 1)
+                self._advance(steps)
                 torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                                     beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                     maximize=False)
