@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -161,6 +162,8 @@ def reproduce(name: str, label: str, overrides: dict[str, str], runs_dir: Path, 
     metric = check.get("metric", "val_loss")
     if metric == "best_val_loss":
         measured = min(r["val_loss"] for r in curve if r["val_loss"] is not None)
+    elif metric == "val_loss_per_char":  # nats a character: comparable across tokenizers (char's val_loss)
+        measured = whole["bits_per_char"] * math.log(2)
     else:
         measured = last[metric]
     result = {

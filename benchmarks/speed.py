@@ -3,6 +3,7 @@
     python benchmarks/speed.py                                  # everything tinygpt-side, 3 repeats
     python benchmarks/speed.py --nanogpt-dir /path/to/nanoGPT  # and nanoGPT side by side (or $NANOGPT_DIR)
     python benchmarks/speed.py --what speedrun,sample --repeats 5
+    python benchmarks/speed.py --what budget --budget-versus speedrun-cpu        # 3 minutes, BPE against char
     python benchmarks/speed.py --what speedrun --repeats 8 --versus '{"window_schedule": "", "max_iters": 180}'
     python benchmarks/speed.py --what speedrun --repeats 8 --baseline-src OTHER_CHECKOUT/src   # code against code
     python benchmarks/speed.py --what speedrun --repeats 5 --threads 1 --baseline-src OTHER_CHECKOUT/src
@@ -14,8 +15,11 @@ validation loss is one exact pass over the whole validation split):
 
 1. time to val <= 1.88   `tinygpt train --preset speedrun-cpu`, as a subprocess: wall time of the whole
                          process (start-up, data, training, evaluations, exit) and its final val loss.
-2. best val in 3 min     `tinygpt train --preset speedrun-cpu --time-budget 3m` (--budget changes it):
-                         the final val loss and the whole process's wall time.
+2. best val in 3 min     `tinygpt train --preset speedrun-cpu-3m` (--budget changes its time budget,
+                         --budget-preset the recipe, --budget-versus adds another taking turns): the
+                         final whole-split val loss in nats a character (`tinygpt eval`'s bits per
+                         character x ln 2: its tokens are BPE's, a char run's equals its val loss),
+                         a token, and the whole process's wall time.
 3. training throughput   nanoGPT's CPU recipe shape (preset nanogpt-cpu: 4 layers, 128 wide, block 64,
                          batch 12, 2000 steps): median milliseconds per training step (steps that
                          include an evaluation left out), tokens/s, and the model FLOP rate it implies
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -103,9 +108,12 @@ def flops_per_token(n_layer: int, n_embd: int, block_size: int, vocab_size: int,
     return 6 * matmul_params + 12 * n_layer * block_size * n_embd
 
 
-def run_tinygpt(preset: str, overrides: dict, out: Path, label: str, src: str | None = None) -> dict:
+def run_tinygpt(preset: str, overrides: dict, out: Path, label: str, src: str | None = None,
+                per_char: bool = False) -> dict:
     """One training run as its own process; wall time and peak memory are that process's. src: another
-    checkout's src/ to run instead of this one's."""
+    checkout's src/ to run instead of this one's. per_char: also `tinygpt eval` the final weights, after the
+    process, for the validation loss in nats a character (val_loss_per_char: what compares across tokenizers;
+    a char run's is its val_loss)."""
     overrides = dict(overrides, out=str(out), progress=False)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", preset, json.dumps(overrides)]
     print(f"  {label}: tinygpt train --preset {preset} " +
@@ -118,8 +126,13 @@ def run_tinygpt(preset: str, overrides: dict, out: Path, label: str, src: str | 
     res = nanogpt_side._result_from_output(child["output"].replace(CHILD_MARK, nanogpt_side.RESULT_MARK), label)
     res.update(wall_s=child["wall_s"], cpu_s=child["cpu_s"], peak_rss_mb=child["peak_rss_mb"],
                load=os.getloadavg()[0])
+    if per_char:
+        ev = run_child([sys.executable, "-m", "tinygpt", "eval", str(out), "--json", "--checkpoint", "latest"],
+                       env={"PYTHONPATH": src} if src else None)
+        res["val_loss_per_char"] = json.loads(ev["output"])["bits_per_char"] * math.log(2)
     print(f"    {res['wall_s']:.1f} s wall ({res['cpu_s']:.1f} s CPU, {res['threads']} threads), val "
-          f"{res['val_loss']:.4f}, {res['steps']} steps, {res['ms_per_step_median']:.1f} ms/step, "
+          f"{res['val_loss']:.4f}" + (f" ({res['val_loss_per_char']:.4f} a character)" if per_char else "") +
+          f", {res['steps']} steps, {res['ms_per_step_median']:.1f} ms/step, "
           f"peak {res['peak_rss_mb']:.0f} MB, load {res['load']:.1f}", flush=True)
     return res
 
@@ -239,11 +252,17 @@ def format_table(report: dict) -> str:
     bd = t.get("budget")
     if bd:
         ng_tr = ng.get("train")
-        rows.append((f"2. best val in {report['budget']} (whole split)", fmt(bd["val_loss"], ".4f"),
+        rows.append((f"2. best val in {report['budget']}, a character (whole split)",
+                     fmt(bd["val_loss_per_char"], ".4f"),
                      fmt(ng_tr and ng_tr.get("val_loss_full"), ".4f") + (
                          f" @{ng_tr['wall_s']:.0f}s" if ng_tr else ""), f"<= {TARGETS['budget_loss']:g}",
-                     verdict(bd["val_loss"] <= TARGETS["budget_loss"])))
-        rows.append(("   wall / CPU seconds of that run", f"{bd['wall_s']:.1f} / {bd['cpu_s']:.1f}", "", "", ""))
+                     verdict(bd["val_loss_per_char"] <= TARGETS["budget_loss"])))
+        rows.append((f"   {bd['preset']}: val a token; wall / CPU seconds", f"{bd['val_loss']:.4f}; "
+                     f"{bd['wall_s']:.1f} / {bd['cpu_s']:.1f}", "", "", ""))
+        bv = t.get("budget_versus")
+        if bv:
+            rows.append((f"   {bv['preset']}, taking turns: a character", fmt(bv["val_loss_per_char"], ".4f"), "", "",
+                         ""))
     tp = t.get("throughput")
     if tp:
         ng_tr = ng.get("train")
@@ -301,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated figures to measure (default: all of {','.join(WHAT)})")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; medians are reported (default 3)")
     p.add_argument("--budget", default="3m", help="time budget of figure 2 (default 3m)")
+    p.add_argument("--budget-preset", default="speedrun-cpu-3m",
+                   help="the recipe figure 2 trains for --budget (default speedrun-cpu-3m)")
+    p.add_argument("--budget-versus", default=None, metavar="PRESET",
+                   help="figure 2: also train this preset for --budget, taking turns (e.g. speedrun-cpu)")
     p.add_argument("--sample-tokens", type=int, default=200, help="new tokens per generation (default 200)")
     p.add_argument("--nanogpt-sample-repeats", type=int, default=1,
                    help="timed nanoGPT generations per batch size; batch 64 takes minutes each (default 1)")
@@ -383,10 +406,20 @@ def main(argv=None) -> int:
             t["speedrun_baseline"] = {"src": str(Path(args.baseline_src).resolve()), "runs": baseline,
                                       **{k: median(baseline, k) for k in ("wall_s", "cpu_s", "val_loss")}}
     if "budget" in what:
-        print(f"2. best val in {args.budget}: speedrun-cpu --time-budget {args.budget}", flush=True)
+        presets = [args.budget_preset] + ([args.budget_versus] if args.budget_versus else [])
+        print(f"2. best val in {args.budget}: {' and '.join(presets)} --time-budget {args.budget}"
+              + (", taking turns" if len(presets) > 1 else ""), flush=True)
         over = dict(quick) if args.quick else {"time_budget": args.budget}
-        runs = [run_tinygpt("speedrun-cpu", over, out_dir(), f"run {i + 1}") for i in range(args.repeats)]
-        t["budget"] = {"runs": runs, **{k: median(runs, k) for k in ("wall_s", "cpu_s", "val_loss")}}
+        runs = {name: [] for name in presets}
+        for i in range(args.repeats):
+            for name in presets:
+                runs[name].append(run_tinygpt(name, over, out_dir(), f"{name}, run {i + 1}", per_char=True))
+        keys = ("wall_s", "cpu_s", "val_loss", "val_loss_per_char")
+        t["budget"] = {"preset": args.budget_preset, "runs": runs[args.budget_preset],
+                       **{k: median(runs[args.budget_preset], k) for k in keys}}
+        if args.budget_versus:
+            t["budget_versus"] = {"preset": args.budget_versus, "runs": runs[args.budget_versus],
+                                  **{k: median(runs[args.budget_versus], k) for k in keys}}
     if "throughput" in what:
         print("3/6. nanoGPT's CPU recipe shape: preset nanogpt-cpu", flush=True)
         over = dict(quick, eval_interval=250, sample_tokens=0)

@@ -528,6 +528,34 @@ def test_the_speedrun_presets_are_valid_and_use_the_levers(name):
         assert train.dtype == "auto"  # bfloat16 autocast on a GPU that has it
 
 
+def test_the_three_minute_recipe_is_the_speedrun_on_bpe_tokens_for_a_time_budget():
+    doc = load_preset("speedrun-cpu-3m")
+    model, train = build_configs(doc["settings"])
+    fast_model, fast_train = build_configs(load_preset("speedrun-cpu")["settings"])
+    assert train.tokenizer == "bpe" and train.vocab_size == 512
+    assert train.time_budget == "3m" and train.max_iters == 0  # the budget alone decides when to stop
+    assert train.optimizer == fast_train.optimizer and train.window_stages() == fast_train.window_stages()
+    assert (model.n_layer, model.pos_emb, model.activation) == (fast_model.n_layer, "rope", "relu2")
+    # Judged a character, not a token: a BPE token's loss does not compare with a character's.
+    assert doc["check"]["metric"] == "val_loss_per_char" and doc["check"]["max"] == 1.50
+
+
+def test_the_three_minute_recipe_trains_and_is_scored_a_character(shakespeare_file, tmp_path, capsys):
+    from tinygpt.cli import main
+
+    settings = dict(load_preset("speedrun-cpu-3m")["settings"], time_budget="", max_iters=2, n_embd=32, n_head=2,
+                    eval_max_tokens=256, threads=1, progress=False, sample_tokens=0)
+    result = tinygpt.train(out=str(tmp_path / "run"), **settings)
+    assert result.step == 2 and math.isfinite(result.val_loss)
+    assert main(["eval", str(tmp_path / "run"), "--json", "--checkpoint", "latest"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    # benchmarks/reproduce.py's val_loss_per_char: nats a character, the loss of the split's tokens spread over
+    # the characters they stand for (about two each).
+    per_char = scored["bits_per_char"] * math.log(2)
+    assert per_char == pytest.approx(scored["loss"] * scored["tokens"] / scored["characters"], rel=1e-6)
+    assert 1.5 < scored["characters"] / scored["tokens"] < 2.5
+
+
 def test_the_gpu_speedrun_recipe_trains_on_a_cpu_without_compile(shakespeare_file, tmp_path):
     settings = dict(load_preset("speedrun-gpu")["settings"], compile=False, device="cpu", max_iters=3,
                     time_budget="", n_layer=1, n_embd=24, block_size=32, batch_size=4, eval_max_tokens=256,

@@ -204,7 +204,7 @@ class Trainer:
             with self.train_model.no_sync() if not sync and not self.sharded else contextlib.nullcontext():
                 with self.runtime.autocast():
                     loss = self.objective.loss(self.train_model, batch)
-                (loss / cfg.grad_accum).backward()
+                (loss / cfg.grad_accum if cfg.grad_accum > 1 else loss).backward()  # one op less a step
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.trained.parameters(), cfg.grad_clip)
         self.optimizer.step()
