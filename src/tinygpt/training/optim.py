@@ -102,15 +102,19 @@ class AdamW(LeanOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused))
 
     def _start(self, params: list[torch.Tensor], fused: bool):
-        """Zero moments for parameters seen for the first time; their step counts views of one tensor."""
-        # The fused kernel reads the step count on the parameter's device.
-        counts = torch.zeros(len(params), dtype=torch.float32, device=params[0].device if fused else "cpu")
-        for p, count in zip(params, counts):
-            self.state[p] = {
-                "step": count,  # a 0-d view of counts
-                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-            }
+        """Zero moments for parameters seen for the first time; their step counts views of one tensor (one
+        per device: the fused kernel reads a parameter's count on the parameter's device, the others on the CPU)."""
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for p in params:
+            by_device.setdefault(p.device if fused else torch.device("cpu"), []).append(p)
+        for device, same in by_device.items():
+            counts = torch.zeros(len(same), dtype=torch.float32, device=device)
+            for p, count in zip(same, counts):
+                self.state[p] = {
+                    "step": count,  # a 0-d view of counts
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
 
     @staticmethod
     def _advance(steps: list[torch.Tensor]):
