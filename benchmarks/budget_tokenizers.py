@@ -69,16 +69,20 @@ def main(argv=None):
     text = text_path().read_text()
     results = {}
     for spec in args.variants.split(";"):
+        if ":" not in spec:
+            raise SystemExit(f"budget_tokenizers: a variant is NAME:FLAGS (FLAGS may be empty), got {spec!r}")
         name, flags = spec.split(":", 1)
         out = runs_dir / name
-        cmd = [sys.executable, "-m", "tinygpt", "train", "--preset", "speedrun-cpu", "--time-budget", args.budget,
-               "--out", str(out), "--overwrite", "--no-progress", *flags.split()]
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         if not args.scored_only:
+            cmd = [sys.executable, "-m", "tinygpt", "train", "--preset", "speedrun-cpu", "--time-budget",
+                   args.budget, "--out", str(out), "--overwrite", "--no-progress", *flags.split()]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if done.returncode:
                 raise SystemExit(f"{name} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+        elif not (out / "metrics.jsonl").is_file():
+            raise SystemExit(f"budget_tokenizers: --scored-only, but {out} holds no run")
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         config = json.loads((out / "config.json").read_text())
         results[name] = {"flags": flags, "load_before": None if args.scored_only else load,

@@ -129,6 +129,8 @@ def run_tinygpt(preset: str, overrides: dict, out: Path, label: str, src: str | 
     if per_char:
         ev = run_child([sys.executable, "-m", "tinygpt", "eval", str(out), "--json", "--checkpoint", "latest"],
                        env={"PYTHONPATH": src} if src else None)
+        if ev["rc"] != 0:
+            raise SystemExit(f"speed: scoring {label} a character failed:\n{ev['output'][-2000:]}")
         res["val_loss_per_char"] = json.loads(ev["output"])["bits_per_char"] * math.log(2)
     print(f"    {res['wall_s']:.1f} s wall ({res['cpu_s']:.1f} s CPU, {res['threads']} threads), val "
           f"{res['val_loss']:.4f}" + (f" ({res['val_loss_per_char']:.4f} a character)" if per_char else "") +
